@@ -94,12 +94,7 @@ impl Modes {
     /// The security modes present in `self`, in the order of preference of a client that
     /// wants the most protection: encrypted, authenticated, mixed, open.
     pub fn security_modes(self, protocol: Protocol) -> impl Iterator<Item = SecurityMode> {
-        [
-            SecurityMode::Encrypted,
-            SecurityMode::Authenticated,
-            SecurityMode::Mixed,
-            SecurityMode::Open,
-        ]
+        SecurityMode::all()
         .into_iter()
         .filter(move |m| m.available(protocol) && self.contains(m.bit()))
     }
@@ -153,6 +148,11 @@ pub enum SecurityMode {
 }
 
 impl SecurityMode {
+    /// Every security mode, most protective first.
+    pub const fn all() -> [Self; 4] {
+        [Self::Encrypted, Self::Authenticated, Self::Mixed, Self::Open]
+    }
+
     /// The mode's bit.
     pub const fn bit(self) -> Modes {
         match self {

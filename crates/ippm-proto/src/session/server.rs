@@ -1,0 +1,607 @@
+//! The server side of an OWAMP-Control or TWAMP-Control connection.
+//!
+//! Call order (see the [module docs](super)): [`Server::new`], then `poll_transmit` (the
+//! Server Greeting is ready at once), `handle_input` for every read, `poll_event` after each
+//! call. Requests that need a decision (a session request, Start-Sessions, Fetch-Session, the
+//! RFC 5938 commands) surface as events and hold further input until the application answers
+//! with [`Server::accept_session`], [`Server::reject_session`], [`Server::start_ack`],
+//! [`Server::fetch_reply`], [`Server::start_n_ack`] or [`Server::stop_n_ack`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::codepoints::{Accept, Command, Modes, Protocol, SecurityMode};
+use crate::crypto::{self, SessionKeys, TestKeys};
+use crate::time::Timestamp;
+use crate::wire::owamp::{
+    AcceptSessionRepr, DataRecord, FetchAckRepr, FetchSessionRepr, RequestSessionRepr,
+    SkipRange, StartAckRepr, StopSessionsRepr,
+};
+use crate::wire::setup::{ServerGreetingRepr, ServerStartRepr, SetUpResponseRepr};
+use crate::wire::twamp::{
+    RequestTwSessionRepr, StartNAckRepr, StartNSessionsRepr, StopNAckRepr, StopNSessionsRepr,
+};
+
+use super::channel::Channel;
+use super::{Error, KeyIdentity, PEER_CLOSED_MID_MESSAGE, SecretStore};
+
+/// What a server offers and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Modes advertised in the greeting: security modes and, for TWAMP, the extension bits
+    /// (individual session control, reflect octets, symmetrical size) and the IKEv2-derived
+    /// bit. A Set-Up-Response may choose only from these.
+    pub modes: Modes,
+    /// PBKDF2 iteration count sent in the greeting (a power of 2, at least 1024).
+    pub count: u32,
+    /// Where passphrases and IKEv2-derived secrets are looked up.
+    pub secrets: Arc<dyn SecretStore>,
+    /// When this server instance started (Server-Start's Start-Time).
+    pub start_time: Timestamp,
+    /// How long a client may take from connecting to a complete Set-Up-Response.
+    pub setup_timeout: Duration,
+    /// How long the connection may stay without input once set up (RFC 5357 SERVWAIT,
+    /// default 900 s). The caller extends it with [`Server::note_activity`] while test
+    /// packets flow.
+    pub idle_timeout: Duration,
+    /// The most sessions one control connection may request.
+    pub max_sessions: usize,
+}
+
+impl ServerConfig {
+    /// A configuration advertising `modes`, with the RFC's defaults elsewhere.
+    pub fn new(modes: Modes, secrets: Arc<dyn SecretStore>, start_time: Timestamp) -> Self {
+        Self {
+            modes,
+            count: 2048,
+            secrets,
+            start_time,
+            setup_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(900),
+            max_sessions: 64,
+        }
+    }
+}
+
+/// The randomness one server connection needs (from a CSPRNG, supplied by the caller).
+#[derive(Debug, Clone)]
+pub struct ServerRandom {
+    /// The greeting's Challenge.
+    pub challenge: [u8; 16],
+    /// The greeting's Salt.
+    pub salt: [u8; 16],
+    /// The Server-IV of Server-Start.
+    pub server_iv: [u8; 16],
+}
+
+/// What a server connection reports to the application.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The Set-Up-Response was accepted and Server-Start sent.
+    Established {
+        /// The security mode chosen.
+        mode: SecurityMode,
+        /// Other bits the client set (TWAMP extensions, IKEv2-derived).
+        extensions: Modes,
+        /// Who the client is, in the protected modes.
+        identity: Option<KeyIdentity>,
+    },
+    /// OWAMP Request-Session: answer with `accept_session` or `reject_session`.
+    RequestSession(RequestSessionRepr),
+    /// TWAMP Request-TW-Session: answer with `accept_session` or `reject_session`.
+    RequestTwSession(RequestTwSessionRepr),
+    /// Start-Sessions: answer with `start_ack`.
+    StartSessions,
+    /// Stop-Sessions from the client.
+    StopSessions(StopSessionsRepr),
+    /// OWAMP Fetch-Session: answer with `fetch_reply`.
+    FetchSession(FetchSessionRepr),
+    /// RFC 5938 Start-N-Sessions: answer with `start_n_ack`.
+    StartNSessions(Vec<[u8; 16]>),
+    /// RFC 5938 Stop-N-Sessions: answer with `stop_n_ack`.
+    StopNSessions(Vec<[u8; 16]>),
+}
+
+/// The data of a positive Fetch-Session answer (RFC 4656 §3.9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchReply {
+    /// Whether the session has ended (Finished = 1) and the records are final.
+    pub finished: bool,
+    /// The next sequence number the sender would have sent (meaningful when finished).
+    pub next_seqno: u32,
+    /// The session's Request-Session, as it was accepted (with the receiver port filled in).
+    pub request: RequestSessionRepr,
+    /// Ranges the sender skipped (from its Stop-Sessions).
+    pub skip_ranges: Vec<SkipRange>,
+    /// The records asked for.
+    pub records: Vec<DataRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    ExpectSetUpResponse,
+    ExpectCommand,
+    AwaitSessionDecision,
+    AwaitStartAck,
+    AwaitFetchReply,
+    /// Start-N-Sessions is being answered; these SIDs still need an ack.
+    AwaitStartNAck(Vec<[u8; 16]>),
+    /// Stop-N-Sessions is being answered; these SIDs still need an ack.
+    AwaitStopNAck(Vec<[u8; 16]>),
+    Closed,
+}
+
+/// One server control connection. See the [module docs](self) for the call order.
+#[derive(Debug)]
+pub struct Server {
+    protocol: Protocol,
+    config: Arc<ServerConfig>,
+    random: ServerRandom,
+    state: State,
+    chan: Channel,
+    events: VecDeque<ServerEvent>,
+    mode: Option<SecurityMode>,
+    keys: Option<SessionKeys>,
+    sessions: Vec<[u8; 16]>,
+    deadline: Instant,
+}
+
+impl Server {
+    /// A new connection; the Server Greeting is queued at once.
+    pub fn new(
+        protocol: Protocol,
+        config: Arc<ServerConfig>,
+        random: ServerRandom,
+        now: Instant,
+    ) -> Self {
+        let mut chan = Channel::new();
+        let greeting = ServerGreetingRepr {
+            modes: config.modes,
+            challenge: random.challenge,
+            salt: random.salt,
+            count: config.count,
+        };
+        chan.send_clear(&greeting.to_vec());
+        let deadline = now + config.setup_timeout;
+        Self {
+            protocol,
+            config,
+            random,
+            state: State::ExpectSetUpResponse,
+            chan,
+            events: VecDeque::new(),
+            mode: None,
+            keys: None,
+            sessions: Vec::new(),
+            deadline,
+        }
+    }
+
+    /// Feeds octets read from the connection.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), Error> {
+        if self.state == State::Closed {
+            return Err(Error::Closed);
+        }
+        if self.state != State::ExpectSetUpResponse {
+            self.deadline = now + self.config.idle_timeout;
+        }
+        let r = self.chan.receive(data).and_then(|()| self.process());
+        self.fail_on_err(r)
+    }
+
+    /// Octets to write to the connection, in order.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.chan.take_output()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called, unless input comes first.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state != State::Closed).then_some(self.deadline)
+    }
+
+    /// Closes the connection with [`Error::Timeout`] once the deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        if self.state == State::Closed || now < self.deadline {
+            return Ok(());
+        }
+        let what = if self.state == State::ExpectSetUpResponse {
+            "Set-Up-Response"
+        } else {
+            "any control or test traffic (SERVWAIT)"
+        };
+        self.state = State::Closed;
+        Err(Error::Timeout(what))
+    }
+
+    /// Pushes the idle deadline out: test packets are flowing for this connection's sessions.
+    pub fn note_activity(&mut self, now: Instant) {
+        if !matches!(self.state, State::ExpectSetUpResponse | State::Closed) {
+            self.deadline = self.deadline.max(now + self.config.idle_timeout);
+        }
+    }
+
+    /// Reports that the peer closed its side of the connection. A close in the middle of a
+    /// message is [`WireError::Truncated`](crate::WireError::Truncated).
+    pub fn handle_close(&mut self) -> Result<(), Error> {
+        let was_closed = self.is_closed();
+        let partial = self.chan.has_pending_input();
+        self.close();
+        if partial && !was_closed {
+            return Err(Error::Wire(crate::WireError::Truncated(PEER_CLOSED_MID_MESSAGE)));
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is finished (after an error or a refusal).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// The security mode, once established.
+    pub fn mode(&self) -> Option<SecurityMode> {
+        self.mode
+    }
+
+    /// The test-session keys for `sid` (RFC 4656 §4.1.2), in the protected modes.
+    pub fn test_keys(&self, sid: &[u8; 16]) -> Option<TestKeys> {
+        self.keys.as_ref().map(|k| TestKeys::derive(k, sid))
+    }
+
+    /// The SIDs accepted on this connection so far.
+    pub fn sessions(&self) -> &[[u8; 16]] {
+        &self.sessions
+    }
+
+    /// Accepts the pending session request with this SID and port (the receiver port for
+    /// OWAMP sessions where the server receives and TWAMP, the sender port for OWAMP sessions
+    /// where the server sends).
+    pub fn accept_session(&mut self, sid: [u8; 16], port: u16) -> Result<(), Error> {
+        self.expect_state(State::AwaitSessionDecision, "accept_session")?;
+        self.send_accept_session(Accept::Ok, port, sid);
+        self.sessions.push(sid);
+        self.resume()
+    }
+
+    /// Refuses the pending session request.
+    pub fn reject_session(&mut self, accept: Accept) -> Result<(), Error> {
+        self.expect_state(State::AwaitSessionDecision, "reject_session")?;
+        if accept.is_ok() {
+            return Err(Error::InvalidCommand("reject_session with Accept = 0"));
+        }
+        self.send_accept_session(accept, 0, [0; 16]);
+        self.resume()
+    }
+
+    /// Answers Start-Sessions.
+    pub fn start_ack(&mut self, accept: Accept) -> Result<(), Error> {
+        self.expect_state(State::AwaitStartAck, "start_ack")?;
+        let msg = StartAckRepr { accept }.to_vec();
+        self.chan.send(msg, &[StartAckRepr::HMAC_OFFSET]);
+        self.resume()
+    }
+
+    /// Sends Stop-Sessions (OWAMP: for the sessions this server sends, once they end).
+    pub fn stop_sessions(&mut self, stop: &StopSessionsRepr) -> Result<(), Error> {
+        if matches!(self.state, State::ExpectSetUpResponse | State::Closed) {
+            return Err(Error::InvalidCommand("stop_sessions"));
+        }
+        let msg = stop.to_vec();
+        let at = msg.len() - crate::wire::HMAC_LEN;
+        self.chan.send(msg, &[at]);
+        Ok(())
+    }
+
+    /// Answers Fetch-Session: `Ok(reply)` sends Fetch-Ack with Accept 0 and the data,
+    /// `Err(accept)` a refusal.
+    pub fn fetch_reply(&mut self, reply: Result<FetchReply, Accept>) -> Result<(), Error> {
+        self.expect_state(State::AwaitFetchReply, "fetch_reply")?;
+        match reply {
+            Err(accept) => {
+                let ack = FetchAckRepr {
+                    accept: if accept.is_ok() { Accept::Failure } else { accept },
+                    finished: false,
+                    next_seqno: 0,
+                    num_skip_ranges: 0,
+                    num_records: 0,
+                };
+                self.chan.send(ack.to_vec(), &[FetchAckRepr::HMAC_OFFSET]);
+            }
+            Ok(r) => {
+                let ack = FetchAckRepr {
+                    accept: Accept::Ok,
+                    finished: r.finished,
+                    next_seqno: r.next_seqno,
+                    num_skip_ranges: u32::try_from(r.skip_ranges.len())
+                        .map_err(|_| Error::Limit("skip ranges"))?,
+                    num_records: u32::try_from(r.records.len())
+                        .map_err(|_| Error::Limit("records"))?,
+                };
+                self.chan.send(ack.to_vec(), &[FetchAckRepr::HMAC_OFFSET]);
+                let req = r.request.to_vec();
+                let offsets = RequestSessionRepr::hmac_offsets(req.len());
+                self.chan.send(req, &offsets);
+                let skips = crate::wire::owamp::emit_skip_ranges(&r.skip_ranges);
+                let at = skips.len() - crate::wire::HMAC_LEN;
+                self.chan.send(skips, &[at]);
+                let recs = crate::wire::owamp::emit_records(&r.records);
+                let at = recs.len() - crate::wire::HMAC_LEN;
+                self.chan.send(recs, &[at]);
+            }
+        }
+        self.resume()
+    }
+
+    /// Answers RFC 5938 Start-N-Sessions for some or all of its SIDs (one call per Accept
+    /// value, RFC 5938 §3.3); input is held until every SID has been answered.
+    pub fn start_n_ack(&mut self, accept: Accept, sids: Vec<[u8; 16]>) -> Result<(), Error> {
+        let State::AwaitStartNAck(pending) = &mut self.state else {
+            return Err(Error::InvalidCommand("start_n_ack"));
+        };
+        if sids.is_empty() || !super::remove_acked(pending, &sids) {
+            return Err(Error::InvalidCommand("ack for a SID that was not requested"));
+        }
+        let done = pending.is_empty();
+        let msg = StartNAckRepr { accept, sids }.to_vec();
+        let at = msg.len() - crate::wire::HMAC_LEN;
+        self.chan.send(msg, &[at]);
+        if done { self.resume() } else { Ok(()) }
+    }
+
+    /// Answers RFC 5938 Stop-N-Sessions, like [`Server::start_n_ack`].
+    pub fn stop_n_ack(&mut self, accept: Accept, sids: Vec<[u8; 16]>) -> Result<(), Error> {
+        let State::AwaitStopNAck(pending) = &mut self.state else {
+            return Err(Error::InvalidCommand("stop_n_ack"));
+        };
+        if sids.is_empty() || !super::remove_acked(pending, &sids) {
+            return Err(Error::InvalidCommand("ack for a SID that was not requested"));
+        }
+        let done = pending.is_empty();
+        let msg = StopNAckRepr { accept, sids }.to_vec();
+        let at = msg.len() - crate::wire::HMAC_LEN;
+        self.chan.send(msg, &[at]);
+        if done { self.resume() } else { Ok(()) }
+    }
+
+    fn expect_state(&self, want: State, what: &'static str) -> Result<(), Error> {
+        if self.state == want { Ok(()) } else { Err(Error::InvalidCommand(what)) }
+    }
+
+    fn resume(&mut self) -> Result<(), Error> {
+        self.state = State::ExpectCommand;
+        let r = self.process();
+        self.fail_on_err(r)
+    }
+
+    fn close(&mut self) {
+        self.state = State::Closed;
+    }
+
+    fn fail_on_err(&mut self, r: Result<(), Error>) -> Result<(), Error> {
+        if r.is_err() {
+            self.state = State::Closed;
+        }
+        r
+    }
+
+    fn send_accept_session(&mut self, accept: Accept, port: u16, sid: [u8; 16]) {
+        let msg = AcceptSessionRepr { accept, port, sid }.to_vec();
+        self.chan.send(msg, &[AcceptSessionRepr::HMAC_OFFSET]);
+    }
+
+    /// Refuses the connection: Server-Start with a non-zero Accept, in clear with zero IV and
+    /// Start-Time (RFC 4656 §3.1; perfSONAR does the same), then close.
+    fn refuse(&mut self, accept: Accept, err: Error) -> Result<(), Error> {
+        let start = ServerStartRepr { accept, server_iv: [0; 16], start_time: Timestamp::ZERO };
+        self.chan.send_clear(&start.to_vec());
+        Err(err)
+    }
+
+    fn process(&mut self) -> Result<(), Error> {
+        loop {
+            let progressed = match self.state {
+                State::ExpectSetUpResponse => self.read_set_up_response()?,
+                State::ExpectCommand => self.read_command()?,
+                _ => false,
+            };
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn read_set_up_response(&mut self) -> Result<bool, Error> {
+        if self.chan.available().len() < SetUpResponseRepr::LEN {
+            return Ok(false);
+        }
+        let msg = self.chan.consume_clear(SetUpResponseRepr::LEN);
+        let resp = SetUpResponseRepr::parse(&msg)?;
+        let chosen = resp.mode;
+        if chosen.is_empty() {
+            return Err(Error::ClientDeclined);
+        }
+        let advertised = self.config.modes;
+        let Some(mode) = SecurityMode::from_selected(self.protocol, chosen) else {
+            return self.refuse(Accept::NotSupported, Error::UnsupportedMode { chosen, advertised });
+        };
+        if !advertised.contains(chosen) {
+            return self.refuse(Accept::NotSupported, Error::UnsupportedMode { chosen, advertised });
+        }
+        let ike_bit = Modes::ikev2_derived(self.protocol);
+        let extensions = chosen & !Modes::security_bits(self.protocol);
+        let mut identity = None;
+        let mut server_iv = [0u8; 16];
+        if mode.needs_secret() {
+            let id = if chosen.contains(ike_bit) {
+                let (spi_i, spi_r) = resp.key_id.spis();
+                KeyIdentity::Ike { spi_i, spi_r }
+            } else {
+                KeyIdentity::Name(resp.key_id.identity().to_vec())
+            };
+            let secret = match &id {
+                KeyIdentity::Ike { spi_i, spi_r } => {
+                    match self.config.secrets.ike_secret(*spi_i, *spi_r) {
+                        Some(s) => s,
+                        None => {
+                            let err = Error::UnknownIkeSa { spi_i: *spi_i, spi_r: *spi_r };
+                            return self.refuse(Accept::NoIkeSa, err);
+                        }
+                    }
+                }
+                KeyIdentity::Name(name) => match self.config.secrets.passphrase(name) {
+                    Some(s) => s,
+                    None => return self.refuse(Accept::Failure, Error::AuthenticationFailed),
+                },
+            };
+            let key = match crypto::derive_key(
+                secret.expose(),
+                &self.random.salt,
+                self.config.count,
+                u32::MAX,
+            ) {
+                Ok(k) => k,
+                Err(_) => return self.refuse(Accept::InternalError, Error::Internal("PBKDF2")),
+            };
+            let (challenge, keys) = crypto::decrypt_token(&key, &resp.token);
+            if !crypto::ct_eq(&challenge, &self.random.challenge) {
+                return self.refuse(Accept::Failure, Error::AuthenticationFailed);
+            }
+            server_iv = self.random.server_iv;
+            self.chan.install_opener(&keys, resp.client_iv);
+            self.chan.install_sealer(&keys, server_iv);
+            self.keys = Some(keys);
+            identity = Some(id);
+        }
+        let start =
+            ServerStartRepr { accept: Accept::Ok, server_iv, start_time: self.config.start_time }
+                .to_vec();
+        // Octets 0..32 are clear; 32..48 are the first block of the server's CBC stream and
+        // are covered by the first HMAC of the next message (RFC 4656 §3.4; captures item 1).
+        self.chan.send_clear(&start[..32]);
+        self.chan.send_covered(start[32..].to_vec());
+        self.mode = Some(mode);
+        self.state = State::ExpectCommand;
+        self.events.push_back(ServerEvent::Established { mode, extensions, identity });
+        Ok(true)
+    }
+
+    fn read_command(&mut self) -> Result<bool, Error> {
+        let avail = self.chan.available();
+        let Some(&first) = avail.first() else {
+            return Ok(false);
+        };
+        let cmd = Command::from(first);
+        let expected = match self.protocol {
+            Protocol::Owamp => "Request-Session, Start-Sessions, Stop-Sessions or Fetch-Session",
+            Protocol::Twamp => {
+                "Request-TW-Session, Start-Sessions, Stop-Sessions, Start-N-Sessions or \
+                 Stop-N-Sessions"
+            }
+        };
+        let individual =
+            self.config.modes.contains(Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL);
+        match (self.protocol, cmd) {
+            (Protocol::Owamp, Command::RequestSession) => {
+                let need = match RequestSessionRepr::required_len(avail) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Too many slots (or a broken header): answer with an Accept code so
+                        // the client knows why, then close; the rest of the message is not
+                        // worth reading.
+                        self.send_accept_session(Accept::PermanentResourceLimitation, 0, [0; 16]);
+                        return Err(e.into());
+                    }
+                };
+                if avail.len() < need {
+                    return Ok(false);
+                }
+                let offsets = RequestSessionRepr::hmac_offsets(need);
+                let msg = self.chan.consume(need, &offsets)?;
+                let req = RequestSessionRepr::parse(&msg)?;
+                self.state = State::AwaitSessionDecision;
+                if self.sessions.len() >= self.config.max_sessions {
+                    return self.reject_for_limit();
+                }
+                self.events.push_back(ServerEvent::RequestSession(req));
+            }
+            (Protocol::Twamp, Command::RequestTwSession) => {
+                if avail.len() < RequestTwSessionRepr::LEN {
+                    return Ok(false);
+                }
+                let msg = self
+                    .chan
+                    .consume(RequestTwSessionRepr::LEN, &[RequestTwSessionRepr::HMAC_OFFSET])?;
+                let req = RequestTwSessionRepr::parse(&msg)?;
+                self.state = State::AwaitSessionDecision;
+                if self.sessions.len() >= self.config.max_sessions {
+                    return self.reject_for_limit();
+                }
+                self.events.push_back(ServerEvent::RequestTwSession(req));
+            }
+            (_, Command::StartSessions) => {
+                use crate::wire::owamp::StartSessionsRepr;
+                if avail.len() < StartSessionsRepr::LEN {
+                    return Ok(false);
+                }
+                let msg =
+                    self.chan.consume(StartSessionsRepr::LEN, &[StartSessionsRepr::HMAC_OFFSET])?;
+                StartSessionsRepr::parse(&msg)?;
+                self.state = State::AwaitStartAck;
+                self.events.push_back(ServerEvent::StartSessions);
+            }
+            (_, Command::StopSessions) => {
+                let need = StopSessionsRepr::required_len(avail)?;
+                if avail.len() < need {
+                    return Ok(false);
+                }
+                let msg = self.chan.consume(need, &[need - crate::wire::HMAC_LEN])?;
+                let stop = StopSessionsRepr::parse(&msg)?;
+                self.events.push_back(ServerEvent::StopSessions(stop));
+            }
+            (Protocol::Owamp, Command::FetchSession) => {
+                if avail.len() < FetchSessionRepr::LEN {
+                    return Ok(false);
+                }
+                let msg =
+                    self.chan.consume(FetchSessionRepr::LEN, &[FetchSessionRepr::HMAC_OFFSET])?;
+                let fetch = FetchSessionRepr::parse(&msg)?;
+                self.state = State::AwaitFetchReply;
+                self.events.push_back(ServerEvent::FetchSession(fetch));
+            }
+            (Protocol::Twamp, Command::StartNSessions) if individual => {
+                let need = StartNSessionsRepr::required_len(avail)?;
+                if avail.len() < need {
+                    return Ok(false);
+                }
+                let msg = self.chan.consume(need, &[need - crate::wire::HMAC_LEN])?;
+                let start = StartNSessionsRepr::parse(&msg)?;
+                self.state = State::AwaitStartNAck(start.sids.clone());
+                self.events.push_back(ServerEvent::StartNSessions(start.sids));
+            }
+            (Protocol::Twamp, Command::StopNSessions) if individual => {
+                let need = StopNSessionsRepr::required_len(avail)?;
+                if avail.len() < need {
+                    return Ok(false);
+                }
+                let msg = self.chan.consume(need, &[need - crate::wire::HMAC_LEN])?;
+                let stop = StopNSessionsRepr::parse(&msg)?;
+                self.state = State::AwaitStopNAck(stop.sids.clone());
+                self.events.push_back(ServerEvent::StopNSessions(stop.sids));
+            }
+            (_, got) => return Err(Error::UnexpectedMessage { expected, got }),
+        }
+        Ok(true)
+    }
+
+    fn reject_for_limit(&mut self) -> Result<bool, Error> {
+        self.send_accept_session(Accept::TemporaryResourceLimitation, 0, [0; 16]);
+        self.state = State::ExpectCommand;
+        Ok(true)
+    }
+}
