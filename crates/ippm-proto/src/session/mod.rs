@@ -28,8 +28,8 @@ use crate::crypto::CryptoError;
 use crate::wire::setup::KeyId;
 use crate::WireError;
 
-pub use client::{Client, ClientConfig, ClientEvent, ClientRandom, IkeCredential};
-pub use server::{Server, ServerConfig, ServerEvent, ServerRandom};
+pub use client::{Client, ClientConfig, ClientEvent, ClientRandom, FetchResult, IkeCredential};
+pub use server::{FetchReply, Server, ServerConfig, ServerEvent, ServerRandom};
 
 /// Why a control session failed. Every variant ends the control connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
