@@ -95,8 +95,8 @@ impl Modes {
     /// wants the most protection: encrypted, authenticated, mixed, open.
     pub fn security_modes(self, protocol: Protocol) -> impl Iterator<Item = SecurityMode> {
         SecurityMode::all()
-        .into_iter()
-        .filter(move |m| m.available(protocol) && self.contains(m.bit()))
+            .into_iter()
+            .filter(move |m| m.available(protocol) && self.contains(m.bit()))
     }
 }
 
@@ -150,7 +150,12 @@ pub enum SecurityMode {
 impl SecurityMode {
     /// Every security mode, most protective first.
     pub const fn all() -> [Self; 4] {
-        [Self::Encrypted, Self::Authenticated, Self::Mixed, Self::Open]
+        [
+            Self::Encrypted,
+            Self::Authenticated,
+            Self::Mixed,
+            Self::Open,
+        ]
     }
 
     /// The mode's bit.
@@ -349,9 +354,18 @@ mod tests {
     #[test]
     fn selected_mode() {
         use Protocol::*;
-        assert_eq!(SecurityMode::from_selected(Twamp, Modes(0x82)), Some(SecurityMode::Authenticated));
-        assert_eq!(SecurityMode::from_selected(Owamp, Modes(0x14)), Some(SecurityMode::Encrypted));
-        assert_eq!(SecurityMode::from_selected(Twamp, Modes(0x08)), Some(SecurityMode::Mixed));
+        assert_eq!(
+            SecurityMode::from_selected(Twamp, Modes(0x82)),
+            Some(SecurityMode::Authenticated)
+        );
+        assert_eq!(
+            SecurityMode::from_selected(Owamp, Modes(0x14)),
+            Some(SecurityMode::Encrypted)
+        );
+        assert_eq!(
+            SecurityMode::from_selected(Twamp, Modes(0x08)),
+            Some(SecurityMode::Mixed)
+        );
         assert_eq!(SecurityMode::from_selected(Owamp, Modes(0x08)), None);
         assert_eq!(SecurityMode::from_selected(Twamp, Modes(0x03)), None);
         assert_eq!(SecurityMode::from_selected(Twamp, Modes(0)), None);
@@ -362,7 +376,12 @@ mod tests {
         let got: Vec<_> = Modes(0x0f).security_modes(Protocol::Twamp).collect();
         assert_eq!(
             got,
-            [SecurityMode::Encrypted, SecurityMode::Authenticated, SecurityMode::Mixed, SecurityMode::Open]
+            [
+                SecurityMode::Encrypted,
+                SecurityMode::Authenticated,
+                SecurityMode::Mixed,
+                SecurityMode::Open
+            ]
         );
         let got: Vec<_> = Modes(0x0f).security_modes(Protocol::Owamp).collect();
         assert_eq!(got.len(), 3);

@@ -83,7 +83,11 @@ impl Timestamp {
     /// The time since the Unix epoch, or `None` for times before 1970.
     pub fn to_unix(self) -> Option<Duration> {
         let secs = u64::from(self.seconds());
-        let secs = if secs < 0x8000_0000 { secs + (1 << 32) } else { secs };
+        let secs = if secs < 0x8000_0000 {
+            secs + (1 << 32)
+        } else {
+            secs
+        };
         let unix = secs.checked_sub(NTP_UNIX_OFFSET)?;
         Some(Duration::new(unix, frac_to_nanos(self.fraction())))
     }
@@ -131,7 +135,12 @@ fn frac_to_nanos(frac: u32) -> u32 {
 
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Timestamp({:08x}.{:08x})", self.seconds(), self.fraction())
+        write!(
+            f,
+            "Timestamp({:08x}.{:08x})",
+            self.seconds(),
+            self.fraction()
+        )
     }
 }
 
@@ -276,7 +285,10 @@ mod tests {
         let t = Timestamp::new(3_900_000_000, u32::MAX);
         let d = t.to_unix().unwrap();
         assert!(d.subsec_nanos() <= 999_999_999);
-        assert_eq!(bits_to_duration(0x0000_0000_8000_0000), Duration::from_millis(500));
+        assert_eq!(
+            bits_to_duration(0x0000_0000_8000_0000),
+            Duration::from_millis(500)
+        );
         assert_eq!(duration_to_bits(Duration::from_millis(500)), 0x8000_0000);
     }
 
@@ -302,7 +314,10 @@ mod tests {
             let e = ErrorEstimate::from_duration(true, d);
             assert!(e.synchronized());
             assert!(e.seconds() >= d.as_secs_f64(), "{us}us -> {e:?}");
-            assert!(e.seconds() <= d.as_secs_f64() * 1.01 + 2f64.powi(-32), "{us}us -> {e:?}");
+            assert!(
+                e.seconds() <= d.as_secs_f64() * 1.01 + 2f64.powi(-32),
+                "{us}us -> {e:?}"
+            );
         }
     }
 }

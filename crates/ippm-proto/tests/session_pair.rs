@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ippm_proto::session::{
-    Client, ClientConfig, ClientEvent, ClientRandom, Error, IkeCredential, PassphraseStore,
-    Secret, SecretStore, Server, ServerConfig, ServerEvent, ServerRandom,
+    Client, ClientConfig, ClientEvent, ClientRandom, Error, IkeCredential, PassphraseStore, Secret,
+    SecretStore, Server, ServerConfig, ServerEvent, ServerRandom,
 };
-use ippm_proto::wire::owamp::StopSessionsRepr;
+use ippm_proto::wire::twamp::TwStopSessionsRepr;
 use ippm_proto::{Accept, Modes, Protocol, SecurityMode, Timestamp, WireError};
 
 mod common;
@@ -120,7 +120,10 @@ impl Pair {
 
 fn store() -> Arc<dyn SecretStore> {
     let mut s = PassphraseStore::new();
-    s.insert("alice", Secret::new(b"correct horse battery staple".to_vec()));
+    s.insert(
+        "alice",
+        Secret::new(b"correct horse battery staple".to_vec()),
+    );
     s.insert("bob", Secret::new(b"bob-secret".to_vec()));
     Arc::new(s)
 }
@@ -142,18 +145,29 @@ fn client_cfg(mode: SecurityMode) -> ClientConfig {
 }
 
 fn server_random() -> ServerRandom {
-    ServerRandom { challenge: [0x11; 16], salt: [0x22; 16], server_iv: [0x33; 16] }
+    ServerRandom {
+        challenge: [0x11; 16],
+        salt: [0x22; 16],
+        server_iv: [0x33; 16],
+    }
 }
 
 fn client_random() -> ClientRandom {
-    ClientRandom { client_iv: [0x44; 16], aes_key: [0x55; 16], hmac_key: [0x66; 32] }
+    ClientRandom {
+        client_iv: [0x44; 16],
+        aes_key: [0x55; 16],
+        hmac_key: [0x66; 32],
+    }
 }
 
 const ALL_TWAMP: Modes = Modes(0xff & !0x80);
 const ALL_OWAMP: Modes = Modes(0x07);
 
 fn modes_of(p: Protocol) -> Vec<SecurityMode> {
-    SecurityMode::all().into_iter().filter(|m| m.available(p)).collect()
+    SecurityMode::all()
+        .into_iter()
+        .filter(|m| m.available(p))
+        .collect()
 }
 
 #[test]
@@ -162,7 +176,9 @@ fn twamp_full_exchange_every_mode() {
         let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(mode));
         assert_eq!(p.establish(), mode);
         match &p.server_events[0] {
-            ServerEvent::Established { mode: m, identity, .. } => {
+            ServerEvent::Established {
+                mode: m, identity, ..
+            } => {
                 assert_eq!(*m, mode);
                 assert_eq!(identity.is_some(), mode != SecurityMode::Open);
             }
@@ -178,7 +194,10 @@ fn twamp_full_exchange_every_mode() {
         let sid = [0xa5; 16];
         p.server.accept_session(sid, 19033).unwrap();
         p.drive();
-        assert_eq!(p.last_client_event(), &ClientEvent::SessionAccepted { sid, port: 19033 });
+        assert_eq!(
+            p.last_client_event(),
+            &ClientEvent::SessionAccepted { sid, port: 19033 }
+        );
         // Both sides derive the same test keys.
         match mode {
             SecurityMode::Open => assert!(p.client.test_keys(&sid).is_none()),
@@ -196,26 +215,43 @@ fn twamp_full_exchange_every_mode() {
         // RFC 5938 individual session control.
         p.client.start_n_sessions(p.now, vec![sid]).unwrap();
         p.drive();
-        assert_eq!(p.last_server_event(), &ServerEvent::StartNSessions(vec![sid]));
+        assert_eq!(
+            p.last_server_event(),
+            &ServerEvent::StartNSessions(vec![sid])
+        );
         p.server.start_n_ack(Accept::Ok, vec![sid]).unwrap();
         p.drive();
         assert_eq!(
             p.last_client_event(),
-            &ClientEvent::StartNAck { accept: Accept::Ok, sids: vec![sid] }
+            &ClientEvent::StartNAck {
+                accept: Accept::Ok,
+                sids: vec![sid]
+            }
         );
         p.client.stop_n_sessions(p.now, vec![sid]).unwrap();
         p.drive();
-        assert_eq!(p.last_server_event(), &ServerEvent::StopNSessions(vec![sid]));
+        assert_eq!(
+            p.last_server_event(),
+            &ServerEvent::StopNSessions(vec![sid])
+        );
         p.server.stop_n_ack(Accept::Ok, vec![sid]).unwrap();
         p.drive();
         assert_eq!(
             p.last_client_event(),
-            &ClientEvent::StopNAck { accept: Accept::Ok, sids: vec![sid] }
+            &ClientEvent::StopNAck {
+                accept: Accept::Ok,
+                sids: vec![sid]
+            }
         );
-        let stop = StopSessionsRepr { accept: Accept::Ok, sessions: vec![] };
-        p.client.stop_sessions(p.now, &stop).unwrap();
+        p.client.stop_tw_sessions(p.now, Accept::Ok, 1).unwrap();
         p.drive();
-        assert_eq!(p.last_server_event(), &ServerEvent::StopSessions(stop));
+        assert_eq!(
+            p.last_server_event(),
+            &ServerEvent::StopTwSessions(TwStopSessionsRepr {
+                accept: Accept::Ok,
+                num_sessions: 1
+            })
+        );
         assert_eq!((&p.client_err, &p.server_err), (&None, &None), "{mode}");
     }
 }
@@ -229,11 +265,20 @@ fn owamp_full_exchange_every_mode() {
         let req = owamp_request(false, 9000, 10, 2);
         p.client.request_session(p.now, &req).unwrap();
         p.drive();
-        assert_eq!(p.last_server_event(), &ServerEvent::RequestSession(req.clone()));
+        assert_eq!(
+            p.last_server_event(),
+            &ServerEvent::RequestSession(req.clone())
+        );
         let sid1 = [0x01; 16];
         p.server.accept_session(sid1, 18901).unwrap();
         p.drive();
-        assert_eq!(p.last_client_event(), &ClientEvent::SessionAccepted { sid: sid1, port: 18901 });
+        assert_eq!(
+            p.last_client_event(),
+            &ClientEvent::SessionAccepted {
+                sid: sid1,
+                port: 18901
+            }
+        );
         // Server -> client session.
         let req2 = owamp_request(true, 9001, 5, 1);
         p.client.request_session(p.now, &req2).unwrap();
@@ -254,7 +299,10 @@ fn owamp_full_exchange_every_mode() {
         let server_stop = client_stop(sid2, 5);
         p.server.stop_sessions(&server_stop).unwrap();
         p.drive();
-        assert_eq!(p.last_client_event(), &ClientEvent::StopSessions(server_stop));
+        assert_eq!(
+            p.last_client_event(),
+            &ClientEvent::StopSessions(server_stop)
+        );
         // Fetch the session the server received.
         let fetch = fetch_repr(sid1, 0, 0xffff_ffff);
         p.client.fetch_session(p.now, &fetch).unwrap();
@@ -273,11 +321,16 @@ fn owamp_full_exchange_every_mode() {
             other => panic!("{other:?}"),
         }
         // A refused fetch leaves the connection usable.
-        p.client.fetch_session(p.now, &fetch_repr([9; 16], 0, 1)).unwrap();
+        p.client
+            .fetch_session(p.now, &fetch_repr([9; 16], 0, 1))
+            .unwrap();
         p.drive();
         p.server.fetch_reply(Err(Accept::Failure)).unwrap();
         p.drive();
-        assert_eq!(p.last_client_event(), &ClientEvent::FetchRejected(Accept::Failure));
+        assert_eq!(
+            p.last_client_event(),
+            &ClientEvent::FetchRejected(Accept::Failure)
+        );
         assert!(p.client.is_ready());
         assert_eq!((&p.client_err, &p.server_err), (&None, &None), "{mode}");
     }
@@ -285,35 +338,59 @@ fn owamp_full_exchange_every_mode() {
 
 #[test]
 fn rejected_session_keeps_connection() {
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Encrypted));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Encrypted),
+    );
     p.establish();
-    p.client.request_tw_session(p.now, &twamp_request(7000, 64)).unwrap();
+    p.client
+        .request_tw_session(p.now, &twamp_request(7000, 64))
+        .unwrap();
     p.drive();
-    p.server.reject_session(Accept::TemporaryResourceLimitation).unwrap();
+    p.server
+        .reject_session(Accept::TemporaryResourceLimitation)
+        .unwrap();
     p.drive();
     assert_eq!(
         p.last_client_event(),
         &ClientEvent::SessionRejected(Accept::TemporaryResourceLimitation)
     );
     assert!(p.client.is_ready());
-    p.client.request_tw_session(p.now, &twamp_request(7002, 64)).unwrap();
+    p.client
+        .request_tw_session(p.now, &twamp_request(7002, 64))
+        .unwrap();
     p.drive();
     p.server.accept_session([3; 16], 1234).unwrap();
     p.drive();
-    assert_eq!(p.last_client_event(), &ClientEvent::SessionAccepted { sid: [3; 16], port: 1234 });
+    assert_eq!(
+        p.last_client_event(),
+        &ClientEvent::SessionAccepted {
+            sid: [3; 16],
+            port: 1234
+        }
+    );
 }
 
 #[test]
 fn session_limit_per_connection() {
     let mut cfg = server_cfg(ALL_TWAMP);
     cfg.max_sessions = 1;
-    let mut p = Pair::new(Protocol::Twamp, cfg, client_cfg(SecurityMode::Authenticated));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        cfg,
+        client_cfg(SecurityMode::Authenticated),
+    );
     p.establish();
-    p.client.request_tw_session(p.now, &twamp_request(7000, 64)).unwrap();
+    p.client
+        .request_tw_session(p.now, &twamp_request(7000, 64))
+        .unwrap();
     p.drive();
     p.server.accept_session([1; 16], 1).unwrap();
     p.drive();
-    p.client.request_tw_session(p.now, &twamp_request(7001, 64)).unwrap();
+    p.client
+        .request_tw_session(p.now, &twamp_request(7001, 64))
+        .unwrap();
     p.drive();
     assert_eq!(
         p.last_client_event(),
@@ -334,14 +411,14 @@ fn ike_derived_key_and_unknown_sa() {
         }
     }
     for (spi_r, ok) in [([2u8; 8], true), ([9u8; 8], false)] {
-        let cfg = ServerConfig::new(
-            Modes(0x0f | 0x80),
-            Arc::new(Ike),
-            Timestamp::new(1, 0),
-        );
+        let cfg = ServerConfig::new(Modes(0x0f | 0x80), Arc::new(Ike), Timestamp::new(1, 0));
         let mut ccfg = ClientConfig::open();
         ccfg.modes = vec![SecurityMode::Authenticated];
-        ccfg.ike = Some(IkeCredential { spi_i: [1; 8], spi_r, secret: Secret::new(vec![0x77; 32]) });
+        ccfg.ike = Some(IkeCredential {
+            spi_i: [1; 8],
+            spi_r,
+            secret: Secret::new(vec![0x77; 32]),
+        });
         let mut p = Pair::new(Protocol::Twamp, cfg, ccfg);
         p.drive();
         if ok {
@@ -355,7 +432,13 @@ fn ike_derived_key_and_unknown_sa() {
             }
         } else {
             assert_eq!(p.client_err, Some(Error::Rejected(Accept::NoIkeSa)));
-            assert_eq!(p.server_err, Some(Error::UnknownIkeSa { spi_i: [1; 8], spi_r: [9; 8] }));
+            assert_eq!(
+                p.server_err,
+                Some(Error::UnknownIkeSa {
+                    spi_i: [1; 8],
+                    spi_r: [9; 8]
+                })
+            );
             assert!(p.server.is_closed());
         }
     }
@@ -404,17 +487,29 @@ fn unknown_identity_is_refused() {
 
 #[test]
 fn server_with_no_modes() {
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(Modes::NONE), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(Modes::NONE),
+        client_cfg(SecurityMode::Open),
+    );
     p.drive();
     assert_eq!(p.client_err, Some(Error::NoModes));
 }
 
 #[test]
 fn no_common_mode_sends_mode_zero() {
-    let mut p =
-        Pair::new(Protocol::Twamp, server_cfg(Modes::OPEN), client_cfg(SecurityMode::Encrypted));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(Modes::OPEN),
+        client_cfg(SecurityMode::Encrypted),
+    );
     p.drive();
-    assert_eq!(p.client_err, Some(Error::NoCommonMode { offered: Modes::OPEN }));
+    assert_eq!(
+        p.client_err,
+        Some(Error::NoCommonMode {
+            offered: Modes::OPEN
+        })
+    );
     assert_eq!(p.server_err, Some(Error::ClientDeclined));
 }
 
@@ -435,14 +530,21 @@ fn unadvertised_mode_is_refused() {
     p.drive();
     assert_eq!(
         p.server_err,
-        Some(Error::UnsupportedMode { chosen: Modes::ENCRYPTED, advertised: Modes(0x03) })
+        Some(Error::UnsupportedMode {
+            chosen: Modes::ENCRYPTED,
+            advertised: Modes(0x03)
+        })
     );
     assert_eq!(p.client_err, Some(Error::Rejected(Accept::NotSupported)));
 }
 
 #[test]
 fn two_security_bits_are_refused() {
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.tamper_c2s = Some(Box::new(|off, data| {
         if off == 0 {
             data[3] = 0x03;
@@ -461,9 +563,17 @@ fn absurd_count_is_refused_by_client() {
     ] {
         let mut cfg = server_cfg(ALL_TWAMP);
         cfg.count = count;
-        let mut p = Pair::new(Protocol::Twamp, cfg, client_cfg(SecurityMode::Authenticated));
+        let mut p = Pair::new(
+            Protocol::Twamp,
+            cfg,
+            client_cfg(SecurityMode::Authenticated),
+        );
         p.drive();
-        assert!(matches!(p.client_err, Some(Error::BadCount(_))), "{want}: {:?}", p.client_err);
+        assert!(
+            matches!(p.client_err, Some(Error::BadCount(_))),
+            "{want}: {:?}",
+            p.client_err
+        );
     }
 }
 
@@ -476,12 +586,14 @@ fn tampered_control_stream_fails_hmac() {
             p.establish();
             p.tamper_c2s = Some(Box::new(|_, data| data[40] ^= 0x01));
             match protocol {
-                Protocol::Owamp => {
-                    p.client.request_session(p.now, &owamp_request(false, 1, 1, 1)).unwrap()
-                }
-                Protocol::Twamp => {
-                    p.client.request_tw_session(p.now, &twamp_request(1, 64)).unwrap()
-                }
+                Protocol::Owamp => p
+                    .client
+                    .request_session(p.now, &owamp_request(false, 1, 1, 1))
+                    .unwrap(),
+                Protocol::Twamp => p
+                    .client
+                    .request_tw_session(p.now, &twamp_request(1, 64))
+                    .unwrap(),
             }
             p.drive();
             assert_eq!(p.server_err, Some(Error::BadHmac), "{protocol:?} {mode}");
@@ -492,11 +604,16 @@ fn tampered_control_stream_fails_hmac() {
 
 #[test]
 fn tampered_server_stream_fails_hmac() {
-    let mut p =
-        Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Mixed));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Mixed),
+    );
     p.establish();
     p.tamper_s2c = Some(Box::new(|_, data| data[5] ^= 0x80));
-    p.client.request_tw_session(p.now, &twamp_request(1, 64)).unwrap();
+    p.client
+        .request_tw_session(p.now, &twamp_request(1, 64))
+        .unwrap();
     p.drive();
     p.server.accept_session([1; 16], 5).unwrap();
     p.drive();
@@ -506,14 +623,28 @@ fn tampered_server_stream_fails_hmac() {
 #[test]
 fn wrong_message_is_unexpected() {
     // Fetch-Session is OWAMP only; a TWAMP server takes it as an unexpected command.
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     let fetch = fetch_bytes([0; 16]);
     let err = p.server.handle_input(p.now, &fetch).unwrap_err();
-    assert!(matches!(err, Error::UnexpectedMessage { got: ippm_proto::Command::FetchSession, .. }));
+    assert!(matches!(
+        err,
+        Error::UnexpectedMessage {
+            got: ippm_proto::Command::FetchSession,
+            ..
+        }
+    ));
     assert!(p.server.is_closed());
     // A client that gets a message nobody asked for.
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     let err = p.client.handle_input(p.now, &[0u8; 48]).unwrap_err();
     assert!(matches!(err, Error::UnexpectedMessage { .. }));
@@ -521,7 +652,11 @@ fn wrong_message_is_unexpected() {
 
 #[test]
 fn rfc5938_commands_need_the_mode_bit() {
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(Modes(0x0f)), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(Modes(0x0f)),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     let mut msg = vec![0u8; 48];
     msg[0] = 7; // Start-N-Sessions
@@ -532,14 +667,25 @@ fn rfc5938_commands_need_the_mode_bit() {
 
 #[test]
 fn truncated_message_on_close() {
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     let req = twamp_request_bytes();
     p.server.handle_input(p.now, &req[..50]).unwrap();
     assert!(p.server.poll_event().is_none());
-    assert!(matches!(p.server.handle_close(), Err(Error::Wire(WireError::Truncated(_)))));
+    assert!(matches!(
+        p.server.handle_close(),
+        Err(Error::Wire(WireError::Truncated(_)))
+    ));
     // A clean close at a message boundary is no error.
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     assert_eq!(p.server.handle_close(), Ok(()));
 }
@@ -547,21 +693,36 @@ fn truncated_message_on_close() {
 #[test]
 fn truncated_set_up_response_then_close() {
     let now = Instant::now();
-    let mut s = Server::new(Protocol::Owamp, Arc::new(server_cfg(ALL_OWAMP)), server_random(), now);
+    let mut s = Server::new(
+        Protocol::Owamp,
+        Arc::new(server_cfg(ALL_OWAMP)),
+        server_random(),
+        now,
+    );
     s.handle_input(now, &[0, 0, 0, 1]).unwrap();
-    assert!(matches!(s.handle_close(), Err(Error::Wire(WireError::Truncated(_)))));
+    assert!(matches!(
+        s.handle_close(),
+        Err(Error::Wire(WireError::Truncated(_)))
+    ));
 }
 
 #[test]
 fn hostile_slot_count_is_refused_with_accept() {
-    let mut p = Pair::new(Protocol::Owamp, server_cfg(ALL_OWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Owamp,
+        server_cfg(ALL_OWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     let mut msg = vec![0u8; 16];
     msg[0] = 1;
     msg[1] = 4;
     msg[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
     let err = p.server.handle_input(p.now, &msg).unwrap_err();
-    assert!(matches!(err, Error::Wire(WireError::TooLarge { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Wire(WireError::TooLarge { .. })),
+        "{err:?}"
+    );
     let out = p.server.poll_transmit().expect("an Accept-Session");
     assert_eq!(out.len(), 48);
     assert_eq!(Accept::from(out[0]), Accept::PermanentResourceLimitation);
@@ -574,18 +735,37 @@ fn timeouts() {
     let setup = cfg.setup_timeout;
     let mut s = Server::new(Protocol::Twamp, Arc::new(cfg), server_random(), now);
     assert_eq!(s.poll_timeout(), Some(now + setup));
-    assert_eq!(s.handle_timeout(now + setup - Duration::from_millis(1)), Ok(()));
-    assert!(matches!(s.handle_timeout(now + setup), Err(Error::Timeout(_))));
+    assert_eq!(
+        s.handle_timeout(now + setup - Duration::from_millis(1)),
+        Ok(())
+    );
+    assert!(matches!(
+        s.handle_timeout(now + setup),
+        Err(Error::Timeout(_))
+    ));
     assert!(s.is_closed());
     // A client waiting for an answer times out; one with nothing outstanding has no timer.
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     assert_eq!(p.client.poll_timeout(), None);
-    p.client.request_tw_session(p.now, &twamp_request(1, 0)).unwrap();
+    p.client
+        .request_tw_session(p.now, &twamp_request(1, 0))
+        .unwrap();
     let d = p.client.poll_timeout().unwrap();
-    assert!(matches!(p.client.handle_timeout(d), Err(Error::Timeout("Accept-Session"))));
+    assert!(matches!(
+        p.client.handle_timeout(d),
+        Err(Error::Timeout("Accept-Session"))
+    ));
     // The server's idle deadline moves with activity.
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
     p.establish();
     let first = p.server.poll_timeout().unwrap();
     p.server.note_activity(p.now + Duration::from_secs(100));
@@ -594,14 +774,25 @@ fn timeouts() {
 
 #[test]
 fn commands_out_of_order_are_refused() {
-    let mut p = Pair::new(Protocol::Twamp, server_cfg(ALL_TWAMP), client_cfg(SecurityMode::Open));
-    assert_eq!(p.client.start_sessions(p.now), Err(Error::InvalidCommand("start_sessions")));
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
+    assert_eq!(
+        p.client.start_sessions(p.now),
+        Err(Error::InvalidCommand("start_sessions"))
+    );
     p.establish();
     assert!(matches!(
-        p.client.request_session(p.now, &owamp_request(false, 1, 1, 1)),
+        p.client
+            .request_session(p.now, &owamp_request(false, 1, 1, 1)),
         Err(Error::InvalidCommand(_))
     ));
-    assert!(matches!(p.server.start_ack(Accept::Ok), Err(Error::InvalidCommand(_))));
+    assert!(matches!(
+        p.server.start_ack(Accept::Ok),
+        Err(Error::InvalidCommand(_))
+    ));
     assert!(matches!(
         p.client.fetch_session(p.now, &fetch_repr([0; 16], 0, 1)),
         Err(Error::InvalidCommand(_))

@@ -88,8 +88,7 @@ impl Channel {
         if let Some(opener) = &mut self.opener {
             let mut from = 0;
             for &at in hmac_offsets {
-                let (Some(covered), Some(field)) =
-                    (msg.get(from..at), msg.get(at..at + HMAC_LEN))
+                let (Some(covered), Some(field)) = (msg.get(from..at), msg.get(at..at + HMAC_LEN))
                 else {
                     return Err(Error::Internal("HMAC offset outside message"));
                 };
@@ -152,7 +151,11 @@ impl Channel {
 
     /// Takes what is ready to send.
     pub(crate) fn take_output(&mut self) -> Option<Vec<u8>> {
-        if self.out.is_empty() { None } else { Some(std::mem::take(&mut self.out)) }
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.out))
+        }
     }
 }
 

@@ -18,12 +18,13 @@ use crate::codepoints::{Accept, Modes, Protocol, SecurityMode};
 use crate::crypto::{self, SessionKeys, TestKeys};
 use crate::time::Timestamp;
 use crate::wire::owamp::{
-    AcceptSessionRepr, DataRecord, FetchAckRepr, FetchSessionRepr, RequestSessionRepr,
-    SkipRange, StartAckRepr, StartSessionsRepr, StopSessionsRepr,
+    AcceptSessionRepr, DataRecord, FetchAckRepr, FetchSessionRepr, RequestSessionRepr, SkipRange,
+    StartAckRepr, StartSessionsRepr, StopSessionsRepr,
 };
 use crate::wire::setup::{KeyId, ServerGreetingRepr, ServerStartRepr, SetUpResponseRepr};
 use crate::wire::twamp::{
     RequestTwSessionRepr, StartNAckRepr, StartNSessionsRepr, StopNAckRepr, StopNSessionsRepr,
+    TwStopSessionsRepr,
 };
 use crate::wire::{self, HMAC_LEN};
 
@@ -78,7 +79,11 @@ impl ClientConfig {
 
     /// The given modes with a passphrase identity.
     pub fn with_passphrase(modes: Vec<SecurityMode>, identity: &[u8], secret: Secret) -> Self {
-        Self { modes, identity: Some((identity.to_vec(), secret)), ..Self::open() }
+        Self {
+            modes,
+            identity: Some((identity.to_vec(), secret)),
+            ..Self::open()
+        }
     }
 }
 
@@ -165,14 +170,27 @@ pub enum ClientEvent {
 #[derive(Debug)]
 enum State {
     ExpectGreeting,
-    ExpectServerStart { selected: Modes, mode: SecurityMode, server_modes: Modes },
+    ExpectServerStart {
+        selected: Modes,
+        mode: SecurityMode,
+        server_modes: Modes,
+    },
     Ready,
     ExpectAcceptSession,
     ExpectStartAck,
     ExpectFetchAck,
-    ExpectFetchRequest { ack: FetchAckRepr },
-    ExpectFetchSkips { ack: FetchAckRepr, request: RequestSessionRepr },
-    ExpectFetchRecords { ack: FetchAckRepr, request: RequestSessionRepr, skips: Vec<SkipRange> },
+    ExpectFetchRequest {
+        ack: FetchAckRepr,
+    },
+    ExpectFetchSkips {
+        ack: FetchAckRepr,
+        request: RequestSessionRepr,
+    },
+    ExpectFetchRecords {
+        ack: FetchAckRepr,
+        request: RequestSessionRepr,
+        skips: Vec<SkipRange>,
+    },
     /// Waiting for Start-N-Ack for these SIDs (a server may ack them in several messages).
     ExpectStartNAck(Vec<[u8; 16]>),
     /// Waiting for Stop-N-Ack for these SIDs.
@@ -245,7 +263,11 @@ impl Client {
 
     /// When `handle_timeout` must be called: set while an answer is awaited.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state.awaits_reply() { self.deadline } else { None }
+        if self.state.awaits_reply() {
+            self.deadline
+        } else {
+            None
+        }
     }
 
     /// Fails with [`Error::Timeout`] when an answer is overdue.
@@ -267,7 +289,9 @@ impl Client {
         let partial = self.chan.has_pending_input();
         self.close();
         if partial && !was_closed {
-            return Err(Error::Wire(crate::WireError::Truncated(PEER_CLOSED_MID_MESSAGE)));
+            return Err(Error::Wire(crate::WireError::Truncated(
+                PEER_CLOSED_MID_MESSAGE,
+            )));
         }
         Ok(())
     }
@@ -309,7 +333,8 @@ impl Client {
         req: &RequestTwSessionRepr,
     ) -> Result<(), Error> {
         self.command(now, Protocol::Twamp, "request_tw_session")?;
-        self.chan.send(req.to_vec(), &[RequestTwSessionRepr::HMAC_OFFSET]);
+        self.chan
+            .send(req.to_vec(), &[RequestTwSessionRepr::HMAC_OFFSET]);
         self.state = State::ExpectAcceptSession;
         Ok(())
     }
@@ -317,15 +342,36 @@ impl Client {
     /// Sends Start-Sessions.
     pub fn start_sessions(&mut self, now: Instant) -> Result<(), Error> {
         self.command(now, self.protocol, "start_sessions")?;
-        self.chan.send(StartSessionsRepr.to_vec(), &[StartSessionsRepr::HMAC_OFFSET]);
+        self.chan.send(
+            StartSessionsRepr.to_vec(),
+            &[StartSessionsRepr::HMAC_OFFSET],
+        );
         self.state = State::ExpectStartAck;
         Ok(())
     }
 
-    /// Sends Stop-Sessions. No answer is awaited; an OWAMP server that sends test packets
-    /// answers with its own Stop-Sessions, reported as [`ClientEvent::StopSessions`].
+    /// TWAMP: sends Stop-Sessions for `num_sessions` sessions. No answer is awaited.
+    pub fn stop_tw_sessions(
+        &mut self,
+        now: Instant,
+        accept: Accept,
+        num_sessions: u32,
+    ) -> Result<(), Error> {
+        self.command(now, Protocol::Twamp, "stop_tw_sessions")?;
+        let msg = TwStopSessionsRepr {
+            accept,
+            num_sessions,
+        }
+        .to_vec();
+        self.chan.send(msg, &[TwStopSessionsRepr::HMAC_OFFSET]);
+        Ok(())
+    }
+
+    /// OWAMP: sends Stop-Sessions describing the client's send sessions. No answer is awaited;
+    /// a server that sends test packets answers with its own Stop-Sessions, reported as
+    /// [`ClientEvent::StopSessions`].
     pub fn stop_sessions(&mut self, now: Instant, stop: &StopSessionsRepr) -> Result<(), Error> {
-        self.command(now, self.protocol, "stop_sessions")?;
+        self.command(now, Protocol::Owamp, "stop_sessions")?;
         let msg = stop.to_vec();
         let at = msg.len() - HMAC_LEN;
         self.chan.send(msg, &[at]);
@@ -335,7 +381,8 @@ impl Client {
     /// OWAMP: sends Fetch-Session.
     pub fn fetch_session(&mut self, now: Instant, fetch: &FetchSessionRepr) -> Result<(), Error> {
         self.command(now, Protocol::Owamp, "fetch_session")?;
-        self.chan.send(fetch.to_vec(), &[FetchSessionRepr::HMAC_OFFSET]);
+        self.chan
+            .send(fetch.to_vec(), &[FetchSessionRepr::HMAC_OFFSET]);
         self.state = State::ExpectFetchAck;
         Ok(())
     }
@@ -366,7 +413,12 @@ impl Client {
         Ok(())
     }
 
-    fn command(&mut self, now: Instant, for_protocol: Protocol, what: &'static str) -> Result<(), Error> {
+    fn command(
+        &mut self,
+        now: Instant,
+        for_protocol: Protocol,
+        what: &'static str,
+    ) -> Result<(), Error> {
         if !matches!(self.state, State::Ready) || for_protocol != self.protocol {
             return Err(Error::InvalidCommand(what));
         }
@@ -428,9 +480,20 @@ impl Client {
                 self.deadline = Some(now + self.config.response_timeout);
                 Ok((next, true))
             }
-            State::ExpectServerStart { selected, mode, server_modes } => {
+            State::ExpectServerStart {
+                selected,
+                mode,
+                server_modes,
+            } => {
                 if avail.len() < ServerStartRepr::LEN {
-                    return Ok((State::ExpectServerStart { selected, mode, server_modes }, false));
+                    return Ok((
+                        State::ExpectServerStart {
+                            selected,
+                            mode,
+                            server_modes,
+                        },
+                        false,
+                    ));
                 }
                 // The first 32 octets are clear; a refusal is entirely clear (captures item 7).
                 let head = self.chan.consume_clear(32);
@@ -477,19 +540,25 @@ impl Client {
                 Ok((State::Ready, true))
             }
             State::ExpectAcceptSession => {
-                let Some(msg) = self.take_fixed(AcceptSessionRepr::LEN, AcceptSessionRepr::HMAC_OFFSET)? else {
+                let Some(msg) =
+                    self.take_fixed(AcceptSessionRepr::LEN, AcceptSessionRepr::HMAC_OFFSET)?
+                else {
                     return Ok((state, false));
                 };
                 let a = AcceptSessionRepr::parse(&msg)?;
                 self.events.push_back(if a.accept.is_ok() {
-                    ClientEvent::SessionAccepted { sid: a.sid, port: a.port }
+                    ClientEvent::SessionAccepted {
+                        sid: a.sid,
+                        port: a.port,
+                    }
                 } else {
                     ClientEvent::SessionRejected(a.accept)
                 });
                 Ok((State::Ready, true))
             }
             State::ExpectStartAck => {
-                let Some(msg) = self.take_fixed(StartAckRepr::LEN, StartAckRepr::HMAC_OFFSET)? else {
+                let Some(msg) = self.take_fixed(StartAckRepr::LEN, StartAckRepr::HMAC_OFFSET)?
+                else {
                     return Ok((state, false));
                 };
                 let a = StartAckRepr::parse(&msg)?;
@@ -497,12 +566,14 @@ impl Client {
                 Ok((State::Ready, true))
             }
             State::ExpectFetchAck => {
-                let Some(msg) = self.take_fixed(FetchAckRepr::LEN, FetchAckRepr::HMAC_OFFSET)? else {
+                let Some(msg) = self.take_fixed(FetchAckRepr::LEN, FetchAckRepr::HMAC_OFFSET)?
+                else {
                     return Ok((state, false));
                 };
                 let ack = FetchAckRepr::parse(&msg)?;
                 if !ack.accept.is_ok() {
-                    self.events.push_back(ClientEvent::FetchRejected(ack.accept));
+                    self.events
+                        .push_back(ClientEvent::FetchRejected(ack.accept));
                     return Ok((State::Ready, true));
                 }
                 let skips = wire::owamp::skip_ranges_len(ack.num_skip_ranges)?;
@@ -529,12 +600,30 @@ impl Client {
                 }
                 let msg = self.chan.consume(need, &[need - HMAC_LEN])?;
                 let skips = wire::owamp::parse_skip_ranges(&msg, ack.num_skip_ranges)?;
-                Ok((State::ExpectFetchRecords { ack, request, skips }, true))
+                Ok((
+                    State::ExpectFetchRecords {
+                        ack,
+                        request,
+                        skips,
+                    },
+                    true,
+                ))
             }
-            State::ExpectFetchRecords { ack, request, skips } => {
+            State::ExpectFetchRecords {
+                ack,
+                request,
+                skips,
+            } => {
                 let need = wire::owamp::records_len(ack.num_records)?;
                 if avail.len() < need {
-                    return Ok((State::ExpectFetchRecords { ack, request, skips }, false));
+                    return Ok((
+                        State::ExpectFetchRecords {
+                            ack,
+                            request,
+                            skips,
+                        },
+                        false,
+                    ));
                 }
                 let msg = self.chan.consume(need, &[need - HMAC_LEN])?;
                 let records = wire::owamp::parse_records(&msg, ack.num_records)?;
@@ -555,11 +644,19 @@ impl Client {
                 let msg = self.chan.consume(need, &[need - HMAC_LEN])?;
                 let a = StartNAckRepr::parse(&msg)?;
                 if !super::remove_acked(&mut pending, &a.sids) {
-                    return Err(Error::ProtocolViolation("ack for a SID that was not requested"));
+                    return Err(Error::ProtocolViolation(
+                        "ack for a SID that was not requested",
+                    ));
                 }
-                self.events.push_back(ClientEvent::StartNAck { accept: a.accept, sids: a.sids });
-                let next =
-                    if pending.is_empty() { State::Ready } else { State::ExpectStartNAck(pending) };
+                self.events.push_back(ClientEvent::StartNAck {
+                    accept: a.accept,
+                    sids: a.sids,
+                });
+                let next = if pending.is_empty() {
+                    State::Ready
+                } else {
+                    State::ExpectStartNAck(pending)
+                };
                 Ok((next, true))
             }
             State::ExpectStopNAck(mut pending) => {
@@ -570,11 +667,19 @@ impl Client {
                 let msg = self.chan.consume(need, &[need - HMAC_LEN])?;
                 let a = StopNAckRepr::parse(&msg)?;
                 if !super::remove_acked(&mut pending, &a.sids) {
-                    return Err(Error::ProtocolViolation("ack for a SID that was not requested"));
+                    return Err(Error::ProtocolViolation(
+                        "ack for a SID that was not requested",
+                    ));
                 }
-                self.events.push_back(ClientEvent::StopNAck { accept: a.accept, sids: a.sids });
-                let next =
-                    if pending.is_empty() { State::Ready } else { State::ExpectStopNAck(pending) };
+                self.events.push_back(ClientEvent::StopNAck {
+                    accept: a.accept,
+                    sids: a.sids,
+                });
+                let next = if pending.is_empty() {
+                    State::Ready
+                } else {
+                    State::ExpectStopNAck(pending)
+                };
                 Ok((next, true))
             }
             State::Closed => Err(Error::Closed),
@@ -611,7 +716,9 @@ impl Client {
                 client_iv: [0; 16],
             };
             self.chan.send_clear(&decline.to_vec());
-            return Err(Error::NoCommonMode { offered: server_modes });
+            return Err(Error::NoCommonMode {
+                offered: server_modes,
+            });
         };
         let mut selected = mode.bit();
         if self.protocol == Protocol::Twamp {
@@ -632,12 +739,20 @@ impl Client {
             };
             let key = crypto::derive_key(secret.expose(), &g.salt, g.count, self.config.max_count)
                 .map_err(Error::BadCount)?;
-            let keys = SessionKeys { aes: self.random.aes_key, hmac: self.random.hmac_key };
+            let keys = SessionKeys {
+                aes: self.random.aes_key,
+                hmac: self.random.hmac_key,
+            };
             let token = crypto::encrypt_token(&key, &g.challenge, &keys);
             // Nothing of the Set-Up-Response is covered by an HMAC (captures item 1).
             self.chan.install_sealer(&keys, self.random.client_iv);
             self.keys = Some(keys);
-            SetUpResponseRepr { mode: selected, key_id, token, client_iv: self.random.client_iv }
+            SetUpResponseRepr {
+                mode: selected,
+                key_id,
+                token,
+                client_iv: self.random.client_iv,
+            }
         } else {
             SetUpResponseRepr {
                 mode: selected,
@@ -647,6 +762,10 @@ impl Client {
             }
         };
         self.chan.send_clear(&resp.to_vec());
-        Ok(State::ExpectServerStart { selected, mode, server_modes })
+        Ok(State::ExpectServerStart {
+            selected,
+            mode,
+            server_modes,
+        })
     }
 }

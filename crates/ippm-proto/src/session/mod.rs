@@ -23,10 +23,10 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use crate::WireError;
 use crate::codepoints::{Accept, Command, Modes};
 use crate::crypto::CryptoError;
 use crate::wire::setup::KeyId;
-use crate::WireError;
 
 pub use client::{Client, ClientConfig, ClientEvent, ClientRandom, FetchResult, IkeCredential};
 pub use server::{FetchReply, Server, ServerConfig, ServerEvent, ServerRandom};
@@ -180,7 +180,10 @@ impl PassphraseStore {
 
 impl SecretStore for PassphraseStore {
     fn passphrase(&self, identity: &[u8]) -> Option<Secret> {
-        self.entries.iter().find(|(id, _)| id == identity).map(|(_, s)| s.clone())
+        self.entries
+            .iter()
+            .find(|(id, _)| id == identity)
+            .map(|(_, s)| s.clone())
     }
 }
 

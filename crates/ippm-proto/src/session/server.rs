@@ -15,12 +15,13 @@ use crate::codepoints::{Accept, Command, Modes, Protocol, SecurityMode};
 use crate::crypto::{self, SessionKeys, TestKeys};
 use crate::time::Timestamp;
 use crate::wire::owamp::{
-    AcceptSessionRepr, DataRecord, FetchAckRepr, FetchSessionRepr, RequestSessionRepr,
-    SkipRange, StartAckRepr, StopSessionsRepr,
+    AcceptSessionRepr, DataRecord, FetchAckRepr, FetchSessionRepr, RequestSessionRepr, SkipRange,
+    StartAckRepr, StopSessionsRepr,
 };
 use crate::wire::setup::{ServerGreetingRepr, ServerStartRepr, SetUpResponseRepr};
 use crate::wire::twamp::{
     RequestTwSessionRepr, StartNAckRepr, StartNSessionsRepr, StopNAckRepr, StopNSessionsRepr,
+    TwStopSessionsRepr,
 };
 
 use super::channel::Channel;
@@ -94,8 +95,10 @@ pub enum ServerEvent {
     RequestTwSession(RequestTwSessionRepr),
     /// Start-Sessions: answer with `start_ack`.
     StartSessions,
-    /// Stop-Sessions from the client.
+    /// OWAMP Stop-Sessions from the client (its send sessions, with skip ranges).
     StopSessions(StopSessionsRepr),
+    /// TWAMP Stop-Sessions from the client.
+    StopTwSessions(TwStopSessionsRepr),
     /// OWAMP Fetch-Session: answer with `fetch_reply`.
     FetchSession(FetchSessionRepr),
     /// RFC 5938 Start-N-Sessions: answer with `start_n_ack`.
@@ -145,6 +148,8 @@ pub struct Server {
     mode: Option<SecurityMode>,
     keys: Option<SessionKeys>,
     sessions: Vec<[u8; 16]>,
+    /// RFC 6038 Octets to be reflected of the TWAMP request awaiting a decision.
+    pending_reflect: Option<u16>,
     deadline: Instant,
 }
 
@@ -175,6 +180,7 @@ impl Server {
             mode: None,
             keys: None,
             sessions: Vec::new(),
+            pending_reflect: None,
             deadline,
         }
     }
@@ -234,7 +240,9 @@ impl Server {
         let partial = self.chan.has_pending_input();
         self.close();
         if partial && !was_closed {
-            return Err(Error::Wire(crate::WireError::Truncated(PEER_CLOSED_MID_MESSAGE)));
+            return Err(Error::Wire(crate::WireError::Truncated(
+                PEER_CLOSED_MID_MESSAGE,
+            )));
         }
         Ok(())
     }
@@ -289,7 +297,9 @@ impl Server {
 
     /// Sends Stop-Sessions (OWAMP: for the sessions this server sends, once they end).
     pub fn stop_sessions(&mut self, stop: &StopSessionsRepr) -> Result<(), Error> {
-        if matches!(self.state, State::ExpectSetUpResponse | State::Closed) {
+        if self.protocol != Protocol::Owamp
+            || matches!(self.state, State::ExpectSetUpResponse | State::Closed)
+        {
             return Err(Error::InvalidCommand("stop_sessions"));
         }
         let msg = stop.to_vec();
@@ -305,7 +315,11 @@ impl Server {
         match reply {
             Err(accept) => {
                 let ack = FetchAckRepr {
-                    accept: if accept.is_ok() { Accept::Failure } else { accept },
+                    accept: if accept.is_ok() {
+                        Accept::Failure
+                    } else {
+                        accept
+                    },
                     finished: false,
                     next_seqno: 0,
                     num_skip_ranges: 0,
@@ -345,7 +359,9 @@ impl Server {
             return Err(Error::InvalidCommand("start_n_ack"));
         };
         if sids.is_empty() || !super::remove_acked(pending, &sids) {
-            return Err(Error::InvalidCommand("ack for a SID that was not requested"));
+            return Err(Error::InvalidCommand(
+                "ack for a SID that was not requested",
+            ));
         }
         let done = pending.is_empty();
         let msg = StartNAckRepr { accept, sids }.to_vec();
@@ -360,7 +376,9 @@ impl Server {
             return Err(Error::InvalidCommand("stop_n_ack"));
         };
         if sids.is_empty() || !super::remove_acked(pending, &sids) {
-            return Err(Error::InvalidCommand("ack for a SID that was not requested"));
+            return Err(Error::InvalidCommand(
+                "ack for a SID that was not requested",
+            ));
         }
         let done = pending.is_empty();
         let msg = StopNAckRepr { accept, sids }.to_vec();
@@ -370,7 +388,11 @@ impl Server {
     }
 
     fn expect_state(&self, want: State, what: &'static str) -> Result<(), Error> {
-        if self.state == want { Ok(()) } else { Err(Error::InvalidCommand(what)) }
+        if self.state == want {
+            Ok(())
+        } else {
+            Err(Error::InvalidCommand(what))
+        }
     }
 
     fn resume(&mut self) -> Result<(), Error> {
@@ -391,14 +413,24 @@ impl Server {
     }
 
     fn send_accept_session(&mut self, accept: Accept, port: u16, sid: [u8; 16]) {
-        let msg = AcceptSessionRepr { accept, port, sid }.to_vec();
+        let mut repr = AcceptSessionRepr::new(accept, port, sid);
+        // RFC 6038 §4.3: echo the request's Octets to be reflected.
+        if accept.is_ok() {
+            repr.reflected_octets = self.pending_reflect.take().unwrap_or(0);
+        }
+        self.pending_reflect = None;
+        let msg = repr.to_vec();
         self.chan.send(msg, &[AcceptSessionRepr::HMAC_OFFSET]);
     }
 
     /// Refuses the connection: Server-Start with a non-zero Accept, in clear with zero IV and
     /// Start-Time (RFC 4656 §3.1; perfSONAR does the same), then close.
-    fn refuse(&mut self, accept: Accept, err: Error) -> Result<(), Error> {
-        let start = ServerStartRepr { accept, server_iv: [0; 16], start_time: Timestamp::ZERO };
+    fn refuse<T>(&mut self, accept: Accept, err: Error) -> Result<T, Error> {
+        let start = ServerStartRepr {
+            accept,
+            server_iv: [0; 16],
+            start_time: Timestamp::ZERO,
+        };
         self.chan.send_clear(&start.to_vec());
         Err(err)
     }
@@ -428,10 +460,16 @@ impl Server {
         }
         let advertised = self.config.modes;
         let Some(mode) = SecurityMode::from_selected(self.protocol, chosen) else {
-            return self.refuse(Accept::NotSupported, Error::UnsupportedMode { chosen, advertised });
+            return self.refuse(
+                Accept::NotSupported,
+                Error::UnsupportedMode { chosen, advertised },
+            );
         };
         if !advertised.contains(chosen) {
-            return self.refuse(Accept::NotSupported, Error::UnsupportedMode { chosen, advertised });
+            return self.refuse(
+                Accept::NotSupported,
+                Error::UnsupportedMode { chosen, advertised },
+            );
         }
         let ike_bit = Modes::ikev2_derived(self.protocol);
         let extensions = chosen & !Modes::security_bits(self.protocol);
@@ -449,7 +487,10 @@ impl Server {
                     match self.config.secrets.ike_secret(*spi_i, *spi_r) {
                         Some(s) => s,
                         None => {
-                            let err = Error::UnknownIkeSa { spi_i: *spi_i, spi_r: *spi_r };
+                            let err = Error::UnknownIkeSa {
+                                spi_i: *spi_i,
+                                spi_r: *spi_r,
+                            };
                             return self.refuse(Accept::NoIkeSa, err);
                         }
                     }
@@ -478,16 +519,23 @@ impl Server {
             self.keys = Some(keys);
             identity = Some(id);
         }
-        let start =
-            ServerStartRepr { accept: Accept::Ok, server_iv, start_time: self.config.start_time }
-                .to_vec();
+        let start = ServerStartRepr {
+            accept: Accept::Ok,
+            server_iv,
+            start_time: self.config.start_time,
+        }
+        .to_vec();
         // Octets 0..32 are clear; 32..48 are the first block of the server's CBC stream and
         // are covered by the first HMAC of the next message (RFC 4656 §3.4; captures item 1).
         self.chan.send_clear(&start[..32]);
         self.chan.send_covered(start[32..].to_vec());
         self.mode = Some(mode);
         self.state = State::ExpectCommand;
-        self.events.push_back(ServerEvent::Established { mode, extensions, identity });
+        self.events.push_back(ServerEvent::Established {
+            mode,
+            extensions,
+            identity,
+        });
         Ok(true)
     }
 
@@ -504,8 +552,10 @@ impl Server {
                  Stop-N-Sessions"
             }
         };
-        let individual =
-            self.config.modes.contains(Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL);
+        let individual = self
+            .config
+            .modes
+            .contains(Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL);
         match (self.protocol, cmd) {
             (Protocol::Owamp, Command::RequestSession) => {
                 let need = match RequestSessionRepr::required_len(avail) {
@@ -534,11 +584,13 @@ impl Server {
                 if avail.len() < RequestTwSessionRepr::LEN {
                     return Ok(false);
                 }
-                let msg = self
-                    .chan
-                    .consume(RequestTwSessionRepr::LEN, &[RequestTwSessionRepr::HMAC_OFFSET])?;
+                let msg = self.chan.consume(
+                    RequestTwSessionRepr::LEN,
+                    &[RequestTwSessionRepr::HMAC_OFFSET],
+                )?;
                 let req = RequestTwSessionRepr::parse(&msg)?;
                 self.state = State::AwaitSessionDecision;
+                self.pending_reflect = Some(req.octets_to_reflect);
                 if self.sessions.len() >= self.config.max_sessions {
                     return self.reject_for_limit();
                 }
@@ -549,13 +601,23 @@ impl Server {
                 if avail.len() < StartSessionsRepr::LEN {
                     return Ok(false);
                 }
-                let msg =
-                    self.chan.consume(StartSessionsRepr::LEN, &[StartSessionsRepr::HMAC_OFFSET])?;
+                let msg = self
+                    .chan
+                    .consume(StartSessionsRepr::LEN, &[StartSessionsRepr::HMAC_OFFSET])?;
                 StartSessionsRepr::parse(&msg)?;
                 self.state = State::AwaitStartAck;
                 self.events.push_back(ServerEvent::StartSessions);
             }
-            (_, Command::StopSessions) => {
+            (Protocol::Twamp, Command::StopSessions) => {
+                let Some(msg) =
+                    self.take_fixed(TwStopSessionsRepr::LEN, TwStopSessionsRepr::HMAC_OFFSET)?
+                else {
+                    return Ok(false);
+                };
+                let stop = TwStopSessionsRepr::parse(&msg)?;
+                self.events.push_back(ServerEvent::StopTwSessions(stop));
+            }
+            (Protocol::Owamp, Command::StopSessions) => {
                 let need = StopSessionsRepr::required_len(avail)?;
                 if avail.len() < need {
                     return Ok(false);
@@ -568,8 +630,9 @@ impl Server {
                 if avail.len() < FetchSessionRepr::LEN {
                     return Ok(false);
                 }
-                let msg =
-                    self.chan.consume(FetchSessionRepr::LEN, &[FetchSessionRepr::HMAC_OFFSET])?;
+                let msg = self
+                    .chan
+                    .consume(FetchSessionRepr::LEN, &[FetchSessionRepr::HMAC_OFFSET])?;
                 let fetch = FetchSessionRepr::parse(&msg)?;
                 self.state = State::AwaitFetchReply;
                 self.events.push_back(ServerEvent::FetchSession(fetch));
@@ -582,7 +645,8 @@ impl Server {
                 let msg = self.chan.consume(need, &[need - crate::wire::HMAC_LEN])?;
                 let start = StartNSessionsRepr::parse(&msg)?;
                 self.state = State::AwaitStartNAck(start.sids.clone());
-                self.events.push_back(ServerEvent::StartNSessions(start.sids));
+                self.events
+                    .push_back(ServerEvent::StartNSessions(start.sids));
             }
             (Protocol::Twamp, Command::StopNSessions) if individual => {
                 let need = StopNSessionsRepr::required_len(avail)?;
@@ -597,6 +661,13 @@ impl Server {
             (_, got) => return Err(Error::UnexpectedMessage { expected, got }),
         }
         Ok(true)
+    }
+
+    fn take_fixed(&mut self, len: usize, hmac_at: usize) -> Result<Option<Vec<u8>>, Error> {
+        if self.chan.available().len() < len {
+            return Ok(None);
+        }
+        self.chan.consume(len, &[hmac_at]).map(Some)
     }
 
     fn reject_for_limit(&mut self) -> Result<bool, Error> {

@@ -12,12 +12,65 @@
 //! - [`twamp`]: Request-TW-Session (RFC 5357 §3.5 with RFC 6038) and the RFC 5938 messages.
 //! - [`test`]: OWAMP-Test and TWAMP-Test packets in every mode.
 
+/// Declares a zero-copy view over a message buffer: `new_unchecked`, `new_checked` (after which
+/// no accessor panics), `check_len` against the message's minimum length, and `into_inner`.
+macro_rules! view {
+    ($(#[$m:meta])* $name:ident, $min:expr, $what:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Wraps a buffer without checking its length.
+            pub const fn new_unchecked(buffer: T) -> Self {
+                Self { buffer }
+            }
+
+            /// Wraps a buffer, checking that it is long enough for every accessor.
+            pub fn new_checked(buffer: T) -> Result<Self, $crate::WireError> {
+                let v = Self::new_unchecked(buffer);
+                v.check_len()?;
+                Ok(v)
+            }
+
+            /// Fails with `Truncated` when the buffer is shorter than the fixed part.
+            pub fn check_len(&self) -> Result<(), $crate::WireError> {
+                $crate::wire::check_len(self.buffer.as_ref(), $min, $what)
+            }
+
+            /// The buffer.
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+
+            #[allow(dead_code)]
+            fn b(&self) -> &[u8] {
+                self.buffer.as_ref()
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            #[allow(dead_code)]
+            fn bm(&mut self) -> &mut [u8] {
+                self.buffer.as_mut()
+            }
+        }
+    };
+}
+
 pub mod owamp;
 pub mod setup;
 pub mod test;
 pub mod twamp;
 
 use crate::WireError;
+
+/// Rounds `n` up to a whole number of blocks.
+pub const fn pad16(n: usize) -> usize {
+    n.div_ceil(BLOCK) * BLOCK
+}
 
 /// A fixed field's octet range inside a message.
 pub(crate) type Field = core::ops::Range<usize>;
@@ -60,13 +113,12 @@ pub(crate) fn array_at<const N: usize>(b: &[u8], f: Field) -> [u8; N] {
     a
 }
 
-#[inline]
-pub(crate) fn is_zero(b: &[u8]) -> bool {
-    b.iter().all(|&x| x == 0)
-}
-
 /// Fails with `Truncated(name)` when `buf` is shorter than `len`.
 #[inline]
 pub(crate) fn check_len(buf: &[u8], len: usize, name: &'static str) -> Result<(), WireError> {
-    if buf.len() < len { Err(WireError::Truncated(name)) } else { Ok(()) }
+    if buf.len() < len {
+        Err(WireError::Truncated(name))
+    } else {
+        Ok(())
+    }
 }

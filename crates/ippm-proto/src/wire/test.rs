@@ -1,1 +1,1 @@
-//! (being written)
+//! Test packets (being written)
