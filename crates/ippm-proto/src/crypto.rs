@@ -18,6 +18,7 @@
 //!    key ([`TestKeys::derive`]); the same keys serve both directions of a TWAMP session.
 
 use aes::Aes128;
+use aes::cipher::common::InnerIvInit;
 use aes::cipher::common::array::Array;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt};
 use aes::cipher::{KeyInit, KeyIvInit};
@@ -27,6 +28,8 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 type HmacSha1 = Hmac<Sha1>;
+
+const ZERO_IV: Array<u8, aes::cipher::typenum::U16> = Array([0; 16]);
 
 /// Why a key could not be made or a message not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -377,31 +380,17 @@ impl TestCipher {
         *block = b.into();
     }
 
-    /// AES-CBC encryption with IV 0 of whole blocks in place (encrypted mode).
+    /// AES-CBC encryption with IV 0 of whole blocks in place (encrypted mode). The key
+    /// schedule is reused, not recomputed.
     pub fn cbc_encrypt(&self, blocks: &mut [u8]) {
-        let (blocks, _) = Array::slice_as_chunks_mut(blocks);
-        let mut prev = Array::from([0u8; 16]);
-        for b in blocks {
-            for (x, p) in b.iter_mut().zip(prev.iter()) {
-                *x ^= p;
-            }
-            self.aes.encrypt_block(b);
-            prev = b.clone();
-        }
+        let mut enc = cbc::Encryptor::<Aes128>::inner_iv_init(self.aes.clone(), &ZERO_IV);
+        cbc_encrypt(&mut enc, blocks);
     }
 
     /// AES-CBC decryption with IV 0 of whole blocks in place.
     pub fn cbc_decrypt(&self, blocks: &mut [u8]) {
-        let (blocks, _) = Array::slice_as_chunks_mut(blocks);
-        let mut prev = Array::from([0u8; 16]);
-        for b in blocks {
-            let ct = b.clone();
-            self.aes.decrypt_block(b);
-            for (x, p) in b.iter_mut().zip(prev.iter()) {
-                *x ^= p;
-            }
-            prev = ct;
-        }
+        let mut dec = cbc::Decryptor::<Aes128>::inner_iv_init(self.aes.clone(), &ZERO_IV);
+        cbc_decrypt(&mut dec, blocks);
     }
 
     /// HMAC-SHA1 truncated to 16 octets.

@@ -92,11 +92,6 @@ impl Timestamp {
         Some(Duration::new(unix, frac_to_nanos(self.fraction())))
     }
 
-    /// A timestamp `d` later, wrapping at the end of the era.
-    pub fn add(self, d: Duration) -> Self {
-        Self(self.0.wrapping_add(duration_to_bits(d)))
-    }
-
     /// `self - earlier` in nanoseconds, taking the shorter way round the era (so it is right
     /// across the 2036 wrap as long as the two are less than 68 years apart).
     pub fn nanos_since(self, earlier: Self) -> i64 {
@@ -131,6 +126,14 @@ fn frac_to_nanos(frac: u32) -> u32 {
     // Round to nearest; the result is at most 999_999_999 + rounding, clamp to stay valid.
     let ns = ((u64::from(frac) * 1_000_000_000) + (1 << 31)) >> 32;
     ns.min(999_999_999) as u32
+}
+
+/// A timestamp `d` later, wrapping at the end of the era.
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Self;
+    fn add(self, d: Duration) -> Self {
+        Self(self.0.wrapping_add(duration_to_bits(d)))
+    }
 }
 
 impl fmt::Debug for Timestamp {
@@ -274,7 +277,7 @@ mod tests {
     #[test]
     fn differences_across_wrap() {
         let a = Timestamp::new(u32::MAX, 0);
-        let b = a.add(Duration::from_millis(1500));
+        let b = a + Duration::from_millis(1500);
         assert_eq!(b.seconds(), 0);
         assert_eq!(b.nanos_since(a), 1_500_000_000);
         assert_eq!(a.nanos_since(b), -1_500_000_000);

@@ -14,6 +14,9 @@ use ippm_proto::{Accept, Modes, Protocol, SecurityMode, Timestamp, WireError};
 mod common;
 use common::*;
 
+/// Changes a chunk in flight; the first argument is the chunk's offset in its stream.
+type Tamper = Box<dyn FnMut(usize, &mut Vec<u8>)>;
+
 /// One client/server pair connected by an in-memory "TCP" stream with a tamper hook.
 struct Pair {
     client: Client,
@@ -24,8 +27,8 @@ struct Pair {
     client_err: Option<Error>,
     server_err: Option<Error>,
     /// Applied to every chunk the client sends; index = octet offset in the C->S stream.
-    tamper_c2s: Option<Box<dyn FnMut(usize, &mut Vec<u8>)>>,
-    tamper_s2c: Option<Box<dyn FnMut(usize, &mut Vec<u8>)>>,
+    tamper_c2s: Option<Tamper>,
+    tamper_s2c: Option<Tamper>,
     c2s_off: usize,
     s2c_off: usize,
 }

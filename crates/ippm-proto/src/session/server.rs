@@ -500,14 +500,13 @@ impl Server {
                     None => return self.refuse(Accept::Failure, Error::AuthenticationFailed),
                 },
             };
-            let key = match crypto::derive_key(
+            let Ok(key) = crypto::derive_key(
                 secret.expose(),
                 &self.random.salt,
                 self.config.count,
                 u32::MAX,
-            ) {
-                Ok(k) => k,
-                Err(_) => return self.refuse(Accept::InternalError, Error::Internal("PBKDF2")),
+            ) else {
+                return self.refuse(Accept::InternalError, Error::Internal("PBKDF2 Count"));
             };
             let (challenge, keys) = crypto::decrypt_token(&key, &resp.token);
             if !crypto::ct_eq(&challenge, &self.random.challenge) {

@@ -101,8 +101,8 @@ pub(crate) fn fetch_reply(req: &RequestSessionRepr, n: u32) -> FetchReply {
                 seq,
                 send_error: ErrorEstimate::new(false, 0, 1),
                 recv_error: ErrorEstimate::new(true, 3, 7),
-                send_time: base.add(std::time::Duration::from_millis(u64::from(seq) * 10)),
-                recv_time: base.add(std::time::Duration::from_millis(u64::from(seq) * 10 + 1)),
+                send_time: base + std::time::Duration::from_millis(u64::from(seq) * 10),
+                recv_time: base + std::time::Duration::from_millis(u64::from(seq) * 10 + 1),
                 ttl: 255 - seq as u8,
             })
             .collect(),
