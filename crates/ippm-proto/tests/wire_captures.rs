@@ -225,7 +225,7 @@ fn every_captured_control_message() {
         let protocol = c["protocol"].as_str().unwrap();
         for m in c["control_messages"].as_array().unwrap() {
             let name = m["name"].as_str().unwrap();
-            let plain = hex(m.get("plaintext_hex").unwrap_or(&m["raw_hex"]));
+            let plain = hex(m.get("plaintext_hex").unwrap_or_else(|| &m["raw_hex"]));
             let ctx = format!("{file} {} {name}", m["direction"]);
             checked += check(protocol, name, &plain, &m["fields"], &ctx);
             // Open mode: the wire bytes are the plaintext, HMAC fields all zero.
