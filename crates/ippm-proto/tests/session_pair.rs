@@ -286,7 +286,8 @@ fn owamp_full_exchange_every_mode() {
         let req2 = owamp_request(true, 9001, 5, 1);
         p.client.request_session(p.now, &req2).unwrap();
         p.drive();
-        let sid2 = [0x02; 16];
+        // The server sends: the session has the SID the client chose, echoed as owampd does.
+        let sid2 = req2.sid;
         p.server.accept_session(sid2, 18902).unwrap();
         p.drive();
         p.client.start_sessions(p.now).unwrap();
@@ -337,6 +338,57 @@ fn owamp_full_exchange_every_mode() {
         assert!(p.client.is_ready());
         assert_eq!((&p.client_err, &p.server_err), (&None, &None), "{mode}");
     }
+}
+
+#[test]
+fn stop_sessions_must_account_for_exactly_the_send_sessions() {
+    let mut p = Pair::new(
+        Protocol::Owamp,
+        server_cfg(ALL_OWAMP),
+        client_cfg(SecurityMode::Open),
+    );
+    p.establish();
+    let req = owamp_request(false, 9000, 10, 1);
+    p.client.request_session(p.now, &req).unwrap();
+    p.drive();
+    p.server.accept_session([1; 16], 18901).unwrap();
+    p.drive();
+    // Our client refuses to describe the wrong sessions...
+    assert!(matches!(
+        p.client.stop_sessions(p.now, &client_stop([9; 16], 10)),
+        Err(Error::InvalidCommand(_))
+    ));
+    // ... and the server refuses a peer that does (RFC 4656 §3.8: SHOULD close).
+    let mut p = Pair::new(
+        Protocol::Owamp,
+        server_cfg(ALL_OWAMP),
+        client_cfg(SecurityMode::Open),
+    );
+    p.establish();
+    p.client.request_session(p.now, &req).unwrap();
+    p.drive();
+    p.server.accept_session([1; 16], 18901).unwrap();
+    p.drive();
+    let bogus = client_stop([9; 16], 10).to_vec();
+    assert!(matches!(
+        p.server.handle_input(p.now, &bogus),
+        Err(Error::ProtocolViolation(_))
+    ));
+    // A Request-Session with both or neither of Conf-Sender / Conf-Receiver is refused with
+    // Accept 3, and the connection goes on.
+    let mut p = Pair::new(
+        Protocol::Owamp,
+        server_cfg(ALL_OWAMP),
+        client_cfg(SecurityMode::Open),
+    );
+    p.establish();
+    let mut both = owamp_request(false, 9000, 10, 1);
+    both.conf_sender = true;
+    assert!(p.client.request_session(p.now, &both).is_err());
+    p.server.handle_input(p.now, &both.to_vec()).unwrap();
+    let out = p.server.poll_transmit().unwrap();
+    assert_eq!(Accept::from(out[0]), Accept::NotSupported);
+    assert!(!p.server.is_closed());
 }
 
 #[test]

@@ -176,7 +176,12 @@ enum State {
         server_modes: Modes,
     },
     Ready,
-    ExpectAcceptSession,
+    /// Waiting for Accept-Session; for OWAMP, whether the server is to send and the SID the
+    /// client chose for that case.
+    ExpectAcceptSession {
+        server_sends: bool,
+        sid: [u8; 16],
+    },
     ExpectStartAck,
     ExpectFetchAck,
     ExpectFetchRequest {
@@ -216,6 +221,9 @@ pub struct Client {
     mode: Option<SecurityMode>,
     keys: Option<SessionKeys>,
     deadline: Option<Instant>,
+    /// OWAMP: accepted sessions each side sends, not yet described by a Stop-Sessions.
+    client_sends: Vec<[u8; 16]>,
+    server_sends: Vec<[u8; 16]>,
 }
 
 impl Client {
@@ -239,6 +247,8 @@ impl Client {
             mode: None,
             keys: None,
             deadline,
+            client_sends: Vec::new(),
+            server_sends: Vec::new(),
         }
     }
 
@@ -319,10 +329,18 @@ impl Client {
     /// OWAMP: sends Request-Session.
     pub fn request_session(&mut self, now: Instant, req: &RequestSessionRepr) -> Result<(), Error> {
         self.command(now, Protocol::Owamp, "request_session")?;
+        if req.conf_sender == req.conf_receiver {
+            return Err(Error::InvalidCommand(
+                "request_session needs exactly one of Conf-Sender and Conf-Receiver",
+            ));
+        }
         let msg = req.to_vec();
         let offsets = RequestSessionRepr::hmac_offsets(msg.len());
         self.chan.send(msg, &offsets);
-        self.state = State::ExpectAcceptSession;
+        self.state = State::ExpectAcceptSession {
+            server_sends: req.conf_sender,
+            sid: req.sid,
+        };
         Ok(())
     }
 
@@ -335,7 +353,10 @@ impl Client {
         self.command(now, Protocol::Twamp, "request_tw_session")?;
         self.chan
             .send(req.to_vec(), &[RequestTwSessionRepr::HMAC_OFFSET]);
-        self.state = State::ExpectAcceptSession;
+        self.state = State::ExpectAcceptSession {
+            server_sends: false,
+            sid: [0; 16],
+        };
         Ok(())
     }
 
@@ -372,6 +393,12 @@ impl Client {
     /// [`ClientEvent::StopSessions`].
     pub fn stop_sessions(&mut self, now: Instant, stop: &StopSessionsRepr) -> Result<(), Error> {
         self.command(now, Protocol::Owamp, "stop_sessions")?;
+        if !super::describes_exactly(stop, &self.client_sends) {
+            return Err(Error::InvalidCommand(
+                "stop_sessions must describe exactly the client's unstopped send sessions",
+            ));
+        }
+        self.client_sends.clear();
         let msg = stop.to_vec();
         let at = msg.len() - HMAC_LEN;
         self.chan.send(msg, &[at]);
@@ -430,7 +457,7 @@ impl Client {
         match self.state {
             State::ExpectGreeting => "Server Greeting",
             State::ExpectServerStart { .. } => "Server-Start",
-            State::ExpectAcceptSession => "Accept-Session",
+            State::ExpectAcceptSession { .. } => "Accept-Session",
             State::ExpectStartAck => "Start-Ack",
             State::ExpectFetchAck
             | State::ExpectFetchRequest { .. }
@@ -536,24 +563,39 @@ impl Client {
                 }
                 let msg = self.chan.consume(need, &[need - HMAC_LEN])?;
                 let stop = StopSessionsRepr::parse(&msg)?;
+                if !super::describes_exactly(&stop, &self.server_sends) {
+                    return Err(Error::ProtocolViolation(
+                        "Stop-Sessions does not describe exactly the server's send sessions",
+                    ));
+                }
+                self.server_sends.clear();
                 self.events.push_back(ClientEvent::StopSessions(stop));
                 Ok((State::Ready, true))
             }
-            State::ExpectAcceptSession => {
+            State::ExpectAcceptSession { server_sends, sid } => {
                 let Some(msg) =
                     self.take_fixed(AcceptSessionRepr::LEN, AcceptSessionRepr::HMAC_OFFSET)?
                 else {
                     return Ok((state, false));
                 };
                 let a = AcceptSessionRepr::parse(&msg)?;
-                self.events.push_back(if a.accept.is_ok() {
-                    ClientEvent::SessionAccepted {
-                        sid: a.sid,
-                        port: a.port,
+                if !a.accept.is_ok() {
+                    self.events
+                        .push_back(ClientEvent::SessionRejected(a.accept));
+                    return Ok((State::Ready, true));
+                }
+                // OWAMP: when the server sends, the session has the SID the client chose
+                // (owampd echoes it; RFC 4656 §3.5 leaves the field unused).
+                let sid = if server_sends { sid } else { a.sid };
+                if self.protocol == Protocol::Owamp {
+                    if server_sends {
+                        self.server_sends.push(sid);
+                    } else {
+                        self.client_sends.push(sid);
                     }
-                } else {
-                    ClientEvent::SessionRejected(a.accept)
-                });
+                }
+                self.events
+                    .push_back(ClientEvent::SessionAccepted { sid, port: a.port });
                 Ok((State::Ready, true))
             }
             State::ExpectStartAck => {

@@ -243,3 +243,17 @@ pub(crate) fn remove_acked(pending: &mut Vec<[u8; 16]>, acked: &[[u8; 16]]) -> b
     }
     true
 }
+
+/// RFC 4656 §3.8: a Stop-Sessions must describe exactly the send sessions of its sender that
+/// no earlier Stop-Sessions described, each once.
+pub(crate) fn describes_exactly(
+    stop: &crate::wire::owamp::StopSessionsRepr,
+    open_sends: &[[u8; 16]],
+) -> bool {
+    let mut want: Vec<[u8; 16]> = open_sends.to_vec();
+    stop.sessions.len() == want.len()
+        && stop
+            .sessions
+            .iter()
+            .all(|s| remove_acked(&mut want, std::slice::from_ref(&s.sid)))
+}

@@ -148,6 +148,12 @@ pub struct Server {
     mode: Option<SecurityMode>,
     keys: Option<SessionKeys>,
     sessions: Vec<[u8; 16]>,
+    /// OWAMP: the accepted sessions each side sends and has not yet described in a
+    /// Stop-Sessions (RFC 4656 §3.8 makes each Stop-Sessions account for exactly these).
+    client_sends: Vec<[u8; 16]>,
+    server_sends: Vec<[u8; 16]>,
+    /// OWAMP: whether the request awaiting a decision has the server send (Conf-Sender).
+    pending_server_sends: bool,
     /// RFC 6038 Octets to be reflected of the TWAMP request awaiting a decision.
     pending_reflect: Option<u16>,
     deadline: Instant,
@@ -180,6 +186,9 @@ impl Server {
             mode: None,
             keys: None,
             sessions: Vec::new(),
+            client_sends: Vec::new(),
+            server_sends: Vec::new(),
+            pending_server_sends: false,
             pending_reflect: None,
             deadline,
         }
@@ -274,6 +283,13 @@ impl Server {
         self.expect_state(State::AwaitSessionDecision, "accept_session")?;
         self.send_accept_session(Accept::Ok, port, sid);
         self.sessions.push(sid);
+        if self.protocol == Protocol::Owamp {
+            if self.pending_server_sends {
+                self.server_sends.push(sid);
+            } else {
+                self.client_sends.push(sid);
+            }
+        }
         self.resume()
     }
 
@@ -295,13 +311,20 @@ impl Server {
         self.resume()
     }
 
-    /// Sends Stop-Sessions (OWAMP: for the sessions this server sends, once they end).
+    /// OWAMP: sends Stop-Sessions describing exactly the sessions this server sends that no
+    /// Stop-Sessions has described yet (RFC 4656 §3.8).
     pub fn stop_sessions(&mut self, stop: &StopSessionsRepr) -> Result<(), Error> {
         if self.protocol != Protocol::Owamp
             || matches!(self.state, State::ExpectSetUpResponse | State::Closed)
         {
             return Err(Error::InvalidCommand("stop_sessions"));
         }
+        if !super::describes_exactly(stop, &self.server_sends) {
+            return Err(Error::InvalidCommand(
+                "stop_sessions must describe exactly the server's unstopped send sessions",
+            ));
+        }
+        self.server_sends.clear();
         let msg = stop.to_vec();
         let at = msg.len() - crate::wire::HMAC_LEN;
         self.chan.send(msg, &[at]);
@@ -573,6 +596,12 @@ impl Server {
                 let offsets = RequestSessionRepr::hmac_offsets(need);
                 let msg = self.chan.consume(need, &offsets)?;
                 let req = RequestSessionRepr::parse(&msg)?;
+                if req.conf_sender == req.conf_receiver {
+                    // RFC 4656 §3.5: exactly one of the two; the server is one end.
+                    self.send_accept_session(Accept::NotSupported, 0, [0; 16]);
+                    return Ok(true);
+                }
+                self.pending_server_sends = req.conf_sender;
                 self.state = State::AwaitSessionDecision;
                 if self.sessions.len() >= self.config.max_sessions {
                     return self.reject_for_limit();
@@ -623,6 +652,12 @@ impl Server {
                 }
                 let msg = self.chan.consume(need, &[need - crate::wire::HMAC_LEN])?;
                 let stop = StopSessionsRepr::parse(&msg)?;
+                if !super::describes_exactly(&stop, &self.client_sends) {
+                    return Err(Error::ProtocolViolation(
+                        "Stop-Sessions does not describe exactly the client's send sessions",
+                    ));
+                }
+                self.client_sends.clear();
                 self.events.push_back(ServerEvent::StopSessions(stop));
             }
             (Protocol::Owamp, Command::FetchSession) => {
