@@ -5,13 +5,8 @@
 use ippm_proto::schedule::{ExpGenerator, Schedule, Slot};
 use serde_json::Value;
 
-fn vectors() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/captures/vectors.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
+use common::vectors;
 
 fn h64(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap(), 16).unwrap()

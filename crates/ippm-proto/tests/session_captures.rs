@@ -23,21 +23,8 @@ use ippm_proto::wire::twamp::{RequestTwSessionRepr, TwStopSessionsRepr};
 use ippm_proto::{Accept, Modes, Protocol, SecurityMode, Timestamp};
 use serde_json::Value;
 
-fn vectors() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/captures/vectors.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn hex(v: &Value) -> Vec<u8> {
-    ::hex::decode(v.as_str().unwrap()).unwrap()
-}
-
-fn arr<const N: usize>(v: &Value) -> [u8; N] {
-    hex(v).try_into().unwrap()
-}
+mod common;
+use common::{arr, hex, vectors};
 
 struct Msg {
     dir_c2s: bool,

@@ -13,17 +13,8 @@ use ippm_proto::wire::twamp::{RequestTwSessionRepr, TwStopSessionsRepr};
 use ippm_proto::{Accept, Modes, WireError};
 use serde_json::Value;
 
-fn vectors() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/captures/vectors.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn hex(v: &Value) -> Vec<u8> {
-    ::hex::decode(v.as_str().unwrap()).unwrap()
-}
+mod common;
+use common::{hex, vectors};
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap()

@@ -73,9 +73,16 @@ impl Channel {
         &self.inbuf[..self.plain]
     }
 
-    /// Whether any octets (plaintext or not) are buffered.
-    pub(crate) fn has_pending_input(&self) -> bool {
-        !self.inbuf.is_empty()
+    /// The peer closed the connection: fine at a message boundary, a truncated message if
+    /// octets of an incomplete one are buffered.
+    pub(crate) fn check_clean_close(&self) -> Result<(), Error> {
+        if self.inbuf.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Wire(crate::WireError::Truncated(
+                super::PEER_CLOSED_MID_MESSAGE,
+            )))
+        }
     }
 
     /// Removes the first `len` plaintext octets, verifying the HMAC fields at `hmac_offsets`

@@ -29,7 +29,7 @@ use crate::wire::twamp::{
 use crate::wire::{self, HMAC_LEN};
 
 use super::channel::Channel;
-use super::{Error, PEER_CLOSED_MID_MESSAGE, Secret};
+use super::{Error, Secret};
 
 /// An RFC 7717 key: the SPIs of an IKEv2 SA and the secret derived from it.
 #[derive(Debug, Clone)]
@@ -296,14 +296,12 @@ impl Client {
     /// message is [`WireError::Truncated`](crate::WireError::Truncated).
     pub fn handle_close(&mut self) -> Result<(), Error> {
         let was_closed = self.is_closed();
-        let partial = self.chan.has_pending_input();
         self.close();
-        if partial && !was_closed {
-            return Err(Error::Wire(crate::WireError::Truncated(
-                PEER_CLOSED_MID_MESSAGE,
-            )));
+        if was_closed {
+            Ok(())
+        } else {
+            self.chan.check_clean_close()
         }
-        Ok(())
     }
 
     /// Whether the connection is finished.

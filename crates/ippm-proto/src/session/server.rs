@@ -25,7 +25,7 @@ use crate::wire::twamp::{
 };
 
 use super::channel::Channel;
-use super::{Error, KeyIdentity, PEER_CLOSED_MID_MESSAGE, SecretStore};
+use super::{Error, KeyIdentity, SecretStore};
 
 /// What a server offers and how long it waits.
 #[derive(Debug, Clone)]
@@ -246,14 +246,12 @@ impl Server {
     /// message is [`WireError::Truncated`](crate::WireError::Truncated).
     pub fn handle_close(&mut self) -> Result<(), Error> {
         let was_closed = self.is_closed();
-        let partial = self.chan.has_pending_input();
         self.close();
-        if partial && !was_closed {
-            return Err(Error::Wire(crate::WireError::Truncated(
-                PEER_CLOSED_MID_MESSAGE,
-            )));
+        if was_closed {
+            Ok(())
+        } else {
+            self.chan.check_clean_close()
         }
-        Ok(())
     }
 
     /// Whether the connection is finished (after an error or a refusal).

@@ -4,7 +4,7 @@
 use crate::WireError;
 use crate::codepoints::{Accept, Modes};
 use crate::time::Timestamp;
-use crate::wire::{Field, array_at, check_len, u32_at};
+use crate::wire::{Field, array_at, u32_at};
 
 mod field {
     use crate::wire::Field;
@@ -28,112 +28,85 @@ mod field {
     pub(crate) const START_MBZ2: Field = 40..48;
 }
 
-/// A zero-copy view of a Server Greeting.
-///
-/// ```text
-///  0                   1                   2                   3
-///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                      Unused (12 octets)                       |
-/// |                                                               |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                            Modes                              |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                     Challenge (16 octets)                     |
-/// |                                                               |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                        Salt (16 octets)                       |
-/// |                                                               |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                        Count (4 octets)                       |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                        MBZ (12 octets)                        |
-/// |                                                               |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// ```
-///
-/// RFC 4656 §3.1. Unused and MBZ are written as zero and ignored on receipt (the RFC gives no
-/// receive rule; ignoring them costs nothing and follows the deployed base).
-#[derive(Debug, Clone)]
-pub struct ServerGreeting<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A zero-copy view of a Server Greeting.
+    ///
+    /// ```text
+    ///  0                   1                   2                   3
+    ///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                      Unused (12 octets)                       |
+    /// |                                                               |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                            Modes                              |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                     Challenge (16 octets)                     |
+    /// |                                                               |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                        Salt (16 octets)                       |
+    /// |                                                               |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                        Count (4 octets)                       |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                        MBZ (12 octets)                        |
+    /// |                                                               |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// ```
+    ///
+    /// RFC 4656 §3.1. Unused and MBZ are written as zero and ignored on receipt (the RFC gives no
+    /// receive rule; ignoring them costs nothing and follows the deployed base).
+    ServerGreeting, ServerGreetingRepr::LEN, "Server Greeting"
 }
 
 impl<T: AsRef<[u8]>> ServerGreeting<T> {
-    /// Wraps a buffer without checking its length.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps a buffer, checking that it holds a whole greeting.
-    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
-        let v = Self::new_unchecked(buffer);
-        v.check_len()?;
-        Ok(v)
-    }
-
-    /// Fails with `Truncated` when the buffer is shorter than [`ServerGreetingRepr::LEN`].
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_len(
-            self.buffer.as_ref(),
-            ServerGreetingRepr::LEN,
-            "Server Greeting",
-        )
-    }
-
-    /// The buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// Modes.
     pub fn modes(&self) -> Modes {
-        Modes(u32_at(self.buffer.as_ref(), field::GREETING_MODES))
+        Modes(u32_at(self.b(), field::GREETING_MODES))
     }
 
     /// Challenge.
     pub fn challenge(&self) -> [u8; 16] {
-        array_at(self.buffer.as_ref(), field::GREETING_CHALLENGE)
+        array_at(self.b(), field::GREETING_CHALLENGE)
     }
 
     /// Salt.
     pub fn salt(&self) -> [u8; 16] {
-        array_at(self.buffer.as_ref(), field::GREETING_SALT)
+        array_at(self.b(), field::GREETING_SALT)
     }
 
     /// Count (PBKDF2 iterations).
     pub fn count(&self) -> u32 {
-        u32_at(self.buffer.as_ref(), field::GREETING_COUNT)
+        u32_at(self.b(), field::GREETING_COUNT)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ServerGreeting<T> {
     fn zero(&mut self, f: Field) {
-        self.buffer.as_mut()[f].fill(0);
+        self.bm()[f].fill(0);
     }
 
     /// Sets Modes.
     pub fn set_modes(&mut self, m: Modes) {
-        self.buffer.as_mut()[field::GREETING_MODES].copy_from_slice(&m.0.to_be_bytes());
+        self.bm()[field::GREETING_MODES].copy_from_slice(&m.0.to_be_bytes());
     }
 
     /// Sets Challenge.
     pub fn set_challenge(&mut self, c: &[u8; 16]) {
-        self.buffer.as_mut()[field::GREETING_CHALLENGE].copy_from_slice(c);
+        self.bm()[field::GREETING_CHALLENGE].copy_from_slice(c);
     }
 
     /// Sets Salt.
     pub fn set_salt(&mut self, s: &[u8; 16]) {
-        self.buffer.as_mut()[field::GREETING_SALT].copy_from_slice(s);
+        self.bm()[field::GREETING_SALT].copy_from_slice(s);
     }
 
     /// Sets Count.
     pub fn set_count(&mut self, c: u32) {
-        self.buffer.as_mut()[field::GREETING_COUNT].copy_from_slice(&c.to_be_bytes());
+        self.bm()[field::GREETING_COUNT].copy_from_slice(&c.to_be_bytes());
     }
 
     /// Zeroes Unused and MBZ.
@@ -251,98 +224,76 @@ impl std::fmt::Debug for KeyId {
     }
 }
 
-/// A zero-copy view of a Set-Up-Response.
-///
-/// ```text
-///  0                   1                   2                   3
-///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                             Mode                              |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                       KeyID (80 octets)                       |
-/// |                                                               |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                       Token (64 octets)                       |
-/// |                                                               |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                     Client-IV (16 octets)                     |
-/// |                                                               |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// ```
-///
-/// RFC 4656 §3.1. RFC 7717 §5.2's figure draws Token and Client-IV shorter; the figure is
-/// abbreviated and this layout (164 octets) stands (DESIGN.md, choice 2). In open mode KeyID,
-/// Token and Client-IV are unused: written as zero, ignored on receipt.
-#[derive(Debug, Clone)]
-pub struct SetUpResponse<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A zero-copy view of a Set-Up-Response.
+    ///
+    /// ```text
+    ///  0                   1                   2                   3
+    ///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                             Mode                              |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                       KeyID (80 octets)                       |
+    /// |                                                               |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                       Token (64 octets)                       |
+    /// |                                                               |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                     Client-IV (16 octets)                     |
+    /// |                                                               |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// ```
+    ///
+    /// RFC 4656 §3.1. RFC 7717 §5.2's figure draws Token and Client-IV shorter; the figure is
+    /// abbreviated and this layout (164 octets) stands (DESIGN.md, choice 2). In open mode KeyID,
+    /// Token and Client-IV are unused: written as zero, ignored on receipt.
+    SetUpResponse, SetUpResponseRepr::LEN, "Set-Up-Response"
 }
 
 impl<T: AsRef<[u8]>> SetUpResponse<T> {
-    /// Wraps a buffer without checking its length.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps a buffer, checking that it holds a whole Set-Up-Response.
-    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
-        let v = Self::new_unchecked(buffer);
-        v.check_len()?;
-        Ok(v)
-    }
-
-    /// Fails with `Truncated` when the buffer is shorter than [`SetUpResponseRepr::LEN`].
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_len(
-            self.buffer.as_ref(),
-            SetUpResponseRepr::LEN,
-            "Set-Up-Response",
-        )
-    }
-
     /// Mode.
     pub fn mode(&self) -> Modes {
-        Modes(u32_at(self.buffer.as_ref(), field::SETUP_MODE))
+        Modes(u32_at(self.b(), field::SETUP_MODE))
     }
 
     /// KeyID.
     pub fn key_id(&self) -> KeyId {
-        KeyId(array_at(self.buffer.as_ref(), field::SETUP_KEY_ID))
+        KeyId(array_at(self.b(), field::SETUP_KEY_ID))
     }
 
     /// Token.
     pub fn token(&self) -> [u8; 64] {
-        array_at(self.buffer.as_ref(), field::SETUP_TOKEN)
+        array_at(self.b(), field::SETUP_TOKEN)
     }
 
     /// Client-IV.
     pub fn client_iv(&self) -> [u8; 16] {
-        array_at(self.buffer.as_ref(), field::SETUP_CLIENT_IV)
+        array_at(self.b(), field::SETUP_CLIENT_IV)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> SetUpResponse<T> {
     /// Sets Mode.
     pub fn set_mode(&mut self, m: Modes) {
-        self.buffer.as_mut()[field::SETUP_MODE].copy_from_slice(&m.0.to_be_bytes());
+        self.bm()[field::SETUP_MODE].copy_from_slice(&m.0.to_be_bytes());
     }
 
     /// Sets KeyID.
     pub fn set_key_id(&mut self, k: &KeyId) {
-        self.buffer.as_mut()[field::SETUP_KEY_ID].copy_from_slice(&k.0);
+        self.bm()[field::SETUP_KEY_ID].copy_from_slice(&k.0);
     }
 
     /// Sets Token.
     pub fn set_token(&mut self, t: &[u8; 64]) {
-        self.buffer.as_mut()[field::SETUP_TOKEN].copy_from_slice(t);
+        self.bm()[field::SETUP_TOKEN].copy_from_slice(t);
     }
 
     /// Sets Client-IV.
     pub fn set_client_iv(&mut self, iv: &[u8; 16]) {
-        self.buffer.as_mut()[field::SETUP_CLIENT_IV].copy_from_slice(iv);
+        self.bm()[field::SETUP_CLIENT_IV].copy_from_slice(iv);
     }
 }
 
@@ -400,71 +351,53 @@ impl SetUpResponseRepr {
     }
 }
 
-/// A zero-copy view of a Server-Start.
-///
-/// ```text
-///  0                   1                   2                   3
-///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                                                               |
-/// |                         MBZ (15 octets)                       |
-/// |                                               +-+-+-+-+-+-+-+-+
-/// |                                               |   Accept      |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                     Server-IV (16 octets)                     |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                      Start-Time (Timestamp)                   |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                         MBZ (8 octets)                        |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// ```
-///
-/// RFC 4656 §3.1. In the protected modes octets 32..48 are the first block of the server's
-/// encrypted stream (this view sees plaintext). Both MBZ fields are written as zero and
-/// ignored on receipt.
-#[derive(Debug, Clone)]
-pub struct ServerStart<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A zero-copy view of a Server-Start.
+    ///
+    /// ```text
+    ///  0                   1                   2                   3
+    ///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                                                               |
+    /// |                         MBZ (15 octets)                       |
+    /// |                                               +-+-+-+-+-+-+-+-+
+    /// |                                               |   Accept      |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                     Server-IV (16 octets)                     |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                      Start-Time (Timestamp)                   |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// |                         MBZ (8 octets)                        |
+    /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    /// ```
+    ///
+    /// RFC 4656 §3.1. In the protected modes octets 32..48 are the first block of the server's
+    /// encrypted stream (this view sees plaintext). Both MBZ fields are written as zero and
+    /// ignored on receipt.
+    ServerStart, ServerStartRepr::LEN, "Server-Start"
 }
 
 impl<T: AsRef<[u8]>> ServerStart<T> {
-    /// Wraps a buffer without checking its length.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps a buffer, checking that it holds a whole Server-Start.
-    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
-        let v = Self::new_unchecked(buffer);
-        v.check_len()?;
-        Ok(v)
-    }
-
-    /// Fails with `Truncated` when the buffer is shorter than [`ServerStartRepr::LEN`].
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_len(self.buffer.as_ref(), ServerStartRepr::LEN, "Server-Start")
-    }
-
     /// Accept.
     pub fn accept(&self) -> Accept {
-        Accept::from(self.buffer.as_ref()[field::START_ACCEPT])
+        Accept::from(self.b()[field::START_ACCEPT])
     }
 
     /// Server-IV.
     pub fn server_iv(&self) -> [u8; 16] {
-        array_at(self.buffer.as_ref(), field::START_SERVER_IV)
+        array_at(self.b(), field::START_SERVER_IV)
     }
 
     /// Start-Time.
     pub fn start_time(&self) -> Timestamp {
-        Timestamp::from_bytes(array_at(self.buffer.as_ref(), field::START_TIME))
+        Timestamp::from_bytes(array_at(self.b(), field::START_TIME))
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ServerStart<T> {
     /// Sets Accept and zeroes both MBZ fields.
     pub fn set_accept(&mut self, a: Accept) {
-        let b = self.buffer.as_mut();
+        let b = self.bm();
         b[field::START_MBZ].fill(0);
         b[field::START_MBZ2].fill(0);
         b[field::START_ACCEPT] = a.into();
@@ -472,12 +405,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ServerStart<T> {
 
     /// Sets Server-IV.
     pub fn set_server_iv(&mut self, iv: &[u8; 16]) {
-        self.buffer.as_mut()[field::START_SERVER_IV].copy_from_slice(iv);
+        self.bm()[field::START_SERVER_IV].copy_from_slice(iv);
     }
 
     /// Sets Start-Time.
     pub fn set_start_time(&mut self, t: Timestamp) {
-        self.buffer.as_mut()[field::START_TIME].copy_from_slice(&t.to_bytes());
+        self.bm()[field::START_TIME].copy_from_slice(&t.to_bytes());
     }
 }
 

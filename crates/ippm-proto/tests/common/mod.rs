@@ -11,6 +11,26 @@ use ippm_proto::wire::owamp::{
 };
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
 use ippm_proto::{Accept, ErrorEstimate, Timestamp};
+use serde_json::Value;
+
+/// The decoded perfSONAR captures.
+pub(crate) fn vectors() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/captures/vectors.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A hex string field as octets.
+pub(crate) fn hex(v: &Value) -> Vec<u8> {
+    ::hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+/// A hex string field as a fixed-size array.
+pub(crate) fn arr<const N: usize>(v: &Value) -> [u8; N] {
+    hex(v).try_into().unwrap()
+}
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
