@@ -10,7 +10,7 @@
 //! - [`owamp`]: OWAMP-Control commands and replies (RFC 4656 §3.5-3.9), Accept-Session,
 //!   Start-Ack and the Fetch data records.
 //! - [`twamp`]: Request-TW-Session (RFC 5357 §3.5 with RFC 6038) and the RFC 5938 messages.
-//! - [`test`]: OWAMP-Test and TWAMP-Test packets in every mode.
+//! - [`test`](mod@test): OWAMP-Test and TWAMP-Test packets in every mode.
 
 /// Declares a zero-copy view over a message buffer: `new_unchecked`, `new_checked` (after which
 /// no accessor panics), `check_len` against the message's minimum length, and `into_inner`.
