@@ -1,3 +1,11 @@
 //! The tokio runtime of ippm: control TCP servers and clients, the UDP test engine
 //! (sender, reflector, receiver), the IKE UDP driver and the local key service.
+//!
+//! All kernel interfaces below the standard library (socket options, control messages, the
+//! NTP clock state) are in one module, `sys`.
 #![warn(missing_docs)]
+
+pub mod clock;
+pub mod keyfile;
+mod sys;
+pub mod udp;
