@@ -7,5 +7,8 @@
 
 pub mod clock;
 pub mod keyfile;
+pub mod reflector;
 mod sys;
+pub mod twamp_client;
+pub mod twamp_server;
 pub mod udp;

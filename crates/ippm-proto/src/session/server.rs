@@ -146,6 +146,7 @@ pub struct Server {
     chan: Channel,
     events: VecDeque<ServerEvent>,
     mode: Option<SecurityMode>,
+    extensions: Modes,
     keys: Option<SessionKeys>,
     sessions: Vec<[u8; 16]>,
     /// OWAMP: the accepted sessions each side sends and has not yet described in a
@@ -184,6 +185,7 @@ impl Server {
             chan,
             events: VecDeque::new(),
             mode: None,
+            extensions: Modes::NONE,
             keys: None,
             sessions: Vec::new(),
             client_sends: Vec::new(),
@@ -262,6 +264,11 @@ impl Server {
     /// The security mode, once established.
     pub fn mode(&self) -> Option<SecurityMode> {
         self.mode
+    }
+
+    /// The extension bits the client chose (TWAMP RFC 5938 / RFC 6038 bits, IKEv2-derived).
+    pub fn extensions(&self) -> Modes {
+        self.extensions
     }
 
     /// The test-session keys for `sid` (RFC 4656 §4.1.2), in the protected modes.
@@ -550,6 +557,7 @@ impl Server {
         self.chan.send_clear(&start[..32]);
         self.chan.send_covered(start[32..].to_vec());
         self.mode = Some(mode);
+        self.extensions = extensions;
         self.state = State::ExpectCommand;
         self.events.push_back(ServerEvent::Established {
             mode,

@@ -1,0 +1,178 @@
+//! The TWAMP Session-Reflector (RFC 5357 §4.2): one task per test session.
+//!
+//! Per packet: the kernel's receive timestamp (SO_TIMESTAMPNS) is the Receive Timestamp; the
+//! sender's packet is checked (HMAC in the protected modes) and dropped with a log line if it
+//! fails; the reply carries the reflector's own sequence number, the sender's sequence number,
+//! timestamp and error estimate, and the TTL the sender's packet arrived with; its padding is
+//! the start of the sender's padding, truncated so the reply is as long as the request
+//! (RFC 5357 §4.2.1, RFC 6038 §5.2); its Timestamp is taken just before it is protected and
+//! sent. Replies go to the packet's source (which may differ from the requested sender port
+//! behind NAT) but only to the control connection's peer address.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::clock::{self, ClockState};
+use crate::udp::TestSocket;
+
+/// Largest test packet handled.
+pub const MAX_PACKET: usize = 65_535;
+
+/// What one reflector task needs.
+#[derive(Debug)]
+pub struct ReflectorSession {
+    /// The session's socket.
+    pub socket: TestSocket,
+    /// Packet protection for the session's mode and keys.
+    pub protection: TestProtection,
+    /// Only packets from this address are reflected.
+    pub peer: IpAddr,
+    /// RFC 6038 symmetrical size: the reflected padding starts after the sender's MBZ run.
+    pub symmetrical: bool,
+    /// Counts reflected packets and stamps activity (milliseconds since `epoch`).
+    pub stats: Arc<ReflectorStats>,
+}
+
+/// Counters one reflector shares with its control connection.
+#[derive(Debug, Default)]
+pub struct ReflectorStats {
+    /// Packets reflected.
+    pub reflected: AtomicU64,
+    /// Packets dropped (bad HMAC, too short, wrong source).
+    pub dropped: AtomicU64,
+    /// Monotonic milliseconds of the last packet, for the control connection's idle timer.
+    pub last_activity_ms: AtomicU64,
+}
+
+/// How a session is told to end: `Some(grace)` keeps reflecting for `grace` (the session's
+/// Timeout after Stop-Sessions, RFC 5357 §4.2), `None` stops at once.
+pub type StopSignal = watch::Receiver<Option<Duration>>;
+
+/// Runs one reflector until stopped.
+pub async fn run(s: ReflectorSession, mut stop: StopSignal, epoch: tokio::time::Instant) {
+    let layout = s.protection.layout();
+    let mut rx = vec![0u8; MAX_PACKET];
+    let mut tx = vec![0u8; MAX_PACKET];
+    let mut seq: u32 = 0;
+    let mut clock_state = ClockState::read();
+    let mut clock_read = tokio::time::Instant::now();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let meta = tokio::select! {
+            r = s.socket.recv(&mut rx) => match r {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "reflector receive failed");
+                    continue;
+                }
+            },
+            changed = stop.changed(), if deadline.is_none() => {
+                match (changed, *stop.borrow()) {
+                    (Ok(()), Some(grace)) => {
+                        deadline = Some(tokio::time::Instant::now() + grace);
+                        continue;
+                    }
+                    _ => return,
+                }
+            }
+            () = sleep => return,
+        };
+        let recv_time = meta
+            .kernel_time
+            .map(ippm_proto::Timestamp::from_unix)
+            .unwrap_or_else(clock::now);
+        if meta.from.ip() != s.peer {
+            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            debug!(from = %meta.from, "test packet from an address other than the client's, dropped");
+            continue;
+        }
+        let pkt = &mut rx[..meta.len];
+        if let Err(e) = s.protection.unprotect(PacketKind::Sender, pkt) {
+            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            warn!(from = %meta.from, error = %e, "test packet failed its check, dropped");
+            continue;
+        }
+        let Ok(sender) = SenderRepr::parse(pkt, layout) else {
+            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            debug!(from = %meta.from, len = meta.len, "test packet too short, dropped");
+            continue;
+        };
+        if clock_read.elapsed() > Duration::from_secs(1) {
+            clock_state = ClockState::read();
+            clock_read = tokio::time::Instant::now();
+        }
+        let len = reply(
+            &s,
+            layout,
+            seq,
+            &sender,
+            pkt,
+            recv_time,
+            meta.ttl,
+            &clock_state,
+            &mut tx,
+        );
+        ReflectorRepr::stamp(&mut tx[..len], layout, clock::now());
+        s.protection.protect(PacketKind::Reflector, &mut tx[..len]);
+        if let Err(e) = s.socket.send_to(&tx[..len], meta.from).await {
+            warn!(to = %meta.from, error = %e, "reflector send failed");
+            continue;
+        }
+        seq = seq.wrapping_add(1);
+        s.stats.reflected.fetch_add(1, Ordering::Relaxed);
+        let ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        s.stats.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Lays out the reply in `tx` and returns its length.
+#[allow(clippy::too_many_arguments)]
+fn reply(
+    s: &ReflectorSession,
+    layout: Layout,
+    seq: u32,
+    sender: &SenderRepr,
+    pkt: &[u8],
+    recv_time: ippm_proto::Timestamp,
+    ttl: Option<u8>,
+    clock_state: &ClockState,
+    tx: &mut [u8],
+) -> usize {
+    let header = layout.reflector_header_len();
+    let len = pkt.len().max(header).min(tx.len());
+    let repr = ReflectorRepr {
+        seq,
+        timestamp: ippm_proto::Timestamp::ZERO,
+        error_estimate: clock_state.error_estimate(),
+        receive_timestamp: recv_time,
+        sender_seq: sender.seq,
+        sender_timestamp: sender.timestamp,
+        sender_error_estimate: sender.error_estimate,
+        // 255 when the kernel did not say (RFC 5357 §4.2.1).
+        sender_ttl: ttl.unwrap_or(255),
+    };
+    // Cannot fail: tx is MAX_PACKET long.
+    let _ = repr.emit(tx, layout);
+    let mut from = layout.sender_header_len();
+    if s.symmetrical {
+        from += layout.symmetric_padding();
+    }
+    let src = pkt.get(from..).unwrap_or(&[]);
+    let pad = &mut tx[header..len];
+    let n = pad.len().min(src.len());
+    pad[..n].copy_from_slice(&src[..n]);
+    pad[n..].fill(0);
+    len
+}

@@ -1,0 +1,404 @@
+//! The TWAMP Control-Client and Session-Sender behind `ippm twping` (RFC 5357 §3, §4.1).
+//!
+//! Sending and receiving run concurrently on one socket: the sender paces packets on the
+//! schedule (fixed or exponential gaps) and stamps each as late as possible; the receiver
+//! takes the kernel's receive timestamp and TTL of every reply. The test ends when every reply
+//! is in or the loss timeout has passed since the last packet was sent.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use ippm_proto::schedule::ExpGenerator;
+use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Error, Secret};
+use ippm_proto::wire::owamp::TypeP;
+use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
+use ippm_proto::wire::twamp::RequestTwSessionRepr;
+use ippm_proto::{Accept, ErrorEstimate, Protocol, SecurityMode, Timestamp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::clock::{self, ClockState};
+use crate::udp::TestSocket;
+
+/// Gaps between test packets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Interval {
+    /// The same gap every time.
+    Fixed(Duration),
+    /// Exponentially distributed gaps with this mean (RFC 4656 §5 generator).
+    Exponential(Duration),
+}
+
+/// What a twping run does.
+#[derive(Debug, Clone)]
+pub struct TwpingOptions {
+    /// The server's TWAMP-Control address.
+    pub server: SocketAddr,
+    /// Acceptable modes, preferred first.
+    pub modes: Vec<SecurityMode>,
+    /// Identity and passphrase for the protected modes.
+    pub identity: Option<(Vec<u8>, Secret)>,
+    /// Packets to send.
+    pub count: u32,
+    /// Gaps between packets.
+    pub interval: Interval,
+    /// Padding octets (`None`: enough for equal-size replies, as twping does).
+    pub padding: Option<u32>,
+    /// DSCP of the test packets.
+    pub dscp: u8,
+    /// How long to wait for replies after the last packet is sent.
+    pub loss_timeout: Duration,
+    /// Local address for the test packets (`None`: the control connection's).
+    pub local: Option<IpAddr>,
+    /// Local UDP ports to use.
+    pub ports: Option<RangeInclusive<u16>>,
+    /// Largest PBKDF2 Count accepted.
+    pub max_count: u32,
+    /// How long to wait for the server at each step.
+    pub control_timeout: Duration,
+}
+
+/// One test packet sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Sequence number.
+    pub seq: u32,
+    /// Send timestamp (T1).
+    pub time: Timestamp,
+    /// Its error estimate.
+    pub error: ErrorEstimate,
+}
+
+/// One reply received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The fields of the reflector's packet.
+    pub reflector: ReflectorRepr,
+    /// When it arrived (T4, the kernel's timestamp).
+    pub recv_time: Timestamp,
+    /// Our clock's error estimate at T4.
+    pub recv_error: ErrorEstimate,
+    /// TTL of the reply as it arrived.
+    pub ttl: Option<u8>,
+}
+
+/// The outcome of a twping run.
+#[derive(Debug, Clone)]
+pub struct TwpingResult {
+    /// The mode used.
+    pub mode: SecurityMode,
+    /// The session's SID.
+    pub sid: [u8; 16],
+    /// Our test address.
+    pub local: SocketAddr,
+    /// The reflector's test address.
+    pub reflector: SocketAddr,
+    /// Padding length used.
+    pub padding: u32,
+    /// Every packet sent, in order.
+    pub sent: Vec<Sent>,
+    /// Every reply, in arrival order (duplicates included).
+    pub replies: Vec<Reply>,
+    /// Replies that failed their HMAC or were malformed.
+    pub bad_replies: u64,
+    /// Time from connecting to the Start-Ack.
+    pub setup_time: Duration,
+}
+
+/// Why a twping run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TwpingError {
+    /// The control protocol failed (refusal, bad HMAC, ...).
+    #[error("TWAMP-Control: {0}")]
+    Control(#[from] Error),
+    /// The server refused the test session.
+    #[error("the server refused the test session: Accept = {0}")]
+    SessionRefused(Accept),
+    /// Socket trouble.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed the control connection.
+    #[error("the server closed the control connection")]
+    Closed,
+    /// The server took too long.
+    #[error("no answer from the server within {0:?}")]
+    Timeout(Duration),
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+/// One control connection with its state machine.
+struct Control {
+    stream: TcpStream,
+    client: Client,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Control {
+    async fn flush(&mut self) -> Result<(), TwpingError> {
+        while let Some(out) = self.client.poll_transmit() {
+            self.stream.write_all(&out).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads until the state machine reports an event.
+    async fn event(&mut self) -> Result<ClientEvent, TwpingError> {
+        loop {
+            self.flush().await?;
+            if let Some(ev) = self.client.poll_event() {
+                return Ok(ev);
+            }
+            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut self.buf))
+                .await
+                .map_err(|_| TwpingError::Timeout(self.timeout))??;
+            if n == 0 {
+                self.client.handle_close()?;
+                return Err(TwpingError::Closed);
+            }
+            let r = self
+                .client
+                .handle_input(std::time::Instant::now(), &self.buf[..n]);
+            // A refusal may have queued a message (Set-Up-Response Mode 0).
+            self.flush().await?;
+            r?;
+        }
+    }
+}
+
+/// Runs one TWAMP test.
+pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
+    let t0 = tokio::time::Instant::now();
+    let stream = tokio::time::timeout(opts.control_timeout, TcpStream::connect(opts.server))
+        .await
+        .map_err(|_| TwpingError::Timeout(opts.control_timeout))??;
+    // perfSONAR's owping loses ~80 ms a test to Nagle and delayed ACKs; we do not.
+    stream.set_nodelay(true)?;
+    let local_ctrl = stream.local_addr()?;
+    let mut cfg = ClientConfig::open();
+    cfg.modes = opts.modes.clone();
+    cfg.identity = opts.identity.clone();
+    cfg.max_count = opts.max_count;
+    cfg.response_timeout = opts.control_timeout;
+    let random = ClientRandom {
+        client_iv: random(),
+        aes_key: random(),
+        hmac_key: random(),
+    };
+    let client = Client::new(Protocol::Twamp, cfg, random, std::time::Instant::now());
+    let mut ctl = Control {
+        stream,
+        client,
+        buf: vec![0; 16 * 1024],
+        timeout: opts.control_timeout,
+    };
+
+    let mode = match ctl.event().await? {
+        ClientEvent::Established { mode, .. } => mode,
+        other => return Err(Error::Internal(unexpected(&other)).into()),
+    };
+    let layout = Layout::of(mode);
+    let local_ip = opts.local.unwrap_or_else(|| local_ctrl.ip());
+    let socket = TestSocket::bind_in_range(local_ip, opts.ports.clone())?;
+    if opts.dscp != 0 {
+        socket.set_dscp(opts.dscp)?;
+    }
+    let local = socket.local_addr()?;
+    let padding = opts.padding.unwrap_or_else(|| layout.symmetric_padding() as u32);
+    let req = RequestTwSessionRepr {
+        sender_port: local.port(),
+        receiver_port: 0,
+        sender_address: local.ip(),
+        receiver_address: opts.server.ip(),
+        padding_length: padding,
+        start_time: clock::now(),
+        timeout: ippm_proto::time::duration_to_bits(opts.loss_timeout.max(Duration::from_secs(1))),
+        type_p: TypeP::from_dscp(opts.dscp),
+        octets_to_reflect: 0,
+        padding_to_reflect: 0,
+    };
+    ctl.client
+        .request_tw_session(std::time::Instant::now(), &req)?;
+    let (sid, port) = match ctl.event().await? {
+        ClientEvent::SessionAccepted { sid, port } => (sid, port),
+        ClientEvent::SessionRejected(a) => return Err(TwpingError::SessionRefused(a)),
+        other => return Err(Error::Internal(unexpected(&other)).into()),
+    };
+    let reflector = SocketAddr::new(opts.server.ip(), port);
+    let protection = TestProtection::new(mode, ctl.client.test_keys(&sid).as_ref())
+        .map_err(|_| Error::Internal("test keys"))?;
+    ctl.client.start_sessions(std::time::Instant::now())?;
+    match ctl.event().await? {
+        ClientEvent::StartAck(Accept::Ok) => {}
+        ClientEvent::StartAck(a) => return Err(TwpingError::SessionRefused(a)),
+        other => return Err(Error::Internal(unexpected(&other)).into()),
+    }
+    let setup_time = t0.elapsed();
+    debug!(%reflector, sid = %crate::twamp_server::hex(&sid), ?setup_time, "test session started");
+
+    let (sent, replies, bad_replies) =
+        run_test(&socket, &protection, layout, reflector, padding, opts).await;
+
+    ctl.client
+        .stop_tw_sessions(std::time::Instant::now(), Accept::Ok, 1)?;
+    ctl.flush().await?;
+    let _ = ctl.stream.shutdown().await;
+    Ok(TwpingResult {
+        mode,
+        sid,
+        local,
+        reflector,
+        padding,
+        sent,
+        replies,
+        bad_replies,
+        setup_time,
+    })
+}
+
+fn unexpected(ev: &ClientEvent) -> &'static str {
+    match ev {
+        ClientEvent::Established { .. } => "unexpected Established",
+        ClientEvent::SessionAccepted { .. } => "unexpected Accept-Session",
+        _ => "unexpected control event",
+    }
+}
+
+/// Sends on schedule while receiving; returns what was sent, the replies and the count of
+/// bad replies.
+async fn run_test(
+    socket: &TestSocket,
+    protection: &TestProtection,
+    layout: Layout,
+    reflector: SocketAddr,
+    padding: u32,
+    opts: &TwpingOptions,
+) -> (Vec<Sent>, Vec<Reply>, u64) {
+    let count = opts.count as usize;
+    let mut sent = Vec::with_capacity(count);
+    let mut replies = Vec::with_capacity(count);
+    let mut bad = 0u64;
+    let len = layout.sender_header_len() + padding as usize;
+    let mut pkt = vec![0u8; len];
+    // Random padding, once per session (RFC 4656 §4.1.2 recommends pseudo-random padding).
+    let _ = getrandom::fill(&mut pkt[layout.sender_header_len()..]);
+    let offsets = schedule(opts.interval, opts.count);
+    let start = tokio::time::Instant::now() + Duration::from_millis(1);
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+
+    let sender = async {
+        let mut clock_state = ClockState::read();
+        for (seq, off) in offsets.iter().enumerate() {
+            tokio::time::sleep_until(start + *off).await;
+            if seq % 64 == 0 {
+                clock_state = ClockState::read();
+            }
+            let error = clock_state.error_estimate();
+            let time = clock::now();
+            let repr = SenderRepr {
+                seq: seq as u32,
+                timestamp: time,
+                error_estimate: error,
+            };
+            let _ = repr.emit(&mut pkt, layout);
+            let mut wire = pkt.clone();
+            protection.protect(PacketKind::Sender, &mut wire);
+            if let Err(e) = socket.send_to(&wire, reflector).await {
+                debug!(error = %e, seq, "send failed");
+            }
+            sent.push(Sent {
+                seq: seq as u32,
+                time,
+                error,
+            });
+        }
+        let _ = done_tx.send(Some(tokio::time::Instant::now()));
+    };
+    let receiver = async {
+        let mut buf = vec![0u8; crate::reflector::MAX_PACKET];
+        let mut clock_state = ClockState::read();
+        let mut unique = std::collections::HashSet::new();
+        loop {
+            let deadline = match *done_rx.borrow() {
+                Some(t) => t + opts.loss_timeout,
+                None => tokio::time::Instant::now() + Duration::from_secs(3600),
+            };
+            tokio::select! {
+                r = socket.recv(&mut buf) => {
+                    let Ok(m) = r else { continue };
+                    if m.from != reflector {
+                        continue;
+                    }
+                    let recv_time = m.kernel_time.map(Timestamp::from_unix).unwrap_or_else(clock::now);
+                    let pkt = &mut buf[..m.len];
+                    if protection.unprotect(PacketKind::Reflector, pkt).is_err() {
+                        bad += 1;
+                        continue;
+                    }
+                    let Ok(r) = ReflectorRepr::parse(pkt, layout) else {
+                        bad += 1;
+                        continue;
+                    };
+                    if replies.len() % 64 == 0 {
+                        clock_state = ClockState::read();
+                    }
+                    replies.push(Reply { reflector: r, recv_time, recv_error: clock_state.error_estimate(), ttl: m.ttl });
+                    unique.insert(r.sender_seq);
+                    if unique.len() >= count && done_rx.borrow().is_some() {
+                        return;
+                    }
+                }
+                _ = done_rx.changed() => {}
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    };
+    tokio::join!(sender, receiver);
+    (sent, replies, bad)
+}
+
+/// Send offsets from the start for `count` packets; the first goes at once.
+fn schedule(interval: Interval, count: u32) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(count as usize);
+    let mut t = Duration::ZERO;
+    let mut g = ExpGenerator::new(&random());
+    for i in 0..count {
+        if i > 0 {
+            t += match interval {
+                Interval::Fixed(d) => d,
+                Interval::Exponential(mean) => {
+                    let m = ippm_proto::time::duration_to_bits(mean);
+                    ippm_proto::time::bits_to_duration(ippm_proto::schedule::mul(g.next_exp(), m))
+                }
+            };
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// The modes a client asks for, from perfSONAR's `-A` letters (O, A, E, M).
+pub fn modes_from_letters(s: &str) -> Option<Vec<SecurityMode>> {
+    let mut v = Vec::new();
+    for c in s.chars() {
+        v.push(match c.to_ascii_uppercase() {
+            'O' => SecurityMode::Open,
+            'A' => SecurityMode::Authenticated,
+            'E' => SecurityMode::Encrypted,
+            'M' => SecurityMode::Mixed,
+            _ => return None,
+        });
+    }
+    // Most protective first, as perfSONAR's clients choose.
+    v.sort_by_key(|m| SecurityMode::all().iter().position(|x| x == m));
+    v.dedup();
+    (!v.is_empty()).then_some(v)
+}

@@ -1,0 +1,443 @@
+//! The TWAMP-Control server (RFC 5357 §3): accepts connections, drives one
+//! [`ippm_proto::session::Server`] per connection, and runs a Session-Reflector per accepted
+//! test session.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ippm_proto::session::{Error, Server, ServerConfig, ServerEvent, ServerRandom, make_sid};
+use ippm_proto::wire::test::TestProtection;
+use ippm_proto::wire::twamp::RequestTwSessionRepr;
+use ippm_proto::{Accept, Modes, Protocol, time::bits_to_duration};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::clock;
+use crate::reflector::{self, ReflectorSession, ReflectorStats};
+use crate::udp::TestSocket;
+
+/// What the TWAMP server offers, and its limits.
+#[derive(Debug, Clone)]
+pub struct TwampServerOptions {
+    /// The control-session configuration (modes, Count, secrets, timeouts).
+    pub control: Arc<ServerConfig>,
+    /// UDP ports for reflectors (`None`: any free port).
+    pub test_ports: Option<RangeInclusive<u16>>,
+    /// Most control connections at once.
+    pub max_connections: usize,
+    /// Most test sessions at once, over all connections.
+    pub max_sessions_total: usize,
+    /// Longest Timeout a client may ask the reflector to wait after Stop-Sessions.
+    pub max_timeout: Duration,
+}
+
+impl TwampServerOptions {
+    /// Defaults around a control configuration.
+    pub fn new(control: Arc<ServerConfig>) -> Self {
+        Self {
+            control,
+            test_ports: None,
+            max_connections: 256,
+            max_sessions_total: 1024,
+            max_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Shared state of a running server.
+#[derive(Debug, Default)]
+struct Shared {
+    connections: AtomicUsize,
+    sessions: AtomicUsize,
+}
+
+/// Accepts TWAMP-Control connections on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    opts: Arc<TwampServerOptions>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::new(Shared::default());
+    if let Ok(a) = listener.local_addr() {
+        info!(listen = %a, modes = ?opts.control.modes, "TWAMP server listening");
+    }
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        if shared.connections.load(Ordering::Relaxed) >= opts.max_connections {
+            warn!(%peer, "connection limit reached, refusing control connection");
+            drop(stream);
+            continue;
+        }
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let opts = opts.clone();
+        let shared2 = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            match connection(stream, peer, &opts, &shared2, shutdown).await {
+                Ok(()) => debug!(%peer, "control connection closed"),
+                Err(e) => warn!(%peer, error = %e, "control connection ended with an error"),
+            }
+            shared2.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS RNG failing is not something a server can work around.
+    if getrandom::fill(&mut b).is_err() {
+        b = [0u8; N];
+        tracing::error!("the OS random number generator failed");
+    }
+    b
+}
+
+struct TestSession {
+    socket: Option<TestSocket>,
+    protection: TestProtection,
+    symmetrical: bool,
+    timeout: Duration,
+    stop: watch::Sender<Option<Duration>>,
+    task: Option<JoinHandle<()>>,
+    stats: Arc<ReflectorStats>,
+}
+
+impl TestSession {
+    fn start(&mut self, peer: IpAddr, epoch: tokio::time::Instant) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        let s = ReflectorSession {
+            socket,
+            protection: self.protection.clone(),
+            peer,
+            symmetrical: self.symmetrical,
+            stats: self.stats.clone(),
+        };
+        self.task = Some(tokio::spawn(reflector::run(
+            s,
+            self.stop.subscribe(),
+            epoch,
+        )));
+    }
+}
+
+/// Errors that end a connection: the protocol's, or the socket's.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The peer broke the protocol (already answered where the protocol says to).
+    #[error(transparent)]
+    Protocol(#[from] Error),
+    /// The TCP connection failed.
+    #[error("control connection I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    opts: &TwampServerOptions,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let local = stream.local_addr()?;
+    let epoch = tokio::time::Instant::now();
+    let random = ServerRandom {
+        challenge: random(),
+        salt: random(),
+        server_iv: random(),
+    };
+    let mut server = Server::new(
+        Protocol::Twamp,
+        opts.control.clone(),
+        random,
+        std::time::Instant::now(),
+    );
+    let mut sessions: HashMap<[u8; 16], TestSession> = HashMap::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let result = async {
+        loop {
+            while let Some(out) = server.poll_transmit() {
+                stream.write_all(&out).await?;
+            }
+            if server.is_closed() {
+                return Ok(());
+            }
+            let deadline = server
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let r = tokio::select! {
+                n = stream.read(&mut buf) => {
+                    let n = n?;
+                    if n == 0 {
+                        server.handle_close().map_err(ConnectionError::from)?;
+                        return Ok(());
+                    }
+                    server.handle_input(std::time::Instant::now(), &buf[..n])
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    // Test traffic keeps an otherwise quiet control connection alive.
+                    let last = sessions
+                        .values()
+                        .map(|s| s.stats.last_activity_ms.load(Ordering::Relaxed))
+                        .max()
+                        .unwrap_or(0);
+                    let now = std::time::Instant::now();
+                    if last > 0 {
+                        let since = epoch.elapsed().saturating_sub(Duration::from_millis(last));
+                        server.note_activity(now.checked_sub(since).unwrap_or(now));
+                    }
+                    server.handle_timeout(now)
+                }
+                _ = shutdown.changed() => return Ok(()),
+            };
+            // Write out what the state machine queued (a refusal, say) before giving up.
+            if let Err(e) = r {
+                while let Some(out) = server.poll_transmit() {
+                    let _ = stream.write_all(&out).await;
+                }
+                return Err(e.into());
+            }
+            while let Some(ev) = server.poll_event() {
+                handle_event(
+                    ev,
+                    &mut server,
+                    &mut sessions,
+                    peer,
+                    local,
+                    opts,
+                    shared,
+                    epoch,
+                )?;
+            }
+        }
+    }
+    .await;
+    // The control connection is gone: its sessions end (after their Timeout if they were
+    // stopped, at once otherwise).
+    for (_, s) in sessions.drain() {
+        if s.stop.borrow().is_none() {
+            let _ = s.stop.send(None);
+        }
+        if let Some(t) = s.task {
+            tokio::spawn(async move {
+                let _ = t.await;
+            });
+        }
+        shared.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle_event(
+    ev: ServerEvent,
+    server: &mut Server,
+    sessions: &mut HashMap<[u8; 16], TestSession>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    opts: &TwampServerOptions,
+    shared: &Shared,
+    epoch: tokio::time::Instant,
+) -> Result<(), Error> {
+    match ev {
+        ServerEvent::Established {
+            mode,
+            extensions,
+            identity,
+        } => {
+            info!(%peer, %mode, ?extensions, identity = ?identity.map(|i| display_identity(&i)), "TWAMP control connection established");
+        }
+        ServerEvent::RequestTwSession(req) => {
+            match new_session(server, &req, peer, local, opts, shared) {
+                Ok((sid, port, session)) => {
+                    server.accept_session(sid, port)?;
+                    sessions.insert(sid, session);
+                    shared.sessions.fetch_add(1, Ordering::Relaxed);
+                    info!(%peer, sid = %hex(&sid), port, padding = req.padding_length, "test session accepted");
+                }
+                Err((accept, why)) => {
+                    warn!(%peer, %accept, why, "test session refused");
+                    server.reject_session(accept)?;
+                }
+            }
+        }
+        ServerEvent::StartSessions => {
+            for s in sessions.values_mut() {
+                s.start(peer.ip(), epoch);
+            }
+            server.start_ack(Accept::Ok)?;
+        }
+        ServerEvent::StartNSessions(sids) => {
+            let (known, unknown): (Vec<_>, Vec<_>) =
+                sids.into_iter().partition(|s| sessions.contains_key(s));
+            for sid in &known {
+                if let Some(s) = sessions.get_mut(sid) {
+                    s.start(peer.ip(), epoch);
+                }
+            }
+            if !known.is_empty() {
+                server.start_n_ack(Accept::Ok, known)?;
+            }
+            if !unknown.is_empty() {
+                server.start_n_ack(Accept::Failure, unknown)?;
+            }
+        }
+        ServerEvent::StopTwSessions(stop) => {
+            info!(%peer, accept = %stop.accept, sessions = stop.num_sessions, "Stop-Sessions");
+            for s in sessions.values() {
+                let _ = s.stop.send(Some(s.timeout));
+            }
+        }
+        ServerEvent::StopNSessions(sids) => {
+            let (known, unknown): (Vec<_>, Vec<_>) =
+                sids.into_iter().partition(|s| sessions.contains_key(s));
+            for sid in &known {
+                if let Some(s) = sessions.get(sid) {
+                    let _ = s.stop.send(Some(s.timeout));
+                }
+            }
+            if !known.is_empty() {
+                server.stop_n_ack(Accept::Ok, known)?;
+            }
+            if !unknown.is_empty() {
+                server.stop_n_ack(Accept::Failure, unknown)?;
+            }
+        }
+        other => debug!(%peer, event = ?other, "ignored event"),
+    }
+    Ok(())
+}
+
+/// Checks a Request-TW-Session and sets up its socket, or says why not.
+fn new_session(
+    server: &Server,
+    req: &RequestTwSessionRepr,
+    peer: SocketAddr,
+    local: SocketAddr,
+    opts: &TwampServerOptions,
+    shared: &Shared,
+) -> Result<([u8; 16], u16, TestSession), (Accept, &'static str)> {
+    if shared.sessions.load(Ordering::Relaxed) >= opts.max_sessions_total {
+        return Err((
+            Accept::TemporaryResourceLimitation,
+            "server-wide session limit",
+        ));
+    }
+    let unspecified = |a: IpAddr| a.is_unspecified();
+    // The sender must be the client (or unspecified: the control connection's address).
+    if !unspecified(req.sender_address) && req.sender_address != peer.ip() {
+        return Err((
+            Accept::NotSupported,
+            "sender address is not the control client's",
+        ));
+    }
+    let rx_ip = if unspecified(req.receiver_address) {
+        local.ip()
+    } else {
+        req.receiver_address
+    };
+    if rx_ip.is_ipv6() != local.ip().is_ipv6() {
+        return Err((
+            Accept::NotSupported,
+            "receiver address family differs from the control connection's",
+        ));
+    }
+    let Some(dscp) = req.type_p.dscp() else {
+        return Err((Accept::NotSupported, "Type-P descriptor is not a DSCP"));
+    };
+    let mode = server.mode().ok_or((Accept::InternalError, "no mode"))?;
+    let layout = ippm_proto::wire::test::Layout::of(mode);
+    if req.padding_length as usize > reflector::MAX_PACKET - layout.reflector_header_len() - 28 {
+        return Err((Accept::NotSupported, "padding too long for a UDP datagram"));
+    }
+    let extensions = opts.control.modes;
+    if (req.octets_to_reflect != 0 || req.padding_to_reflect != 0)
+        && !extensions.contains(Modes::TWAMP_REFLECT_OCTETS)
+    {
+        return Err((Accept::NotSupported, "reflect octets not offered"));
+    }
+    if u32::from(req.padding_to_reflect) > req.padding_length {
+        return Err((
+            Accept::NotSupported,
+            "padding to reflect longer than the padding",
+        ));
+    }
+    // Try the port the client asked for when it is in our range, then the range.
+    let want = (req.receiver_port != 0
+        && opts
+            .test_ports
+            .as_ref()
+            .is_none_or(|r| r.contains(&req.receiver_port)))
+    .then_some(req.receiver_port);
+    let socket = want
+        .and_then(|p| TestSocket::bind(SocketAddr::new(rx_ip, p)).ok())
+        .map(Ok)
+        .unwrap_or_else(|| TestSocket::bind_in_range(rx_ip, opts.test_ports.clone()))
+        .map_err(|_| (Accept::TemporaryResourceLimitation, "no free test port"))?;
+    if dscp != 0 {
+        socket
+            .set_dscp(dscp)
+            .map_err(|_| (Accept::InternalError, "cannot set DSCP"))?;
+    }
+    let port = socket
+        .local_addr()
+        .map_err(|_| (Accept::InternalError, "socket"))?
+        .port();
+    let sid = make_sid(rx_ip, clock::now(), random());
+    let keys = server.test_keys(&sid);
+    let protection = TestProtection::new(mode, keys.as_ref())
+        .map_err(|_| (Accept::InternalError, "test keys"))?;
+    let timeout = bits_to_duration(req.timeout).min(opts.max_timeout);
+    let (stop, _) = watch::channel(None);
+    let symmetrical = server_extensions(server).contains(Modes::TWAMP_SYMMETRICAL_SIZE);
+    Ok((
+        sid,
+        port,
+        TestSession {
+            socket: Some(socket),
+            protection,
+            symmetrical,
+            timeout,
+            stop,
+            task: None,
+            stats: Arc::new(ReflectorStats::default()),
+        },
+    ))
+}
+
+fn server_extensions(server: &Server) -> Modes {
+    server.extensions()
+}
+
+fn display_identity(id: &ippm_proto::session::KeyIdentity) -> String {
+    match id {
+        ippm_proto::session::KeyIdentity::Name(n) => String::from_utf8_lossy(n).into_owned(),
+        ippm_proto::session::KeyIdentity::Ike { spi_i, spi_r } => {
+            format!("IKE SA {}:{}", hex(spi_i), hex(spi_r))
+        }
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
