@@ -212,7 +212,9 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         socket.set_dscp(opts.dscp)?;
     }
     let local = socket.local_addr()?;
-    let padding = opts.padding.unwrap_or_else(|| layout.symmetric_padding() as u32);
+    let padding = opts
+        .padding
+        .unwrap_or_else(|| layout.symmetric_padding() as u32);
     let req = RequestTwSessionRepr {
         sender_port: local.port(),
         receiver_port: 0,
