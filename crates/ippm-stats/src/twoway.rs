@@ -121,11 +121,12 @@ pub fn two_way(sent: &[Sent], replies: &[Reflected]) -> TwoWayReport {
     let mut order = Vec::new();
     let mut duplicates = 0;
     for r in replies.iter().filter(|r| sent_seqs.contains(&r.sender_seq)) {
-        if first.contains_key(&r.sender_seq) {
-            duplicates += 1;
-        } else {
-            first.insert(r.sender_seq, r);
-            order.push(r);
+        match first.entry(r.sender_seq) {
+            std::collections::hash_map::Entry::Occupied(_) => duplicates += 1,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(r);
+                order.push(r);
+            }
         }
     }
     let refl_per_seq = {
