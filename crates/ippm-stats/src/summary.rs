@@ -75,9 +75,12 @@ impl Summary {
             median_ns: self.median(),
             max_ns: self.max(),
             mean_ns: self.mean(),
-            percentiles_ns: percentiles
+            percentiles: percentiles
                 .iter()
-                .map(|&p| (p, self.percentile(p)))
+                .map(|&p| Percentile {
+                    percentile: p,
+                    value_ns: self.percentile(p),
+                })
                 .collect(),
         }
     }
@@ -96,8 +99,17 @@ pub struct Digest {
     pub max_ns: i64,
     /// Mean.
     pub mean_ns: f64,
-    /// (percentile, value) pairs.
-    pub percentiles_ns: Vec<(f64, f64)>,
+    /// Chosen percentiles.
+    pub percentiles: Vec<Percentile>,
+}
+
+/// One percentile of a [`Digest`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentile {
+    /// Which percentile (0-100).
+    pub percentile: f64,
+    /// Its value.
+    pub value_ns: f64,
 }
 
 #[cfg(test)]

@@ -1,0 +1,254 @@
+//! Turning a run's records into statistics and printing them.
+
+use std::fmt::Write;
+
+use ippm_net::twamp_client::TwpingResult;
+use ippm_proto::Timestamp;
+use ippm_stats::{Reflected, Sent, TwoWayReport, two_way};
+use serde::Serialize;
+
+/// A two-way report and the base time its nanoseconds count from.
+pub(crate) struct TwoWay {
+    report: TwoWayReport,
+}
+
+fn ns(t: Timestamp, base: Timestamp) -> i64 {
+    t.nanos_since(base)
+}
+
+fn err_ns(e: ippm_proto::ErrorEstimate) -> f64 {
+    e.seconds() * 1e9
+}
+
+pub(crate) fn twoway(r: &TwpingResult) -> TwoWay {
+    let base = r.sent.first().map(|s| s.time).unwrap_or(Timestamp::ZERO);
+    let sent: Vec<Sent> = r
+        .sent
+        .iter()
+        .map(|s| Sent {
+            seq: s.seq,
+            t1_ns: ns(s.time, base),
+        })
+        .collect();
+    let replies: Vec<Reflected> = r
+        .replies
+        .iter()
+        .map(|p| {
+            let f = &p.reflector;
+            Reflected {
+                sender_seq: f.sender_seq,
+                reflector_seq: f.seq,
+                t1_ns: ns(f.sender_timestamp, base),
+                t2_ns: ns(f.receive_timestamp, base),
+                t3_ns: ns(f.timestamp, base),
+                t4_ns: ns(p.recv_time, base),
+                forward_ttl: Some(f.sender_ttl),
+                backward_ttl: p.ttl,
+                synchronized: f.sender_error_estimate.synchronized()
+                    && f.error_estimate.synchronized()
+                    && p.recv_error.synchronized(),
+                forward_error_ns: err_ns(f.sender_error_estimate) + err_ns(f.error_estimate),
+                backward_error_ns: err_ns(f.error_estimate) + err_ns(p.recv_error),
+            }
+        })
+        .collect();
+    TwoWay {
+        report: two_way(&sent, &replies),
+    }
+}
+
+fn ms(ns: f64) -> String {
+    let v = ns / 1e6;
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn utc(t: Timestamp) -> String {
+    let Some(d) = t.to_unix() else {
+        return "-".into();
+    };
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn hops(v: &[u8]) -> String {
+    match v {
+        [] => "unknown".into(),
+        [h] => format!("{h} (consistently)"),
+        _ => format!("takes {} values: {:?}", v.len(), v),
+    }
+}
+
+impl TwoWay {
+    pub(crate) fn text(&self, r: &TwpingResult) -> String {
+        let x = &self.report;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n--- ippm twping statistics from {} to {} ---",
+            r.local, r.reflector
+        );
+        let _ = writeln!(s, "SID:\t{}", hexs(&r.sid));
+        let _ = writeln!(s, "mode:\t{}", r.mode);
+        if let (Some(a), Some(b)) = (r.sent.first(), r.sent.last()) {
+            let _ = writeln!(s, "first:\t{}\nlast:\t{}", utc(a.time), utc(b.time));
+        }
+        let l = &x.loss;
+        let _ = writeln!(
+            s,
+            "{} sent, {} lost ({:.3}%: {} on the way out, {} on the way back), {} duplicates",
+            l.sent,
+            l.lost,
+            l.loss_ratio * 100.0,
+            l.forward_lost,
+            l.backward_lost,
+            x.duplicates
+        );
+        match &x.round_trip {
+            Some(d) => {
+                let _ = writeln!(
+                    s,
+                    "round-trip time min/median/max = {}/{}/{} ms",
+                    ms(d.min_ns as f64),
+                    ms(d.median_ns),
+                    ms(d.max_ns as f64)
+                );
+            }
+            None => {
+                let _ = writeln!(s, "round-trip time: no replies");
+            }
+        }
+        let flag = if x.one_way_synchronized {
+            format!("(err={} ms)", ms(x.one_way_error_ns))
+        } else {
+            "(clocks unsynchronized)".to_owned()
+        };
+        for (name, d) in [("send", &x.forward), ("reflect", &x.backward)] {
+            if let Some(d) = d {
+                let _ = writeln!(
+                    s,
+                    "{name} time min/median/max = {}/{}/{} ms, {flag}",
+                    ms(d.min_ns as f64),
+                    ms(d.median_ns),
+                    ms(d.max_ns as f64)
+                );
+            }
+        }
+        if let Some(d) = &x.reflector_processing {
+            let _ = writeln!(
+                s,
+                "reflector processing time min/max = {}/{} ms",
+                ms(d.min_ns as f64),
+                ms(d.max_ns as f64)
+            );
+        }
+        if let Some(j) = x.round_trip_jitter_ns {
+            let _ = writeln!(s, "two-way jitter = {} ms (P95-P50)", ms(j));
+        }
+        let _ = writeln!(s, "send hops = {}", hops(&x.forward_hops));
+        let _ = writeln!(s, "reflect hops = {}", hops(&x.backward_hops));
+        let o = &x.round_trip_reordering;
+        if o.reordered == 0 {
+            let _ = writeln!(s, "no reordering");
+        } else {
+            let _ = writeln!(
+                s,
+                "reordering: {:.3}% of packets (max extent {}, n-reordering 1/2/3 = {}/{}/{})",
+                o.reordered_ratio * 100.0,
+                o.max_extent,
+                o.n_reordered[0],
+                o.n_reordered[1],
+                o.n_reordered[2]
+            );
+        }
+        s
+    }
+
+    pub(crate) fn json(&self, r: &TwpingResult) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            protocol: &'static str,
+            mode: String,
+            sid: String,
+            local: String,
+            reflector: String,
+            padding: u32,
+            setup_time_ns: u128,
+            #[serde(flatten)]
+            report: &'a TwoWayReport,
+        }
+        Out {
+            protocol: "twamp",
+            mode: r.mode.to_string(),
+            sid: hexs(&r.sid),
+            local: r.local.to_string(),
+            reflector: r.reflector.to_string(),
+            padding: r.padding,
+            setup_time_ns: r.setup_time.as_nanos(),
+            report: &self.report,
+        }
+    }
+}
+
+pub(crate) fn raw(r: &TwpingResult) -> String {
+    let mut s = String::from("seq rseq t1 t2 t3 t4 sender_ttl reply_ttl\n");
+    for p in &r.replies {
+        let f = &p.reflector;
+        let _ = writeln!(
+            s,
+            "{} {} {:.9} {:.9} {:.9} {:.9} {} {}",
+            f.sender_seq,
+            f.seq,
+            f.sender_timestamp.as_secs_f64(),
+            f.receive_timestamp.as_secs_f64(),
+            f.timestamp.as_secs_f64(),
+            p.recv_time.as_secs_f64(),
+            f.sender_ttl,
+            p.ttl.map_or_else(|| "-".into(), |t| t.to_string())
+        );
+    }
+    s
+}
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_of_a_capture_timestamp() {
+        // twamp-auth.pcap Start-Time: 2026-11-23T01:33:18.630820Z
+        assert_eq!(
+            utc(Timestamp::from_bits(0xeeae_165e_a17d_6b65)),
+            "2026-11-23T01:33:18.630Z"
+        );
+        assert_eq!(ms(123_456.0), "0.1235");
+        assert_eq!(ms(1_234_567.0), "1.235");
+        assert_eq!(hops(&[0]), "0 (consistently)");
+    }
+}

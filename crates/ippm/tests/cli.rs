@@ -1,0 +1,143 @@
+//! The real binary: `ippm serve` on loopback and `ippm twping` against it, in every mode, and
+//! the errors a user meets.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
+
+/// A running `ippm serve`, stopped (by its PID) when dropped.
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(listen: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(IPPM)
+            .args(["serve", "--twamp-listen", listen])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ippm serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening twamp ")
+            .expect(&line)
+            .to_owned();
+        Self { child, addr }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keyfile(dir: &Path) -> PathBuf {
+    let p = dir.join("keys.pfs");
+    let mut f = std::fs::File::create(&p).unwrap();
+    writeln!(
+        f,
+        "alice\t636f727265637420686f727365206261747465727920737461706c65"
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+fn twping(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(IPPM)
+        .arg("twping")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn twping_every_mode_against_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path());
+    let k = keys.to_str().unwrap();
+    for listen in ["127.0.0.1:0", "[::1]:0"] {
+        let d = Daemon::start(listen, &["--keys", k]);
+        for (letter, name) in [
+            ("O", "unauthenticated"),
+            ("A", "authenticated"),
+            ("E", "encrypted"),
+            ("M", "mixed"),
+        ] {
+            let (ok, out, err) = twping(&[
+                &d.addr, "-c", "10", "-i", "0.002f", "-L", "1", "-A", letter, "-u", "alice", "-k",
+                k,
+            ]);
+            assert!(ok, "{listen} {letter}: {err}");
+            assert!(out.contains(&format!("mode:\t{name}")), "{out}");
+            assert!(out.contains("10 sent, 0 lost (0.000%"), "{out}");
+            assert!(out.contains("round-trip time min/median/max = "), "{out}");
+            assert!(out.contains("send hops = 0 (consistently)"), "{out}");
+        }
+        // JSON output parses and agrees.
+        let (ok, out, err) = twping(&[&d.addr, "-c", "5", "-i", "0.001f", "--json"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["loss"]["sent"], 5);
+        assert_eq!(v["loss"]["lost"], 0);
+        assert_eq!(v["round_trip"]["count"], 5);
+        assert!(v["round_trip"]["min_ns"].as_i64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn one_packet_with_short_loss_timeout_is_quick() {
+    let d = Daemon::start("127.0.0.1:0", &[]);
+    let t = std::time::Instant::now();
+    let (ok, out, err) = twping(&[&d.addr, "-c", "1", "-L", "0.05"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 sent, 0 lost"), "{out}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path());
+    let k = keys.to_str().unwrap();
+    let d = Daemon::start("127.0.0.1:0", &["--keys", k, "--modes", "AE"]);
+    // Open mode not offered.
+    let (ok, _, err) = twping(&[&d.addr, "-c", "1"]);
+    assert!(!ok);
+    assert!(err.contains("no common mode"), "{err}");
+    // A key file others can read is refused.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = twping(&[&d.addr, "-u", "alice", "-k", k]);
+    assert!(!ok);
+    assert!(err.contains("chmod 600"), "{err}");
+    // Unknown identity.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, _, err) = twping(&[&d.addr, "-u", "bob", "-k", k]);
+    assert!(!ok);
+    assert!(err.contains("\"bob\" is not in"), "{err}");
+    // Nobody listening.
+    let (ok, _, err) = twping(&["127.0.0.1:1", "-c", "1"]);
+    assert!(!ok);
+    assert!(err.contains("twping 127.0.0.1:1"), "{err}");
+}
