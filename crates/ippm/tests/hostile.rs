@@ -1,0 +1,276 @@
+//! Hostile peers against the real daemon: truncated, oversized, out-of-order and bad-HMAC
+//! control messages, and junk test packets. Each is refused with a logged reason, and the
+//! daemon keeps serving well-behaved clients throughout.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Secret};
+use ippm_proto::wire::owamp::{FetchSessionRepr, TypeP};
+use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
+use ippm_proto::wire::twamp::RequestTwSessionRepr;
+use ippm_proto::{ErrorEstimate, Protocol, SecurityMode, Timestamp};
+
+const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &std::path::Path, keys: &str) -> Self {
+        let log = dir.join("serve.log");
+        let child = Command::new(IPPM)
+            .args(["serve", "--twamp-listen", "127.0.0.1:0", "--keys", keys])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening twamp ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        Self { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// A well-behaved client must still get service.
+fn twping_works(d: &Daemon) {
+    let out = Command::new(IPPM)
+        .args([
+            "twping",
+            &d.addr.to_string(),
+            "-c",
+            "5",
+            "-i",
+            "0.001f",
+            "-L",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 sent, 0 lost"));
+}
+
+/// Drives our own client state machine over a real socket up to the point `until` says.
+struct Ctl {
+    s: TcpStream,
+    c: Client,
+}
+
+impl Ctl {
+    fn new(addr: SocketAddr, mode: SecurityMode) -> Self {
+        let s = connect(addr);
+        let cfg = if mode == SecurityMode::Open {
+            ClientConfig::open()
+        } else {
+            ClientConfig::with_passphrase(vec![mode], b"alice", Secret::new(b"hunter22".to_vec()))
+        };
+        let r = ClientRandom {
+            client_iv: [1; 16],
+            aes_key: [2; 16],
+            hmac_key: [3; 32],
+        };
+        let mut me = Self {
+            s,
+            c: Client::new(Protocol::Twamp, cfg, r, Instant::now()),
+        };
+        match me.event() {
+            ClientEvent::Established { .. } => {}
+            other => panic!("{other:?}"),
+        }
+        me
+    }
+
+    fn flush(&mut self) {
+        while let Some(o) = self.c.poll_transmit() {
+            self.s.write_all(&o).unwrap();
+        }
+    }
+
+    fn event(&mut self) -> ClientEvent {
+        let mut buf = [0u8; 4096];
+        loop {
+            self.flush();
+            if let Some(e) = self.c.poll_event() {
+                return e;
+            }
+            let n = self.s.read(&mut buf).unwrap();
+            assert!(n > 0, "server closed");
+            self.c.handle_input(Instant::now(), &buf[..n]).unwrap();
+        }
+    }
+}
+
+fn request(port: u16) -> RequestTwSessionRepr {
+    RequestTwSessionRepr {
+        sender_port: port,
+        receiver_port: 0,
+        sender_address: "127.0.0.1".parse().unwrap(),
+        receiver_address: "127.0.0.1".parse().unwrap(),
+        padding_length: 64,
+        start_time: Timestamp::ZERO,
+        timeout: 1 << 32,
+        type_p: TypeP(0),
+        octets_to_reflect: 0,
+        padding_to_reflect: 0,
+    }
+}
+
+#[test]
+fn hostile_control_and_test_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.pfs");
+    std::fs::write(&keys, "alice 68756e7465723232\n").unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = Daemon::start(dir.path(), keys.to_str().unwrap());
+    twping_works(&d);
+
+    // Truncated: half a Set-Up-Response, then the client goes away.
+    let mut s = connect(d.addr);
+    let mut greeting = [0u8; 64];
+    s.read_exact(&mut greeting).unwrap();
+    s.write_all(&[0u8; 100]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    read_to_close(&mut s);
+
+    // Out of order: a Request-TW-Session where the Set-Up-Response belongs. The server refuses
+    // the mode with Server-Start Accept = 3 and closes.
+    let mut s = connect(d.addr);
+    s.read_exact(&mut greeting).unwrap();
+    let mut junk = request(1).to_vec();
+    junk.resize(164, 0);
+    s.write_all(&junk).unwrap();
+    let reply = read_to_close(&mut s);
+    assert_eq!(reply.len(), 48, "one Server-Start, then close");
+    assert_eq!(reply[15], 3);
+
+    // Out of order after set-up: an OWAMP Fetch-Session on a TWAMP connection.
+    let mut c = Ctl::new(d.addr, SecurityMode::Open);
+    c.s.write_all(
+        &FetchSessionRepr {
+            sid: [0; 16],
+            begin_seq: 0,
+            end_seq: 1,
+        }
+        .to_vec(),
+    )
+    .unwrap();
+    read_to_close(&mut c.s);
+
+    // Oversized: a Stop-N-Sessions claiming 2^31 sessions.
+    let mut c = Ctl::new(d.addr, SecurityMode::Open);
+    let mut m = vec![0u8; 48];
+    m[0] = 9;
+    m[12..16].copy_from_slice(&(1u32 << 31).to_be_bytes());
+    c.s.write_all(&m).unwrap();
+    read_to_close(&mut c.s);
+
+    // Bad HMAC: a Request-TW-Session with one bit flipped in flight.
+    let mut c = Ctl::new(d.addr, SecurityMode::Authenticated);
+    c.c.request_tw_session(Instant::now(), &request(9)).unwrap();
+    let mut wire = c.c.poll_transmit().unwrap();
+    wire[20] ^= 0x04;
+    c.s.write_all(&wire).unwrap();
+    read_to_close(&mut c.s);
+
+    twping_works(&d);
+
+    // Junk test packets at a live reflector, then a real one: the junk is dropped with a log
+    // line, the real packet is reflected.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut c = Ctl::new(d.addr, SecurityMode::Authenticated);
+    c.c.request_tw_session(Instant::now(), &request(udp.local_addr().unwrap().port()))
+        .unwrap();
+    let (sid, port) = match c.event() {
+        ClientEvent::SessionAccepted { sid, port } => (sid, port),
+        other => panic!("{other:?}"),
+    };
+    c.c.start_sessions(Instant::now()).unwrap();
+    assert!(matches!(c.event(), ClientEvent::StartAck(_)));
+    let refl: SocketAddr = SocketAddr::new(d.addr.ip(), port);
+    for junk in [vec![], vec![0xff; 3], vec![0x5a; 48], vec![0u8; 200]] {
+        udp.send_to(&junk, refl).unwrap();
+    }
+    let prot =
+        TestProtection::new(SecurityMode::Authenticated, c.c.test_keys(&sid).as_ref()).unwrap();
+    let mut pkt = vec![0u8; 112];
+    SenderRepr {
+        seq: 7,
+        timestamp: Timestamp::new(1, 2),
+        error_estimate: ErrorEstimate::new(false, 0, 1),
+    }
+    .emit(&mut pkt, Layout::Protected)
+    .unwrap();
+    prot.protect(PacketKind::Sender, &mut pkt);
+    udp.send_to(&pkt, refl).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = udp.recv_from(&mut buf).unwrap();
+    assert_eq!(from, refl);
+    let reply = &mut buf[..n];
+    prot.unprotect(PacketKind::Reflector, reply).unwrap();
+    let r = ReflectorRepr::parse(reply, Layout::Protected).unwrap();
+    assert_eq!((r.sender_seq, r.seq), (7, 0), "junk was not reflected");
+    assert_eq!(n, 112);
+
+    twping_works(&d);
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = d.log();
+    for reason in [
+        "truncated message (peer closed the connection mid-message)",
+        "client chose mode",
+        "unexpected message",
+        "above the limit",
+        "HMAC check failed",
+        "test packet failed its check, dropped",
+    ] {
+        assert!(
+            log.contains(reason),
+            "no log line for {reason:?} in:\n{log}"
+        );
+    }
+}
