@@ -1,0 +1,157 @@
+//! Wireshark's dissectors (tshark, Debian's package) on captured ippm TWAMP traffic: every
+//! TWAMP-Control message of an open-mode exchange and every TWAMP-Test packet, in open and
+//! authenticated mode, dissects with no malformed packet and no expert warning. (Wireshark
+//! cannot decrypt the control stream of the protected modes; perfSONAR's own captures show as
+//! malformed there too, so those are checked for the test packets only.)
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tshark(args: &[&str]) -> String {
+    let out = Command::new("tshark")
+        .args(args)
+        .output()
+        .expect("tshark is needed for this test (Debian package tshark; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tshark_dissects_ippm_twamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.pfs");
+    std::fs::write(&keys, "alice 68756e7465723232\n").unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let base = 20_000 + (std::process::id() % 2000) as u16 * 10;
+    let (srv_ports, cli_ports) = (
+        format!("{}-{}", base, base + 4),
+        format!("{}-{}", base + 5, base + 9),
+    );
+    let mut serve = Killed(
+        Command::new(IPPM)
+            .args([
+                "serve",
+                "--twamp-listen",
+                "127.0.0.1:0",
+                "--keys",
+                keys.to_str().unwrap(),
+            ])
+            .args(["--test-ports", &srv_ports])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(serve.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening twamp ")
+        .unwrap()
+        .to_owned();
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+
+    let pcap = dir.path().join("ippm.pcapng");
+    let filter = format!("tcp port {port} or udp portrange {}-{}", base, base + 9);
+    let mut cap = Killed(
+        Command::new("dumpcap")
+            .args([
+                "-q",
+                "-i",
+                "lo",
+                "-f",
+                &filter,
+                "-w",
+                pcap.to_str().unwrap(),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dumpcap (Debian package tshark)"),
+    );
+    // dumpcap says when it is capturing.
+    let mut err = BufReader::new(cap.0.stderr.take().unwrap());
+    let mut l = String::new();
+    while err.read_line(&mut l).unwrap() > 0 && !l.contains("Capturing on") {
+        l.clear();
+    }
+    // It says so a little before the filter is in place.
+    std::thread::sleep(Duration::from_secs(1));
+    for mode in ["O", "A"] {
+        let out = Command::new(IPPM)
+            .args([
+                "twping", &addr, "-c", "5", "-i", "0.01f", "-L", "1", "-A", mode,
+            ])
+            .args([
+                "-u",
+                "alice",
+                "-k",
+                keys.to_str().unwrap(),
+                "-P",
+                &cli_ports,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &cap.0.id().to_string()])
+        .status();
+    let _ = cap.0.wait();
+
+    let decode = [
+        "-d",
+        &format!("tcp.port=={port},twamp.control"),
+        "-d",
+        &format!("udp.port=={}-{},twamp.test", base, base + 9),
+    ];
+    let r = pcap.to_str().unwrap();
+    let summary = tshark(&[&["-r", r][..], &decode[..]].concat());
+    let count = |what: &str| summary.lines().filter(|l| l.contains(what)).count();
+    // Two control connections (the open one's messages all readable) and 2 x 10 test packets.
+    assert_eq!(count("TWAMP-Test"), 20, "{summary}");
+    for msg in [
+        "Server Greeting",
+        "Setup Response",
+        "Server Start",
+        "Request Session",
+        "Accept Session",
+        "Start Sessions",
+        "Start Sessions ACK",
+        "Stop Session",
+    ] {
+        assert!(count(msg) >= 1, "no {msg} in:\n{summary}");
+    }
+    // The open exchange and all test packets: nothing malformed, no expert warnings.
+    let open_stream = "tcp.stream == 0";
+    let bad = tshark(&[
+        &["-r", r][..],
+        &decode[..],
+        &["-Y", &format!("(twamp.test || {open_stream}) && (_ws.malformed || _ws.expert.severity >= warning)")][..],
+    ]
+    .concat());
+    assert!(bad.trim().is_empty(), "malformed or warned:\n{bad}");
+}
