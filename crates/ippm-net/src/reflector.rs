@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
+use ippm_proto::wire::test::{PacketKind, ReflectorRepr, SenderRepr, TestProtection};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -56,7 +56,6 @@ pub type StopSignal = watch::Receiver<Option<Duration>>;
 
 /// Runs one reflector until stopped.
 pub async fn run(s: ReflectorSession, mut stop: StopSignal, epoch: tokio::time::Instant) {
-    let layout = s.protection.layout();
     let mut rx = vec![0u8; MAX_PACKET];
     let mut tx = vec![0u8; MAX_PACKET];
     let mut seq: u32 = 0;
@@ -98,34 +97,28 @@ pub async fn run(s: ReflectorSession, mut stop: StopSignal, epoch: tokio::time::
             debug!(from = %meta.from, "test packet from an address other than the client's, dropped");
             continue;
         }
-        let pkt = &mut rx[..meta.len];
-        if let Err(e) = s.protection.unprotect(PacketKind::Sender, pkt) {
-            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            warn!(from = %meta.from, error = %e, "test packet failed its check, dropped");
-            continue;
-        }
-        let Ok(sender) = SenderRepr::parse(pkt, layout) else {
-            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            debug!(from = %meta.from, len = meta.len, "test packet too short, dropped");
-            continue;
-        };
         if clock_read.elapsed() > Duration::from_secs(1) {
             clock_state = ClockState::read();
             clock_read = tokio::time::Instant::now();
         }
-        let len = reply(
-            &s,
-            layout,
+        let pkt = &mut rx[..meta.len];
+        let len = match reflect_packet(
+            &s.protection,
+            s.symmetrical,
             seq,
-            &sender,
             pkt,
             recv_time,
             meta.ttl,
-            &clock_state,
+            clock_state.error_estimate(),
             &mut tx,
-        );
-        ReflectorRepr::stamp(&mut tx[..len], layout, clock::now());
-        s.protection.protect(PacketKind::Reflector, &mut tx[..len]);
+        ) {
+            Ok(len) => len,
+            Err(why) => {
+                s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                warn!(from = %meta.from, len = meta.len, why, "test packet failed its check, dropped");
+                continue;
+            }
+        };
         if let Err(e) = s.socket.send_to(&tx[..len], meta.from).await {
             warn!(to = %meta.from, error = %e, "reflector send failed");
             continue;
@@ -137,25 +130,31 @@ pub async fn run(s: ReflectorSession, mut stop: StopSignal, epoch: tokio::time::
     }
 }
 
-/// Lays out the reply in `tx` and returns its length.
+/// The reflector's per-packet work, without I/O: checks and decrypts the sender's packet in
+/// place, lays out the reply in `tx`, stamps its Timestamp and protects it. Returns the reply's
+/// length, or why the packet is dropped. Allocates nothing.
 #[allow(clippy::too_many_arguments)]
-fn reply(
-    s: &ReflectorSession,
-    layout: Layout,
+pub fn reflect_packet(
+    protection: &TestProtection,
+    symmetrical: bool,
     seq: u32,
-    sender: &SenderRepr,
-    pkt: &[u8],
+    pkt: &mut [u8],
     recv_time: ippm_proto::Timestamp,
     ttl: Option<u8>,
-    clock_state: &ClockState,
+    error_estimate: ippm_proto::ErrorEstimate,
     tx: &mut [u8],
-) -> usize {
+) -> Result<usize, &'static str> {
+    let layout = protection.layout();
+    protection
+        .unprotect(PacketKind::Sender, pkt)
+        .map_err(|_| "HMAC or length check failed")?;
+    let sender = SenderRepr::parse(pkt, layout).map_err(|_| "shorter than a test packet")?;
     let header = layout.reflector_header_len();
     let len = pkt.len().max(header).min(tx.len());
     let repr = ReflectorRepr {
         seq,
         timestamp: ippm_proto::Timestamp::ZERO,
-        error_estimate: clock_state.error_estimate(),
+        error_estimate,
         receive_timestamp: recv_time,
         sender_seq: sender.seq,
         sender_timestamp: sender.timestamp,
@@ -163,10 +162,10 @@ fn reply(
         // 255 when the kernel did not say (RFC 5357 §4.2.1).
         sender_ttl: ttl.unwrap_or(255),
     };
-    // Cannot fail: tx is MAX_PACKET long.
-    let _ = repr.emit(tx, layout);
+    repr.emit(tx, layout)
+        .map_err(|_| "reply buffer too small")?;
     let mut from = layout.sender_header_len();
-    if s.symmetrical {
+    if symmetrical {
         from += layout.symmetric_padding();
     }
     let src = pkt.get(from..).unwrap_or(&[]);
@@ -174,5 +173,8 @@ fn reply(
     let n = pad.len().min(src.len());
     pad[..n].copy_from_slice(&src[..n]);
     pad[n..].fill(0);
-    len
+    // Stamped as late as possible: after this only protection and the send remain.
+    ReflectorRepr::stamp(&mut tx[..len], layout, clock::now());
+    protection.protect(PacketKind::Reflector, &mut tx[..len]);
+    Ok(len)
 }

@@ -292,6 +292,7 @@ async fn run_test(
     let mut pkt = vec![0u8; len];
     // Random padding, once per session (RFC 4656 §4.1.2 recommends pseudo-random padding).
     let _ = getrandom::fill(&mut pkt[layout.sender_header_len()..]);
+    let mut wire = vec![0u8; len];
     let offsets = schedule(opts.interval, opts.count);
     let start = tokio::time::Instant::now() + Duration::from_millis(1);
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
@@ -311,7 +312,7 @@ async fn run_test(
                 error_estimate: error,
             };
             let _ = repr.emit(&mut pkt, layout);
-            let mut wire = pkt.clone();
+            wire.copy_from_slice(&pkt);
             protection.protect(PacketKind::Sender, &mut wire);
             if let Err(e) = socket.send_to(&wire, reflector).await {
                 debug!(error = %e, seq, "send failed");

@@ -69,6 +69,19 @@ impl TestSocket {
     }
 }
 
+/// A blocking socket with the same options as [`TestSocket`] (kernel receive timestamps,
+/// received TTL), for baselines and tools that do not run in tokio.
+pub fn blocking_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = crate::sys::test_socket(addr)?;
+    s.set_nonblocking(false)?;
+    Ok(s.into())
+}
+
+/// Receives on a [`blocking_socket`] with the kernel timestamp and TTL.
+pub fn recv_blocking(sock: &std::net::UdpSocket, buf: &mut [u8]) -> io::Result<RecvMeta> {
+    crate::sys::recv_with_meta(sock.as_raw_fd(), buf)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
