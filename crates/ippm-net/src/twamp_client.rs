@@ -14,7 +14,7 @@ use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Error
 use ippm_proto::wire::owamp::TypeP;
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
-use ippm_proto::{Accept, ErrorEstimate, Protocol, SecurityMode, Timestamp};
+use ippm_proto::{Accept, ErrorEstimate, Modes, Protocol, SecurityMode, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -58,6 +58,12 @@ pub struct TwpingOptions {
     pub max_count: u32,
     /// How long to wait for the server at each step.
     pub control_timeout: Duration,
+    /// RFC 5938: start and stop the session with Start-N-Sessions / Stop-N-Sessions.
+    pub session_control: bool,
+    /// RFC 6038 reflect octets: this many octets of padding must come back unchanged.
+    pub reflect: Option<u16>,
+    /// RFC 6038 symmetrical size sender packet format.
+    pub symmetrical: bool,
 }
 
 /// One test packet sent.
@@ -105,6 +111,10 @@ pub struct TwpingResult {
     pub bad_replies: u64,
     /// Time from connecting to the Start-Ack.
     pub setup_time: Duration,
+    /// The TWAMP extensions in use (RFC 5938, RFC 6038 bits).
+    pub extensions: Modes,
+    /// RFC 6038: replies whose reflected padding differed from what was sent.
+    pub reflect_mismatches: u64,
 }
 
 /// Why a twping run failed.
@@ -126,6 +136,9 @@ pub enum TwpingError {
     /// The server took too long.
     #[error("no answer from the server within {0:?}")]
     Timeout(Duration),
+    /// The server does not offer an extension that was asked for.
+    #[error("the server does not offer {0}")]
+    NotOffered(&'static str),
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -188,6 +201,17 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     cfg.identity = opts.identity.clone();
     cfg.max_count = opts.max_count;
     cfg.response_timeout = opts.control_timeout;
+    let mut wanted = Modes::NONE;
+    if opts.session_control {
+        wanted |= Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL;
+    }
+    if opts.reflect.is_some() {
+        wanted |= Modes::TWAMP_REFLECT_OCTETS;
+    }
+    if opts.symmetrical {
+        wanted |= Modes::TWAMP_SYMMETRICAL_SIZE;
+    }
+    cfg.extensions = wanted;
     let random = ClientRandom {
         client_iv: random(),
         aes_key: random(),
@@ -201,10 +225,23 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         timeout: opts.control_timeout,
     };
 
-    let mode = match ctl.event().await? {
-        ClientEvent::Established { mode, .. } => mode,
+    let (mode, selected) = match ctl.event().await? {
+        ClientEvent::Established { mode, selected, .. } => (mode, selected),
         other => return Err(Error::Internal(unexpected(&other)).into()),
     };
+    let extensions = selected & wanted;
+    for (bit, name) in [
+        (
+            Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL,
+            "individual session control (RFC 5938)",
+        ),
+        (Modes::TWAMP_REFLECT_OCTETS, "reflect octets (RFC 6038)"),
+        (Modes::TWAMP_SYMMETRICAL_SIZE, "symmetrical size (RFC 6038)"),
+    ] {
+        if wanted.contains(bit) && !extensions.contains(bit) {
+            return Err(TwpingError::NotOffered(name));
+        }
+    }
     let layout = Layout::of(mode);
     let local_ip = opts.local.unwrap_or_else(|| local_ctrl.ip());
     let socket = TestSocket::bind_in_range(local_ip, opts.ports.clone())?;
@@ -212,9 +249,22 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         socket.set_dscp(opts.dscp)?;
     }
     let local = socket.local_addr()?;
-    let padding = opts
-        .padding
-        .unwrap_or_else(|| layout.symmetric_padding() as u32);
+    let reflect = opts.reflect.unwrap_or(0);
+    // Enough padding for equal-size replies that carry the reflected octets (RFC 6038 §5.1.3);
+    // in the symmetrical format the MBZ run already does the evening out.
+    let padding = opts.padding.unwrap_or_else(|| {
+        let even = if opts.symmetrical {
+            0
+        } else {
+            layout.symmetric_padding() as u32
+        };
+        even + u32::from(reflect)
+    });
+    let octets_to_reflect = if opts.reflect.is_some() {
+        u16::from_be_bytes(self::random()) | 1
+    } else {
+        0
+    };
     let req = RequestTwSessionRepr {
         sender_port: local.port(),
         receiver_port: 0,
@@ -224,33 +274,80 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         start_time: clock::now(),
         timeout: ippm_proto::time::duration_to_bits(opts.loss_timeout.max(Duration::from_secs(1))),
         type_p: TypeP::from_dscp(opts.dscp),
-        octets_to_reflect: 0,
-        padding_to_reflect: 0,
+        octets_to_reflect,
+        padding_to_reflect: reflect,
     };
     ctl.client
         .request_tw_session(std::time::Instant::now(), &req)?;
-    let (sid, port) = match ctl.event().await? {
-        ClientEvent::SessionAccepted { sid, port } => (sid, port),
+    let (sid, port, server_octets) = match ctl.event().await? {
+        ClientEvent::SessionAccepted {
+            sid,
+            port,
+            reflected_octets,
+            server_octets,
+        } => {
+            if reflected_octets != octets_to_reflect {
+                return Err(Error::ProtocolViolation(
+                    "Accept-Session did not echo the Octets to be reflected (RFC 6038 §4.3)",
+                )
+                .into());
+            }
+            (sid, port, server_octets)
+        }
         ClientEvent::SessionRejected(a) => return Err(TwpingError::SessionRefused(a)),
         other => return Err(Error::Internal(unexpected(&other)).into()),
     };
     let reflector = SocketAddr::new(opts.server.ip(), port);
     let protection = TestProtection::new(mode, ctl.client.test_keys(&sid).as_ref())
         .map_err(|_| Error::Internal("test keys"))?;
-    ctl.client.start_sessions(std::time::Instant::now())?;
-    match ctl.event().await? {
-        ClientEvent::StartAck(Accept::Ok) => {}
-        ClientEvent::StartAck(a) => return Err(TwpingError::SessionRefused(a)),
-        other => return Err(Error::Internal(unexpected(&other)).into()),
+    if opts.session_control {
+        ctl.client
+            .start_n_sessions(std::time::Instant::now(), vec![sid])?;
+        match ctl.event().await? {
+            ClientEvent::StartNAck {
+                accept: Accept::Ok, ..
+            } => {}
+            ClientEvent::StartNAck { accept, .. } => {
+                return Err(TwpingError::SessionRefused(accept));
+            }
+            other => return Err(Error::Internal(unexpected(&other)).into()),
+        }
+    } else {
+        ctl.client.start_sessions(std::time::Instant::now())?;
+        match ctl.event().await? {
+            ClientEvent::StartAck(Accept::Ok) => {}
+            ClientEvent::StartAck(a) => return Err(TwpingError::SessionRefused(a)),
+            other => return Err(Error::Internal(unexpected(&other)).into()),
+        }
     }
     let setup_time = t0.elapsed();
     debug!(%reflector, sid = %crate::twamp_server::hex(&sid), ?setup_time, "test session started");
 
-    let (sent, replies, bad_replies) =
-        run_test(&socket, &protection, layout, reflector, padding, opts).await;
+    let shape = Shape {
+        layout,
+        mbz: if opts.symmetrical {
+            layout.symmetric_padding()
+        } else {
+            0
+        },
+        padding: padding as usize,
+        reflect: usize::from(reflect),
+        server_octets,
+    };
+    let (sent, replies, bad_replies, reflect_mismatches) =
+        run_test(&socket, &protection, &shape, reflector, opts).await;
 
-    ctl.client
-        .stop_tw_sessions(std::time::Instant::now(), Accept::Ok, 1)?;
+    if opts.session_control {
+        ctl.client
+            .stop_n_sessions(std::time::Instant::now(), vec![sid])?;
+        match ctl.event().await? {
+            ClientEvent::StopNAck { .. } => {}
+            other => return Err(Error::Internal(unexpected(&other)).into()),
+        }
+    } else {
+        ctl.client
+            .stop_tw_sessions(std::time::Instant::now(), Accept::Ok, 1)?;
+    }
     ctl.flush().await?;
     let _ = ctl.stream.shutdown().await;
     Ok(TwpingResult {
@@ -263,6 +360,8 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         replies,
         bad_replies,
         setup_time,
+        extensions,
+        reflect_mismatches,
     })
 }
 
@@ -274,24 +373,43 @@ fn unexpected(ev: &ClientEvent) -> &'static str {
     }
 }
 
-/// Sends on schedule while receiving; returns what was sent, the replies and the count of
-/// bad replies.
+/// The layout of this session's sender packets.
+struct Shape {
+    layout: Layout,
+    /// RFC 6038 symmetrical size: MBZ octets after the header.
+    mbz: usize,
+    /// Padding octets after that.
+    padding: usize,
+    /// RFC 6038: octets of the padding that must come back.
+    reflect: usize,
+    /// RFC 6038: the server's octets, first in the reflected padding.
+    server_octets: u16,
+}
+
+/// Sends on schedule while receiving; returns what was sent, the replies, the count of bad
+/// replies and of replies whose reflected padding was wrong.
 async fn run_test(
     socket: &TestSocket,
     protection: &TestProtection,
-    layout: Layout,
+    shape: &Shape,
     reflector: SocketAddr,
-    padding: u32,
     opts: &TwpingOptions,
-) -> (Vec<Sent>, Vec<Reply>, u64) {
+) -> (Vec<Sent>, Vec<Reply>, u64, u64) {
+    let layout = shape.layout;
     let count = opts.count as usize;
     let mut sent = Vec::with_capacity(count);
     let mut replies = Vec::with_capacity(count);
     let mut bad = 0u64;
-    let len = layout.sender_header_len() + padding as usize;
+    let mut mismatches = 0u64;
+    let pad_at = layout.sender_header_len() + shape.mbz;
+    let len = pad_at + shape.padding;
     let mut pkt = vec![0u8; len];
     // Random padding, once per session (RFC 4656 §4.1.2 recommends pseudo-random padding).
-    let _ = getrandom::fill(&mut pkt[layout.sender_header_len()..]);
+    let _ = getrandom::fill(&mut pkt[pad_at..]);
+    if shape.server_octets != 0 && shape.padding >= 2 {
+        pkt[pad_at..pad_at + 2].copy_from_slice(&shape.server_octets.to_be_bytes());
+    }
+    let expect: Vec<u8> = pkt[pad_at..pad_at + shape.reflect.min(shape.padding)].to_vec();
     let mut wire = vec![0u8; len];
     let offsets = schedule(opts.interval, opts.count);
     let start = tokio::time::Instant::now() + Duration::from_millis(1);
@@ -350,6 +468,10 @@ async fn run_test(
                         bad += 1;
                         continue;
                     };
+                    let h = layout.reflector_header_len();
+                    if pkt.get(h..h + expect.len()) != Some(&expect[..]) {
+                        mismatches += 1;
+                    }
                     if replies.len() % 64 == 0 {
                         clock_state = ClockState::read();
                     }
@@ -365,7 +487,7 @@ async fn run_test(
         }
     };
     tokio::join!(sender, receiver);
-    (sent, replies, bad)
+    (sent, replies, bad, mismatches)
 }
 
 /// Send offsets from the start for `count` packets; the first goes at once.

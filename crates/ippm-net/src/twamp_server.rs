@@ -408,8 +408,8 @@ fn new_session(
     let protection = TestProtection::new(mode, keys.as_ref())
         .map_err(|_| (Accept::InternalError, "test keys"))?;
     let timeout = bits_to_duration(req.timeout).min(opts.max_timeout);
-    let (stop, _) = watch::channel(None);
     let symmetrical = server_extensions(server).contains(Modes::TWAMP_SYMMETRICAL_SIZE);
+    let (stop, _) = watch::channel(None);
     Ok((
         sid,
         port,

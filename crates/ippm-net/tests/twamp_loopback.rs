@@ -45,6 +45,9 @@ fn options(server: SocketAddr, mode: SecurityMode) -> TwpingOptions {
         ports: None,
         max_count: 1 << 16,
         control_timeout: Duration::from_secs(5),
+        session_control: false,
+        reflect: None,
+        symmetrical: false,
     }
 }
 
@@ -118,4 +121,57 @@ async fn padding_and_dscp_are_honoured() {
     let r = twping(&o).await.unwrap();
     assert_eq!(r.padding, 100);
     assert_eq!(r.replies.len(), 3);
+}
+
+#[tokio::test]
+async fn rfc5938_and_rfc6038() {
+    let (addr, _stop) = start_server(IpAddr::V4(Ipv4Addr::LOCALHOST), Modes(0x7f)).await;
+    for mode in [SecurityMode::Open, SecurityMode::Encrypted] {
+        for (session_control, reflect, symmetrical) in [
+            (true, None, false),
+            (false, Some(40), false),
+            (false, None, true),
+            (true, Some(16), true),
+        ] {
+            let mut o = options(addr, mode);
+            o.count = 10;
+            o.session_control = session_control;
+            o.reflect = reflect;
+            o.symmetrical = symmetrical;
+            let r = twping(&o).await.unwrap_or_else(|e| {
+                panic!("{mode} {session_control} {reflect:?} {symmetrical}: {e}")
+            });
+            assert_eq!(r.replies.len(), 10);
+            assert_eq!(
+                r.reflect_mismatches, 0,
+                "reflected padding came back unchanged"
+            );
+            assert_eq!(
+                r.extensions
+                    .contains(Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL),
+                session_control
+            );
+            assert_eq!(
+                r.extensions.contains(Modes::TWAMP_REFLECT_OCTETS),
+                reflect.is_some()
+            );
+            assert_eq!(
+                r.extensions.contains(Modes::TWAMP_SYMMETRICAL_SIZE),
+                symmetrical
+            );
+        }
+    }
+    // A server that does not offer them: the client says so instead of silently going on.
+    let (legacy, _stop2) = start_server(IpAddr::V4(Ipv4Addr::LOCALHOST), Modes(0x0f)).await;
+    let mut o = options(legacy, SecurityMode::Open);
+    o.session_control = true;
+    assert!(matches!(twping(&o).await, Err(TwpingError::NotOffered(_))));
+    // Too little padding for the octets to reflect: Accept = 3.
+    let mut o = options(addr, SecurityMode::Open);
+    o.reflect = Some(40);
+    o.padding = Some(30);
+    assert!(matches!(
+        twping(&o).await,
+        Err(TwpingError::SessionRefused(Accept::NotSupported))
+    ));
 }

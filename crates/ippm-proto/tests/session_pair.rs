@@ -199,7 +199,12 @@ fn twamp_full_exchange_every_mode() {
         p.drive();
         assert_eq!(
             p.last_client_event(),
-            &ClientEvent::SessionAccepted { sid, port: 19033 }
+            &ClientEvent::SessionAccepted {
+                sid,
+                port: 19033,
+                reflected_octets: 0,
+                server_octets: 0
+            }
         );
         // Both sides derive the same test keys.
         match mode {
@@ -279,7 +284,9 @@ fn owamp_full_exchange_every_mode() {
             p.last_client_event(),
             &ClientEvent::SessionAccepted {
                 sid: sid1,
-                port: 18901
+                port: 18901,
+                reflected_octets: 0,
+                server_octets: 0
             }
         );
         // Server -> client session.
@@ -422,7 +429,9 @@ fn rejected_session_keeps_connection() {
         p.last_client_event(),
         &ClientEvent::SessionAccepted {
             sid: [3; 16],
-            port: 1234
+            port: 1234,
+            reflected_octets: 0,
+            server_octets: 0
         }
     );
 }

@@ -112,6 +112,16 @@ impl TwoWay {
         );
         let _ = writeln!(s, "SID:\t{}", hexs(&r.sid));
         let _ = writeln!(s, "mode:\t{}", r.mode);
+        if !r.extensions.is_empty() {
+            let _ = writeln!(s, "extensions:\t{}", extensions(r.extensions));
+        }
+        if r.reflect_mismatches > 0 {
+            let _ = writeln!(
+                s,
+                "reflected padding differed in {} replies",
+                r.reflect_mismatches
+            );
+        }
         if let (Some(a), Some(b)) = (r.sent.first(), r.sent.last()) {
             let _ = writeln!(s, "first:\t{}\nlast:\t{}", utc(a.time), utc(b.time));
         }
@@ -230,6 +240,21 @@ pub(crate) fn raw(r: &TwpingResult) -> String {
         );
     }
     s
+}
+
+fn extensions(m: ippm_proto::Modes) -> String {
+    use ippm_proto::Modes;
+    let mut v = Vec::new();
+    if m.contains(Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL) {
+        v.push("individual session control");
+    }
+    if m.contains(Modes::TWAMP_REFLECT_OCTETS) {
+        v.push("reflect octets");
+    }
+    if m.contains(Modes::TWAMP_SYMMETRICAL_SIZE) {
+        v.push("symmetrical size");
+    }
+    v.join(", ")
 }
 
 fn hexs(b: &[u8]) -> String {

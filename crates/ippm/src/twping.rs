@@ -60,6 +60,15 @@ pub(crate) struct TwpingArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// RFC 5938: start and stop the session with Start-N-Sessions / Stop-N-Sessions.
+    #[arg(long)]
+    session_control: bool,
+    /// RFC 6038: have the reflector return this many octets of the padding unchanged.
+    #[arg(long, value_name = "OCTETS")]
+    reflect: Option<u16>,
+    /// RFC 6038: use the symmetrical-size sender packet format.
+    #[arg(long)]
+    symmetrical: bool,
     /// Highest PBKDF2 Count to accept from the server.
     #[arg(long, default_value_t = ippm_proto::crypto::DEFAULT_MAX_COUNT)]
     max_count: u32,
@@ -145,6 +154,9 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
             .transpose()?,
         max_count: a.max_count,
         control_timeout: Duration::from_secs(10),
+        session_control: a.session_control,
+        reflect: a.reflect,
+        symmetrical: a.symmetrical,
     };
     let result = twping(&opts)
         .await

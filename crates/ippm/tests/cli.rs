@@ -91,6 +91,33 @@ fn twping_every_mode_against_serve() {
             assert!(out.contains("round-trip time min/median/max = "), "{out}");
             assert!(out.contains("send hops = 0 (consistently)"), "{out}");
         }
+        // RFC 5938 and RFC 6038 through the command line.
+        let (ok, out, err) = twping(&[
+            &d.addr,
+            "-c",
+            "5",
+            "-i",
+            "0.002f",
+            "-A",
+            "E",
+            "-u",
+            "alice",
+            "-k",
+            k,
+            "--session-control",
+            "--reflect",
+            "20",
+            "--symmetrical",
+        ]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(
+                "extensions:\tindividual session control, reflect octets, symmetrical size"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("5 sent, 0 lost"), "{out}");
+        assert!(!out.contains("reflected padding differed"), "{out}");
         // JSON output parses and agrees.
         let (ok, out, err) = twping(&[&d.addr, "-c", "5", "-i", "0.001f", "--json"]);
         assert!(ok, "{err}");

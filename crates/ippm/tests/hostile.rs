@@ -226,7 +226,7 @@ fn hostile_control_and_test_traffic() {
     c.c.request_tw_session(Instant::now(), &request(udp.local_addr().unwrap().port()))
         .unwrap();
     let (sid, port) = match c.event() {
-        ClientEvent::SessionAccepted { sid, port } => (sid, port),
+        ClientEvent::SessionAccepted { sid, port, .. } => (sid, port),
         other => panic!("{other:?}"),
     };
     c.c.start_sessions(Instant::now()).unwrap();

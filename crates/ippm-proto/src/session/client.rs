@@ -140,6 +140,10 @@ pub enum ClientEvent {
         sid: [u8; 16],
         /// The port to use (receiver port, or the server's sender port).
         port: u16,
+        /// RFC 6038: the Octets to be reflected the server echoed (0 without the feature).
+        reflected_octets: u16,
+        /// RFC 6038: octets the server wants at the start of the reflected padding (0: none).
+        server_octets: u16,
     },
     /// Accept-Session with a non-zero Accept: this session was refused; the connection goes on.
     SessionRejected(Accept),
@@ -592,8 +596,12 @@ impl Client {
                         self.client_sends.push(sid);
                     }
                 }
-                self.events
-                    .push_back(ClientEvent::SessionAccepted { sid, port: a.port });
+                self.events.push_back(ClientEvent::SessionAccepted {
+                    sid,
+                    port: a.port,
+                    reflected_octets: a.reflected_octets,
+                    server_octets: a.server_octets,
+                });
                 Ok((State::Ready, true))
             }
             State::ExpectStartAck => {
