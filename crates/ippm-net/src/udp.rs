@@ -32,17 +32,7 @@ impl TestSocket {
         ip: std::net::IpAddr,
         ports: Option<std::ops::RangeInclusive<u16>>,
     ) -> io::Result<Self> {
-        let Some(range) = ports else {
-            return Self::bind(SocketAddr::new(ip, 0));
-        };
-        let mut last = io::Error::new(io::ErrorKind::AddrInUse, "empty port range");
-        for port in range {
-            match Self::bind(SocketAddr::new(ip, port)) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        bind_first(ip, ports, Self::bind)
     }
 
     /// The bound address.
@@ -67,6 +57,25 @@ impl TestSocket {
     pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.sock.send_to(buf, to).await
     }
+}
+
+/// Binds with `bind` to the first free port of `ports` on `ip` (any port when `None`).
+pub fn bind_first<S>(
+    ip: std::net::IpAddr,
+    ports: Option<std::ops::RangeInclusive<u16>>,
+    bind: impl Fn(SocketAddr) -> io::Result<S>,
+) -> io::Result<S> {
+    let Some(range) = ports else {
+        return bind(SocketAddr::new(ip, 0));
+    };
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "empty port range");
+    for port in range {
+        match bind(SocketAddr::new(ip, port)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// A blocking socket with the same options as [`TestSocket`] (kernel receive timestamps,

@@ -17,7 +17,7 @@ use tracing::info;
 /// Options of `ippm serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// TWAMP-Control address to listen on (repeatable). Default: 0.0.0.0:862 and [::]:862.
+    /// TWAMP-Control address to listen on (repeatable). Default: `0.0.0.0:862` and `[::]:862`.
     #[arg(long = "twamp-listen", value_name = "ADDR:PORT")]
     twamp_listen: Vec<SocketAddr>,
     /// Pass-phrase file (perfSONAR format: identity, whitespace, hex of the passphrase).
