@@ -1,59 +1,11 @@
 //! The real binary: `ippm serve` on loopback and `ippm twping` against it, in every mode, and
 //! the errors a user meets.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
-
-/// A running `ippm serve`, stopped (by its PID) when dropped.
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Daemon {
-    fn start(listen: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(IPPM)
-            .args(["serve", "--twamp-listen", listen])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ippm serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening twamp ")
-            .expect(&line)
-            .to_owned();
-        Self { child, addr }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keyfile(dir: &Path) -> PathBuf {
-    let p = dir.join("keys.pfs");
-    let mut f = std::fs::File::create(&p).unwrap();
-    writeln!(
-        f,
-        "alice\t636f727265637420686f727365206261747465727920737461706c65"
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    p
-}
+mod common;
+use common::{Daemon, IPPM, keyfile};
 
 fn twping(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(IPPM)
@@ -74,7 +26,7 @@ fn twping_every_mode_against_serve() {
     let keys = keyfile(dir.path());
     let k = keys.to_str().unwrap();
     for listen in ["127.0.0.1:0", "[::1]:0"] {
-        let d = Daemon::start(listen, &["--keys", k]);
+        let d = Daemon::start(listen, &["--keys", k], None);
         for (letter, name) in [
             ("O", "unauthenticated"),
             ("A", "authenticated"),
@@ -131,7 +83,7 @@ fn twping_every_mode_against_serve() {
 
 #[test]
 fn one_packet_with_short_loss_timeout_is_quick() {
-    let d = Daemon::start("127.0.0.1:0", &[]);
+    let d = Daemon::start("127.0.0.1:0", &[], None);
     let t = std::time::Instant::now();
     let (ok, out, err) = twping(&[&d.addr, "-c", "1", "-L", "0.05"]);
     assert!(ok, "{err}");
@@ -148,7 +100,7 @@ fn errors_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path());
     let k = keys.to_str().unwrap();
-    let d = Daemon::start("127.0.0.1:0", &["--keys", k, "--modes", "AE"]);
+    let d = Daemon::start("127.0.0.1:0", &["--keys", k, "--modes", "AE"], None);
     // Open mode not offered.
     let (ok, _, err) = twping(&[&d.addr, "-c", "1"]);
     assert!(!ok);

@@ -2,10 +2,9 @@
 //! control messages, and junk test packets. Each is refused with a logged reason, and the
 //! daemon keeps serving well-behaved clients throughout.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Secret};
@@ -14,49 +13,8 @@ use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, Test
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
 use ippm_proto::{ErrorEstimate, Protocol, SecurityMode, Timestamp};
 
-const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
-
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &std::path::Path, keys: &str) -> Self {
-        let log = dir.join("serve.log");
-        let child = Command::new(IPPM)
-            .args(["serve", "--twamp-listen", "127.0.0.1:0", "--keys", keys])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut child = child;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening twamp ")
-            .unwrap()
-            .parse()
-            .unwrap();
-        Self { child, addr, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{Daemon, IPPM};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
@@ -106,7 +64,7 @@ impl Ctl {
         let cfg = if mode == SecurityMode::Open {
             ClientConfig::open()
         } else {
-            ClientConfig::with_passphrase(vec![mode], b"alice", Secret::new(b"hunter22".to_vec()))
+            ClientConfig::with_passphrase(vec![mode], b"alice", Secret::new(common::ALICE.to_vec()))
         };
         let r = ClientRandom {
             client_iv: [1; 16],
@@ -162,14 +120,18 @@ fn request(port: u16) -> RequestTwSessionRepr {
 #[test]
 fn hostile_control_and_test_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.pfs");
-    std::fs::write(&keys, "alice 68756e7465723232\n").unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let d = Daemon::start(dir.path(), keys.to_str().unwrap());
+    let keys = common::keyfile(dir.path());
+    let log = dir.path().join("serve.log");
+    let d = Daemon::start(
+        "127.0.0.1:0",
+        &["--keys", keys.to_str().unwrap()],
+        Some(&log),
+    );
+    let addr: SocketAddr = d.addr.parse().unwrap();
     twping_works(&d);
 
     // Truncated: half a Set-Up-Response, then the client goes away.
-    let mut s = connect(d.addr);
+    let mut s = connect(addr);
     let mut greeting = [0u8; 64];
     s.read_exact(&mut greeting).unwrap();
     s.write_all(&[0u8; 100]).unwrap();
@@ -178,7 +140,7 @@ fn hostile_control_and_test_traffic() {
 
     // Out of order: a Request-TW-Session where the Set-Up-Response belongs. The server refuses
     // the mode with Server-Start Accept = 3 and closes.
-    let mut s = connect(d.addr);
+    let mut s = connect(addr);
     s.read_exact(&mut greeting).unwrap();
     let mut junk = request(1).to_vec();
     junk.resize(164, 0);
@@ -188,7 +150,7 @@ fn hostile_control_and_test_traffic() {
     assert_eq!(reply[15], 3);
 
     // Out of order after set-up: an OWAMP Fetch-Session on a TWAMP connection.
-    let mut c = Ctl::new(d.addr, SecurityMode::Open);
+    let mut c = Ctl::new(addr, SecurityMode::Open);
     c.s.write_all(
         &FetchSessionRepr {
             sid: [0; 16],
@@ -201,7 +163,7 @@ fn hostile_control_and_test_traffic() {
     read_to_close(&mut c.s);
 
     // Oversized: a Stop-N-Sessions claiming 2^31 sessions.
-    let mut c = Ctl::new(d.addr, SecurityMode::Open);
+    let mut c = Ctl::new(addr, SecurityMode::Open);
     let mut m = vec![0u8; 48];
     m[0] = 9;
     m[12..16].copy_from_slice(&(1u32 << 31).to_be_bytes());
@@ -209,7 +171,7 @@ fn hostile_control_and_test_traffic() {
     read_to_close(&mut c.s);
 
     // Bad HMAC: a Request-TW-Session with one bit flipped in flight.
-    let mut c = Ctl::new(d.addr, SecurityMode::Authenticated);
+    let mut c = Ctl::new(addr, SecurityMode::Authenticated);
     c.c.request_tw_session(Instant::now(), &request(9)).unwrap();
     let mut wire = c.c.poll_transmit().unwrap();
     wire[20] ^= 0x04;
@@ -222,7 +184,7 @@ fn hostile_control_and_test_traffic() {
     // line, the real packet is reflected.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut c = Ctl::new(d.addr, SecurityMode::Authenticated);
+    let mut c = Ctl::new(addr, SecurityMode::Authenticated);
     c.c.request_tw_session(Instant::now(), &request(udp.local_addr().unwrap().port()))
         .unwrap();
     let (sid, port) = match c.event() {
@@ -231,7 +193,7 @@ fn hostile_control_and_test_traffic() {
     };
     c.c.start_sessions(Instant::now()).unwrap();
     assert!(matches!(c.event(), ClientEvent::StartAck(_)));
-    let refl: SocketAddr = SocketAddr::new(d.addr.ip(), port);
+    let refl: SocketAddr = SocketAddr::new(addr.ip(), port);
     for junk in [vec![], vec![0xff; 3], vec![0x5a; 48], vec![0u8; 200]] {
         udp.send_to(&junk, refl).unwrap();
     }
@@ -259,7 +221,7 @@ fn hostile_control_and_test_traffic() {
     twping_works(&d);
     drop(c);
     std::thread::sleep(Duration::from_millis(200));
-    let log = d.log();
+    let log = std::fs::read_to_string(&log).unwrap();
     for reason in [
         "truncated message (peer closed the connection mid-message)",
         "client chose mode",

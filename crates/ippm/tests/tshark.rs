@@ -5,11 +5,11 @@
 //! malformed there too, so those are checked for the test packets only.)
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
+mod common;
+use common::IPPM;
 
 struct Killed(Child);
 
@@ -36,38 +36,18 @@ fn tshark(args: &[&str]) -> String {
 #[test]
 fn tshark_dissects_ippm_twamp() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.pfs");
-    std::fs::write(&keys, "alice 68756e7465723232\n").unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let keys = common::keyfile(dir.path());
     let base = 20_000 + (std::process::id() % 2000) as u16 * 10;
     let (srv_ports, cli_ports) = (
         format!("{}-{}", base, base + 4),
         format!("{}-{}", base + 5, base + 9),
     );
-    let mut serve = Killed(
-        Command::new(IPPM)
-            .args([
-                "serve",
-                "--twamp-listen",
-                "127.0.0.1:0",
-                "--keys",
-                keys.to_str().unwrap(),
-            ])
-            .args(["--test-ports", &srv_ports])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let serve = common::Daemon::start(
+        "127.0.0.1:0",
+        &["--keys", keys.to_str().unwrap(), "--test-ports", &srv_ports],
+        None,
     );
-    let mut line = String::new();
-    BufReader::new(serve.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening twamp ")
-        .unwrap()
-        .to_owned();
+    let addr = serve.addr.clone();
     let port = addr.rsplit(':').next().unwrap().to_owned();
 
     let pcap = dir.path().join("ippm.pcapng");
