@@ -39,8 +39,9 @@ use nix::unistd::Pid;
 
 const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const RATES: [u64; 12] = [
-    1_000, 2_000, 5_000, 10_000, 20_000, 35_000, 50_000, 75_000, 100_000, 125_000, 150_000, 200_000,
+const RATES: [u64; 15] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 35_000, 50_000, 75_000, 100_000, 125_000, 150_000,
+    175_000, 200_000, 250_000, 300_000,
 ];
 const SENDER_CPU: usize = 0;
 const REFLECTOR_CPU: usize = 1;
@@ -281,7 +282,10 @@ fn main() {
         if ippm_loss < 0.0001 && ippm_rate >= 0.95 * rate as f64 {
             ippm_best = rate;
         }
-        if raw_loss >= 0.01 && ippm_loss >= 0.01 {
+        // Stop once neither side keeps up any more.
+        let raw_failed = raw_loss >= 0.01 || raw_rate < 0.9 * rate as f64;
+        let ippm_failed = ippm_loss >= 0.01 || ippm_rate < 0.9 * rate as f64;
+        if raw_failed && ippm_failed {
             break;
         }
     }
