@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod keyfile;
+pub mod policy;
 pub mod reflector;
 mod sys;
 pub mod twamp_client;

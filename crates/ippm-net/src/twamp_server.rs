@@ -28,6 +28,8 @@ use crate::udp::TestSocket;
 pub struct TwampServerOptions {
     /// The control-session configuration (modes, Count, secrets, timeouts).
     pub control: Arc<ServerConfig>,
+    /// Per-identity session limits (`None`: only the control configuration's).
+    pub policy: Option<Arc<crate::policy::Policy>>,
     /// UDP ports for reflectors (`None`: any free port).
     pub test_ports: Option<RangeInclusive<u16>>,
     /// Most control connections at once.
@@ -43,6 +45,7 @@ impl TwampServerOptions {
     pub fn new(control: Arc<ServerConfig>) -> Self {
         Self {
             control,
+            policy: None,
             test_ports: None,
             max_connections: 256,
             max_sessions_total: 1024,
@@ -172,6 +175,8 @@ async fn connection(
         std::time::Instant::now(),
     );
     let mut sessions: HashMap<[u8; 16], TestSession> = HashMap::new();
+    // Sessions this connection's identity may have (from the policy, once established).
+    let mut identity_limit: Option<usize> = None;
     let mut buf = vec![0u8; 16 * 1024];
     let result = async {
         loop {
@@ -222,6 +227,7 @@ async fn connection(
                     ev,
                     &mut server,
                     &mut sessions,
+                    &mut identity_limit,
                     peer,
                     local,
                     opts,
@@ -253,6 +259,7 @@ fn handle_event(
     ev: ServerEvent,
     server: &mut Server,
     sessions: &mut HashMap<[u8; 16], TestSession>,
+    identity_limit: &mut Option<usize>,
     peer: SocketAddr,
     local: SocketAddr,
     opts: &TwampServerOptions,
@@ -265,10 +272,23 @@ fn handle_event(
             extensions,
             identity,
         } => {
+            *identity_limit = opts
+                .policy
+                .as_ref()
+                .and_then(|p| p.limits(identity.as_ref()))
+                .map(|l| l.max_sessions);
             info!(%peer, %mode, ?extensions, identity = ?identity.map(|i| display_identity(&i)), "TWAMP control connection established");
         }
         ServerEvent::RequestTwSession(req) => {
-            match new_session(server, &req, peer, local, opts, shared) {
+            let checked = if identity_limit.is_some_and(|max| sessions.len() >= max) {
+                Err((
+                    Accept::PermanentResourceLimitation,
+                    "session limit of this identity",
+                ))
+            } else {
+                new_session(server, &req, peer, local, opts, shared)
+            };
+            match checked {
                 Ok((sid, port, session)) => {
                     server.accept_session(sid, port)?;
                     sessions.insert(sid, session);

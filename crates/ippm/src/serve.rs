@@ -1,22 +1,58 @@
 //! `ippm serve`: the daemon.
+//!
+//! Settings come from the command line, from a TOML file (`--config`), and from defaults, in
+//! that order of precedence. The file:
+//!
+//! ```toml
+//! keys = "/etc/ippm/keys.pfs"        # pass-phrase file (perfSONAR format, mode 600)
+//!
+//! [twamp]
+//! listen = ["0.0.0.0:862", "[::]:862"]
+//! modes = "OAEM"                     # offered: O open, A authenticated, E encrypted, M mixed
+//! test_ports = "19000-19999"
+//! count = 2048                       # PBKDF2 iterations sent to clients
+//! extensions = true                  # RFC 5938 and RFC 6038
+//!
+//! [limits]
+//! max_connections = 256
+//! max_sessions = 64                  # per control connection
+//! max_sessions_total = 1024
+//! setup_timeout = 30                 # seconds to complete the Set-Up-Response
+//! idle_timeout = 900                 # seconds of silence (SERVWAIT)
+//! max_timeout = 60                   # longest post-Stop-Sessions Timeout honoured
+//!
+//! [open]                             # unauthenticated clients (needs O in modes)
+//! max_sessions = 4
+//!
+//! [[identity]]                       # per identity; others get [limits]
+//! name = "alice"
+//! modes = "AE"
+//! max_sessions = 16
+//! ```
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ippm_net::policy::{Limits, Policy};
 use ippm_net::twamp_server::{TwampServerOptions, serve};
 use ippm_proto::session::{PassphraseStore, ServerConfig};
 use ippm_proto::{Modes, SecurityMode};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::info;
 
 /// Options of `ippm serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// TOML configuration file (see the documentation of `ippm serve`); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// TWAMP-Control address to listen on (repeatable). Default: `0.0.0.0:862` and `[::]:862`.
     #[arg(long = "twamp-listen", value_name = "ADDR:PORT")]
     twamp_listen: Vec<SocketAddr>,
@@ -30,24 +66,82 @@ pub(crate) struct ServeArgs {
     /// UDP ports for test sessions, LOW-HIGH (default: any free port).
     #[arg(long = "test-ports", short = 'P', value_name = "LOW-HIGH")]
     test_ports: Option<String>,
-    /// PBKDF2 iteration count sent to clients (a power of 2, at least 1024).
-    #[arg(long, default_value_t = 2048)]
-    count: u32,
-    /// Most control connections at once.
-    #[arg(long, default_value_t = 256)]
-    max_connections: usize,
-    /// Most test sessions per control connection.
-    #[arg(long, default_value_t = 64)]
-    max_sessions: usize,
-    /// Most test sessions at once, over all connections.
-    #[arg(long, default_value_t = 1024)]
-    max_sessions_total: usize,
-    /// Seconds a control connection may stay silent (RFC 5357 SERVWAIT).
-    #[arg(long, default_value_t = 900)]
-    idle_timeout: u64,
+    /// PBKDF2 iteration count sent to clients (a power of 2, at least 1024; default 2048).
+    #[arg(long)]
+    count: Option<u32>,
+    /// Most control connections at once (default 256).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most test sessions per control connection (default 64).
+    #[arg(long)]
+    max_sessions: Option<usize>,
+    /// Most test sessions at once, over all connections (default 1024).
+    #[arg(long)]
+    max_sessions_total: Option<usize>,
+    /// Seconds a client has to complete the Set-Up-Response (default 30).
+    #[arg(long)]
+    setup_timeout: Option<u64>,
+    /// Seconds a control connection may stay silent (RFC 5357 SERVWAIT; default 900).
+    #[arg(long)]
+    idle_timeout: Option<u64>,
     /// Do not advertise the RFC 5938 and RFC 6038 extensions.
     #[arg(long)]
     no_extensions: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    keys: Option<PathBuf>,
+    #[serde(default)]
+    twamp: TwampSection,
+    #[serde(default)]
+    limits: LimitsSection,
+    open: Option<OpenSection>,
+    #[serde(default)]
+    identity: Vec<IdentitySection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwampSection {
+    listen: Option<Vec<SocketAddr>>,
+    modes: Option<String>,
+    test_ports: Option<String>,
+    count: Option<u32>,
+    extensions: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_connections: Option<usize>,
+    max_sessions: Option<usize>,
+    max_sessions_total: Option<usize>,
+    setup_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenSection {
+    max_sessions: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentitySection {
+    name: String,
+    modes: Option<String>,
+    max_sessions: Option<usize>,
+}
+
+fn load_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    // toml's errors name the line and the offending key.
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
 pub(crate) fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
@@ -66,55 +160,136 @@ pub(crate) fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusi
     Ok(lo..=hi)
 }
 
-pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let store = match &a.keys {
+fn modes_of(letters: &str, what: &str) -> anyhow::Result<Modes> {
+    let Some(list) = ippm_net::twamp_client::modes_from_letters(letters) else {
+        bail!("{what} takes letters O, A, E, M (got {letters:?})");
+    };
+    Ok(list.iter().fold(Modes::NONE, |m, s| m | s.bit()))
+}
+
+/// Everything `serve` needs, merged from flags, file and defaults.
+#[derive(Debug)]
+struct Settings {
+    listen: Vec<SocketAddr>,
+    listen_defaults: bool,
+    options: TwampServerOptions,
+}
+
+fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
+    let file = match &a.config {
+        Some(p) => load_config(p)?,
+        None => ConfigFile::default(),
+    };
+    let keys_path = a.keys.clone().or_else(|| file.keys.clone());
+    let passphrases = match &keys_path {
         Some(p) => ippm_net::keyfile::load(p)?,
         None => PassphraseStore::new(),
     };
-    let letters = a.modes.clone().unwrap_or_else(|| {
-        if a.keys.is_some() {
-            "OAEM".into()
-        } else {
-            "O".into()
+    let letters = a
+        .modes
+        .clone()
+        .or_else(|| file.twamp.modes.clone())
+        .unwrap_or_else(|| {
+            if keys_path.is_some() {
+                "OAEM".into()
+            } else {
+                "O".into()
+            }
+        });
+    let offered = modes_of(&letters, "modes")?;
+    for m in SecurityMode::all() {
+        if offered.contains(m.bit()) && m.needs_secret() && passphrases.is_empty() {
+            bail!("mode {m} needs a key file (--keys FILE, or keys = \"FILE\" in the config)");
         }
-    });
-    let Some(list) = ippm_net::twamp_client::modes_from_letters(&letters) else {
-        bail!("--modes takes letters O, A, E, M (got {letters:?})");
-    };
-    let mut modes = Modes::NONE;
-    for m in &list {
-        if m.needs_secret() && store.is_empty() {
-            bail!("mode {m} needs a key file (--keys FILE)");
-        }
-        modes |= m.bit();
     }
-    if !a.no_extensions {
+    let mut modes = offered;
+    if !a.no_extensions && file.twamp.extensions.unwrap_or(true) {
         modes |= Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL
             | Modes::TWAMP_REFLECT_OCTETS
             | Modes::TWAMP_SYMMETRICAL_SIZE;
     }
-    ippm_proto::crypto::check_count(a.count, u32::MAX).context("--count")?;
-    let mut control = ServerConfig::new(modes, Arc::new(store), ippm_net::clock::now());
-    control.count = a.count;
-    control.max_sessions = a.max_sessions;
-    control.idle_timeout = Duration::from_secs(a.idle_timeout);
-    let mut opts = TwampServerOptions::new(Arc::new(control));
-    opts.test_ports = a.test_ports.as_deref().map(parse_port_range).transpose()?;
-    opts.max_connections = a.max_connections;
-    opts.max_sessions_total = a.max_sessions_total;
-    let opts = Arc::new(opts);
-
-    let mut addrs = a.twamp_listen.clone();
-    let defaults = addrs.is_empty();
-    if defaults {
-        addrs = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
+    let l = &file.limits;
+    let max_sessions = a.max_sessions.or(l.max_sessions).unwrap_or(64);
+    let mut identities = HashMap::new();
+    for id in &file.identity {
+        let m = match &id.modes {
+            Some(s) => modes_of(s, &format!("identity {:?}: modes", id.name))?,
+            None => offered,
+        };
+        if !passphrases.passphrase_known(id.name.as_bytes()) {
+            bail!("config: identity {:?} is not in the key file", id.name);
+        }
+        let limits = Limits {
+            modes: m & offered,
+            max_sessions: id.max_sessions.unwrap_or(max_sessions),
+        };
+        identities.insert(id.name.as_bytes().to_vec(), limits);
     }
+    let open = offered.contains(Modes::OPEN).then(|| Limits {
+        modes: Modes::OPEN,
+        max_sessions: file
+            .open
+            .as_ref()
+            .and_then(|o| o.max_sessions)
+            .unwrap_or(max_sessions),
+    });
+    if file.open.is_some() && open.is_none() {
+        bail!("config: [open] is set but open mode (O) is not offered");
+    }
+    let policy = Arc::new(Policy {
+        passphrases,
+        identities,
+        default: Some(Limits {
+            modes: offered,
+            max_sessions,
+        }),
+        open,
+    });
+    let count = a.count.or(file.twamp.count).unwrap_or(2048);
+    ippm_proto::crypto::check_count(count, u32::MAX).context("PBKDF2 count")?;
+    let mut control = ServerConfig::new(modes, policy.clone(), ippm_net::clock::now());
+    control.count = count;
+    control.max_sessions = max_sessions;
+    control.setup_timeout = Duration::from_secs(a.setup_timeout.or(l.setup_timeout).unwrap_or(30));
+    control.idle_timeout = Duration::from_secs(a.idle_timeout.or(l.idle_timeout).unwrap_or(900));
+    let mut options = TwampServerOptions::new(Arc::new(control));
+    options.policy = Some(policy);
+    options.test_ports = a
+        .test_ports
+        .as_deref()
+        .or(file.twamp.test_ports.as_deref())
+        .map(parse_port_range)
+        .transpose()?;
+    options.max_connections = a.max_connections.or(l.max_connections).unwrap_or(256);
+    options.max_sessions_total = a
+        .max_sessions_total
+        .or(l.max_sessions_total)
+        .unwrap_or(1024);
+    options.max_timeout = Duration::from_secs(l.max_timeout.unwrap_or(60));
+    let mut listen = a.twamp_listen.clone();
+    if listen.is_empty() {
+        listen = file.twamp.listen.clone().unwrap_or_default();
+    }
+    let listen_defaults = listen.is_empty();
+    if listen_defaults {
+        listen = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
+    }
+    Ok(Settings {
+        listen,
+        listen_defaults,
+        options,
+    })
+}
+
+pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(&a)?;
+    let opts = Arc::new(s.options);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for addr in addrs {
+    for addr in s.listen {
         let listener = match bind(addr) {
             Ok(l) => l,
-            Err(e) if defaults && addr.is_ipv6() => {
+            Err(e) if s.listen_defaults && addr.is_ipv6() => {
                 tracing::warn!(%addr, error = %e, "IPv6 listener not available");
                 continue;
             }
@@ -124,8 +299,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("listening twamp {}", listener.local_addr()?);
         tasks.push(tokio::spawn(serve(listener, opts.clone(), stop_rx.clone())));
     }
-    let sec: Vec<SecurityMode> = list;
-    info!(modes = ?sec, "ippm serve running");
+    info!(modes = ?opts.control.modes, "ippm serve running");
     wait_for_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
@@ -144,23 +318,111 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     s.set_reuseaddr(true)?;
     if addr.is_ipv6() {
         // One listener per family, so peers are never v4-mapped.
-        socket_v6only(&s)?;
+        socket2::SockRef::from(&s).set_only_v6(true)?;
     }
     s.bind(addr)?;
     s.listen(1024)
 }
 
-fn socket_v6only(s: &tokio::net::TcpSocket) -> std::io::Result<()> {
-    let sock = socket2::SockRef::from(s);
-    sock.set_only_v6(true)
-}
-
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).ok();
-    let ctrl_c = tokio::signal::ctrl_c();
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: ServeArgs,
+        }
+        T::parse_from(std::iter::once("serve").chain(extra.iter().copied())).a
+    }
+
+    #[test]
+    fn config_file_and_flag_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("k.pfs");
+        std::fs::write(&keys, "alice 6162\nbob 6364\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = dir.path().join("ippm.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "keys = {:?}\n[twamp]\nlisten = [\"127.0.0.1:8620\"]\nmodes = \"AE\"\ncount = 4096\n\
+                 [limits]\nmax_sessions = 3\n[[identity]]\nname = \"bob\"\nmodes = \"E\"\nmax_sessions = 1\n",
+                keys.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let c = cfg.to_str().unwrap();
+        let s = settings(&args(&["--config", c])).unwrap();
+        assert_eq!(s.listen, vec!["127.0.0.1:8620".parse().unwrap()]);
+        assert_eq!(s.options.control.count, 4096);
+        assert_eq!(s.options.control.modes & Modes(0x0f), Modes(0x06));
+        let p = s.options.policy.unwrap();
+        assert!(p.open.is_none());
+        assert_eq!(
+            p.identities[&b"bob".to_vec()],
+            Limits {
+                modes: Modes::ENCRYPTED,
+                max_sessions: 1
+            }
+        );
+        assert_eq!(p.default.unwrap().max_sessions, 3);
+        // Flags win.
+        let s = settings(&args(&[
+            "--config",
+            c,
+            "--count",
+            "1024",
+            "--max-sessions",
+            "9",
+        ]))
+        .unwrap();
+        assert_eq!(s.options.control.count, 1024);
+        assert_eq!(s.options.control.max_sessions, 9);
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, "[twamp]\nmodez = \"O\"\n").unwrap();
+        let e = format!(
+            "{:#}",
+            settings(&args(&["--config", cfg.to_str().unwrap()])).unwrap_err()
+        );
+        assert!(e.contains("modez"), "{e}");
+        std::fs::write(&cfg, "[limits]\nmax_sessions = \"many\"\n").unwrap();
+        let e = format!(
+            "{:#}",
+            settings(&args(&["--config", cfg.to_str().unwrap()])).unwrap_err()
+        );
+        assert!(e.contains("max_sessions"), "{e}");
+        let e = format!("{:#}", settings(&args(&["--modes", "AE"])).unwrap_err());
+        assert!(e.contains("needs a key file"), "{e}");
+        std::fs::write(&cfg, "[[identity]]\nname = \"carol\"\n").unwrap();
+        let e = format!(
+            "{:#}",
+            settings(&args(&["--config", cfg.to_str().unwrap()])).unwrap_err()
+        );
+        assert!(e.contains("carol"), "{e}");
     }
 }

@@ -120,3 +120,50 @@ fn errors_say_what_to_do() {
     assert!(!ok);
     assert!(err.contains("twping 127.0.0.1:1"), "{err}");
 }
+
+#[test]
+fn half_open_connections_time_out() {
+    use std::io::Read;
+    let d = Daemon::start("127.0.0.1:0", &["--setup-timeout", "1"], None);
+    let mut s = std::net::TcpStream::connect(&d.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // The greeting, then nothing from us: the server hangs up after the setup timeout.
+    s.read_to_end(&mut buf).unwrap();
+    assert_eq!(buf.len(), 64);
+    let waited = t.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn per_identity_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path());
+    let k = keys.to_str().unwrap();
+    let cfg = dir.path().join("ippm.toml");
+    std::fs::write(
+        &cfg,
+        format!("keys = {k:?}\n[twamp]\nmodes = \"OAE\"\n[open]\nmax_sessions = 1\n[[identity]]\nname = \"alice\"\nmodes = \"E\"\n"),
+    )
+    .unwrap();
+    let d = Daemon::start("127.0.0.1:0", &["--config", cfg.to_str().unwrap()], None);
+    // alice may use encrypted mode only.
+    let (ok, _, err) = twping(&[
+        &d.addr, "-c", "2", "-i", "0.001f", "-A", "A", "-u", "alice", "-k", k,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("Accept = 1"), "{err}");
+    let (ok, out, err) = twping(&[
+        &d.addr, "-c", "2", "-i", "0.001f", "-A", "E", "-u", "alice", "-k", k,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 sent, 0 lost"), "{out}");
+    let (ok, _, err) = twping(&[&d.addr, "-c", "2", "-i", "0.001f"]);
+    assert!(ok, "open mode is allowed: {err}");
+}

@@ -24,7 +24,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use crate::WireError;
-use crate::codepoints::{Accept, Command, Modes};
+use crate::codepoints::{Accept, Command, Modes, SecurityMode};
 use crate::crypto::CryptoError;
 use crate::wire::setup::KeyId;
 
@@ -77,6 +77,9 @@ pub enum Error {
     /// greeting's Challenge (wrong passphrase).
     #[error("authentication failed")]
     AuthenticationFailed,
+    /// Server: policy does not let this identity (or an anonymous client) use this mode.
+    #[error("policy does not permit {0} mode for this client")]
+    NotPermitted(SecurityMode),
     /// Server: the KeyID carries IKEv2 SPIs for which no SA exists (RFC 7717 §5.3).
     #[error("no IKEv2 SA for SPIi {spi_i:02x?} SPIr {spi_r:02x?}")]
     UnknownIkeSa {
@@ -145,6 +148,13 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
         let _ = (spi_i, spi_r);
         None
     }
+
+    /// Whether `identity` (`None` in open mode) may use `mode`; checked once the client has
+    /// proved its identity, before Server-Start. A refusal is Server-Start Accept = 1.
+    fn permits(&self, identity: Option<&KeyIdentity>, mode: SecurityMode) -> bool {
+        let _ = (identity, mode);
+        true
+    }
 }
 
 /// A [`SecretStore`] of passphrases held in memory, as read from a perfSONAR-style `.pfs`
@@ -165,6 +175,11 @@ impl PassphraseStore {
         let identity = identity.into();
         self.entries.retain(|(id, _)| *id != identity);
         self.entries.push((identity, secret));
+    }
+
+    /// Whether `identity` has a passphrase here.
+    pub fn passphrase_known(&self, identity: &[u8]) -> bool {
+        self.entries.iter().any(|(id, _)| id == identity)
     }
 
     /// Number of identities.

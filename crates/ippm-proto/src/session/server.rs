@@ -546,6 +546,9 @@ impl Server {
             self.keys = Some(keys);
             identity = Some(id);
         }
+        if !self.config.secrets.permits(identity.as_ref(), mode) {
+            return self.refuse(Accept::Failure, Error::NotPermitted(mode));
+        }
         let start = ServerStartRepr {
             accept: Accept::Ok,
             server_iv,
