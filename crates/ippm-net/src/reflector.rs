@@ -19,16 +19,15 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::clock::{self, ClockState};
-use crate::udp::TestSocket;
 
 /// Largest test packet handled.
 pub const MAX_PACKET: usize = 65_535;
 
-/// What one reflector task needs.
+/// What one reflector needs.
 #[derive(Debug)]
 pub struct ReflectorSession {
-    /// The session's socket.
-    pub socket: TestSocket,
+    /// The session's socket (blocking: the reflector has a thread of its own).
+    pub socket: std::net::UdpSocket,
     /// Packet protection for the session's mode and keys.
     pub protection: TestProtection,
     /// Only packets from this address are reflected.
@@ -51,42 +50,54 @@ pub struct ReflectorStats {
 }
 
 /// How a session is told to end: `Some(grace)` keeps reflecting for `grace` (the session's
-/// Timeout after Stop-Sessions, RFC 5357 §4.2), `None` stops at once.
+/// Timeout after Stop-Sessions, RFC 5357 §4.2), `None` stops at once; dropping the sender
+/// stops it too.
 pub type StopSignal = watch::Receiver<Option<Duration>>;
 
-/// Runs one reflector until stopped.
-pub async fn run(s: ReflectorSession, mut stop: StopSignal, epoch: tokio::time::Instant) {
+/// How often a reflector waiting for packets looks at its stop signal.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Runs one reflector on the calling thread until stopped. The thread blocks in `recvmsg`,
+/// so the kernel wakes it directly when a packet arrives: no executor and no hand-off between
+/// the kernel's receive timestamp and the reply (RFC 5357 §4.2 wants T3 - T2 small and honest).
+pub fn run_blocking(s: ReflectorSession, stop: StopSignal, epoch: std::time::Instant) {
+    if let Err(e) = s.socket.set_read_timeout(Some(STOP_POLL)) {
+        warn!(error = %e, "reflector cannot set its socket timeout");
+        return;
+    }
     let mut rx = vec![0u8; MAX_PACKET];
     let mut tx = vec![0u8; MAX_PACKET];
     let mut seq: u32 = 0;
     let mut clock_state = ClockState::read();
-    let mut clock_read = tokio::time::Instant::now();
-    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut clock_read = std::time::Instant::now();
+    let mut deadline: Option<std::time::Instant> = None;
     loop {
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
+        if deadline.is_none() {
+            match (*stop.borrow(), stop.has_changed()) {
+                (Some(grace), _) => deadline = Some(std::time::Instant::now() + grace),
+                // The control connection is gone without a Stop-Sessions: stop now.
+                (None, Err(_)) => return,
+                (None, Ok(_)) => {}
             }
-        };
-        let meta = tokio::select! {
-            r = s.socket.recv(&mut rx) => match r {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!(error = %e, "reflector receive failed");
-                    continue;
-                }
-            },
-            changed = stop.changed(), if deadline.is_none() => {
-                match (changed, *stop.borrow()) {
-                    (Ok(()), Some(grace)) => {
-                        deadline = Some(tokio::time::Instant::now() + grace);
-                        continue;
-                    }
-                    _ => return,
-                }
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return;
+        }
+        let meta = match crate::udp::recv_blocking(&s.socket, &mut rx) {
+            Ok(m) => m,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
             }
-            () = sleep => return,
+            Err(e) => {
+                warn!(error = %e, "reflector receive failed");
+                std::thread::sleep(STOP_POLL);
+                continue;
+            }
         };
         let recv_time = meta
             .kernel_time
@@ -99,7 +110,7 @@ pub async fn run(s: ReflectorSession, mut stop: StopSignal, epoch: tokio::time::
         }
         if clock_read.elapsed() > Duration::from_secs(1) {
             clock_state = ClockState::read();
-            clock_read = tokio::time::Instant::now();
+            clock_read = std::time::Instant::now();
         }
         let pkt = &mut rx[..meta.len];
         let len = match reflect_packet(
@@ -119,7 +130,7 @@ pub async fn run(s: ReflectorSession, mut stop: StopSignal, epoch: tokio::time::
                 continue;
             }
         };
-        if let Err(e) = s.socket.send_to(&tx[..len], meta.from).await {
+        if let Err(e) = s.socket.send_to(&tx[..len], meta.from) {
             warn!(to = %meta.from, error = %e, "reflector send failed");
             continue;
         }

@@ -16,12 +16,11 @@ use ippm_proto::{Accept, Modes, Protocol, time::bits_to_duration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::clock;
 use crate::reflector::{self, ReflectorSession, ReflectorStats};
-use crate::udp::TestSocket;
+use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
 
 /// What the TWAMP server offers, and its limits.
 #[derive(Debug, Clone)]
@@ -113,17 +112,17 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 struct TestSession {
-    socket: Option<TestSocket>,
+    socket: Option<std::net::UdpSocket>,
     protection: TestProtection,
     symmetrical: bool,
     timeout: Duration,
     stop: watch::Sender<Option<Duration>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<std::thread::JoinHandle<()>>,
     stats: Arc<ReflectorStats>,
 }
 
 impl TestSession {
-    fn start(&mut self, peer: IpAddr, epoch: tokio::time::Instant) {
+    fn start(&mut self, peer: IpAddr, epoch: std::time::Instant) {
         let Some(socket) = self.socket.take() else {
             return;
         };
@@ -134,11 +133,16 @@ impl TestSession {
             symmetrical: self.symmetrical,
             stats: self.stats.clone(),
         };
-        self.task = Some(tokio::spawn(reflector::run(
-            s,
-            self.stop.subscribe(),
-            epoch,
-        )));
+        let stop = self.stop.subscribe();
+        // A thread of its own, blocked in recvmsg (see reflector::run_blocking); sessions are
+        // bounded by max_sessions_total.
+        match std::thread::Builder::new()
+            .name("reflector".into())
+            .spawn(move || reflector::run_blocking(s, stop, epoch))
+        {
+            Ok(t) => self.task = Some(t),
+            Err(e) => warn!(error = %e, "cannot start a reflector thread"),
+        }
     }
 }
 
@@ -162,7 +166,7 @@ async fn connection(
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
-    let epoch = tokio::time::Instant::now();
+    let epoch = std::time::Instant::now();
     let random = ServerRandom {
         challenge: random(),
         salt: random(),
@@ -244,11 +248,8 @@ async fn connection(
         if s.stop.borrow().is_none() {
             let _ = s.stop.send(None);
         }
-        if let Some(t) = s.task {
-            tokio::spawn(async move {
-                let _ = t.await;
-            });
-        }
+        // The reflector thread ends by itself once told to stop; it is not joined here.
+        drop(s.task);
         shared.sessions.fetch_sub(1, Ordering::Relaxed);
     }
     result
@@ -264,7 +265,7 @@ fn handle_event(
     local: SocketAddr,
     opts: &TwampServerOptions,
     shared: &Shared,
-    epoch: tokio::time::Instant,
+    epoch: std::time::Instant,
 ) -> Result<(), Error> {
     match ev {
         ServerEvent::Established {
@@ -410,14 +411,12 @@ fn new_session(
             .is_none_or(|r| r.contains(&req.receiver_port)))
     .then_some(req.receiver_port);
     let socket = want
-        .and_then(|p| TestSocket::bind(SocketAddr::new(rx_ip, p)).ok())
+        .and_then(|p| blocking_socket(SocketAddr::new(rx_ip, p)).ok())
         .map(Ok)
-        .unwrap_or_else(|| TestSocket::bind_in_range(rx_ip, opts.test_ports.clone()))
+        .unwrap_or_else(|| bind_first(rx_ip, opts.test_ports.clone(), blocking_socket))
         .map_err(|_| (Accept::TemporaryResourceLimitation, "no free test port"))?;
     if dscp != 0 {
-        socket
-            .set_dscp(dscp)
-            .map_err(|_| (Accept::InternalError, "cannot set DSCP"))?;
+        set_dscp_blocking(&socket, dscp).map_err(|_| (Accept::InternalError, "cannot set DSCP"))?;
     }
     let port = socket
         .local_addr()

@@ -78,6 +78,12 @@ pub fn bind_first<S>(
     Err(last)
 }
 
+/// Sets the DSCP of packets sent from a blocking socket.
+pub fn set_dscp_blocking(sock: &std::net::UdpSocket, dscp: u8) -> io::Result<()> {
+    let v6 = sock.local_addr()?.is_ipv6();
+    crate::sys::set_dscp(sock, v6, dscp)
+}
+
 /// A blocking socket with the same options as [`TestSocket`] (kernel receive timestamps,
 /// received TTL), for baselines and tools that do not run in tokio.
 pub fn blocking_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
