@@ -145,6 +145,12 @@ impl TwoWay {
                     ms(d.median_ns),
                     ms(d.max_ns as f64)
                 );
+                let ps: Vec<String> = d
+                    .percentiles
+                    .iter()
+                    .map(|p| format!("P{} {}", p.percentile, ms(p.value_ns)))
+                    .collect();
+                let _ = writeln!(s, "round-trip time percentiles: {} ms", ps.join(", "));
             }
             None => {
                 let _ = writeln!(s, "round-trip time: no replies");
@@ -196,7 +202,37 @@ impl TwoWay {
         s
     }
 
-    pub(crate) fn json(&self, r: &TwpingResult) -> impl Serialize + '_ {
+    pub(crate) fn json<'a>(&'a self, r: &TwpingResult, records: bool) -> impl Serialize + 'a {
+        #[derive(Serialize)]
+        struct Record {
+            sender_seq: u32,
+            reflector_seq: u32,
+            t1_unix_ns: Option<u128>,
+            t2_unix_ns: Option<u128>,
+            t3_unix_ns: Option<u128>,
+            t4_unix_ns: Option<u128>,
+            sender_ttl: u8,
+            reply_ttl: Option<u8>,
+        }
+        let unix = |t: Timestamp| t.to_unix().map(|d| d.as_nanos());
+        let records = records.then(|| {
+            r.replies
+                .iter()
+                .map(|p| {
+                    let f = &p.reflector;
+                    Record {
+                        sender_seq: f.sender_seq,
+                        reflector_seq: f.seq,
+                        t1_unix_ns: unix(f.sender_timestamp),
+                        t2_unix_ns: unix(f.receive_timestamp),
+                        t3_unix_ns: unix(f.timestamp),
+                        t4_unix_ns: unix(p.recv_time),
+                        sender_ttl: f.sender_ttl,
+                        reply_ttl: p.ttl,
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
         #[derive(Serialize)]
         struct Out<'a> {
             protocol: &'static str,
@@ -208,6 +244,8 @@ impl TwoWay {
             setup_time_ns: u128,
             #[serde(flatten)]
             report: &'a TwoWayReport,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            records: Option<Vec<Record>>,
         }
         Out {
             protocol: "twamp",
@@ -218,6 +256,7 @@ impl TwoWay {
             padding: r.padding,
             setup_time_ns: r.setup_time.as_nanos(),
             report: &self.report,
+            records,
         }
     }
 }

@@ -54,7 +54,7 @@ pub(crate) struct TwpingArgs {
     /// Local UDP port range for the test packets, LOW-HIGH.
     #[arg(short = 'P')]
     ports: Option<String>,
-    /// Print every packet's timestamps.
+    /// Print every packet's timestamps (with --json: a `records` array).
     #[arg(short = 'R')]
     raw: bool,
     /// Print the results as JSON.
@@ -163,7 +163,10 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("twping {server}"))?;
     let out = report::twoway(&result);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out.json(&result))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.json(&result, a.raw))?
+        );
     } else {
         if a.raw {
             print!("{}", report::raw(&result));

@@ -167,3 +167,48 @@ fn per_identity_policy() {
     let (ok, _, err) = twping(&[&d.addr, "-c", "2", "-i", "0.001f"]);
     assert!(ok, "open mode is allowed: {err}");
 }
+
+#[test]
+fn statistics_agree_with_the_records() {
+    let d = Daemon::start("127.0.0.1:0", &[], None);
+    let (ok, out, err) = twping(&[&d.addr, "-c", "50", "-i", "0.001f", "--json", "-R"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 50);
+    let ns = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap() as i64;
+    let mut rtt: Vec<i64> = recs
+        .iter()
+        .map(|r| {
+            (ns(r, "t4_unix_ns") - ns(r, "t1_unix_ns"))
+                - (ns(r, "t3_unix_ns") - ns(r, "t2_unix_ns"))
+        })
+        .collect();
+    rtt.sort_unstable();
+    let close = |a: f64, b: f64| (a - b).abs() <= 4.0;
+    let rt = &v["round_trip"];
+    assert!(
+        close(rt["min_ns"].as_f64().unwrap(), rtt[0] as f64),
+        "{rt} vs {rtt:?}"
+    );
+    assert!(close(rt["max_ns"].as_f64().unwrap(), rtt[49] as f64));
+    assert!(close(
+        rt["median_ns"].as_f64().unwrap(),
+        (rtt[24] + rtt[25]) as f64 / 2.0
+    ));
+    let mut seqs: Vec<u64> = recs
+        .iter()
+        .map(|r| r["sender_seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(v["loss"]["lost"].as_u64().unwrap(), 50 - seqs.len() as u64);
+    // The reflector numbered its replies 0..50, in order.
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["reflector_seq"].as_u64().unwrap(), i as u64);
+        assert!(
+            ns(r, "t1_unix_ns") <= ns(r, "t2_unix_ns")
+                && ns(r, "t3_unix_ns") <= ns(r, "t4_unix_ns")
+        );
+    }
+}
