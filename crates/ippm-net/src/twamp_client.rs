@@ -418,7 +418,7 @@ async fn run_test(
     let sender = async {
         let mut clock_state = ClockState::read();
         for (seq, off) in offsets.iter().enumerate() {
-            tokio::time::sleep_until(start + *off).await;
+            pace_until(start + *off).await;
             if seq % 64 == 0 {
                 clock_state = ClockState::read();
             }
@@ -488,6 +488,24 @@ async fn run_test(
     };
     tokio::join!(sender, receiver);
     (sent, replies, bad, mismatches)
+}
+
+/// Waits until `at` precisely: the timer wheel has millisecond granularity, so the last
+/// stretch is a cooperative spin (yielding, so the receiver keeps running on the same thread).
+/// Without it packets sent at sub-millisecond intervals leave in bursts, and the bursts queue
+/// at the reflector.
+async fn pace_until(at: tokio::time::Instant) {
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= at {
+            return;
+        }
+        if at - now > Duration::from_millis(2) {
+            tokio::time::sleep_until(at - Duration::from_millis(1)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 /// Send offsets from the start for `count` packets; the first goes at once.
