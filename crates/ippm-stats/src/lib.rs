@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod oneway;
 pub mod reorder;
 pub mod summary;
 pub mod twoway;
 
+pub use oneway::{OneWayReport, one_way};
 pub use reorder::Reordering;
 pub use summary::Summary;
 pub use twoway::{Reflected, Sent, TwoWayReport, two_way};
