@@ -7,6 +7,8 @@
 
 pub mod clock;
 pub mod keyfile;
+pub mod owamp_client;
+pub mod owamp_server;
 pub mod policy;
 pub mod reflector;
 mod sys;

@@ -494,7 +494,7 @@ async fn run_test(
 /// stretch is a cooperative spin (yielding, so the receiver keeps running on the same thread).
 /// Without it packets sent at sub-millisecond intervals leave in bursts, and the bursts queue
 /// at the reflector.
-async fn pace_until(at: tokio::time::Instant) {
+pub(crate) async fn pace_until(at: tokio::time::Instant) {
     loop {
         let now = tokio::time::Instant::now();
         if now >= at {
