@@ -1,5 +1,6 @@
 //! `ippm`: OWAMP and TWAMP measurement with keys from IKEv2.
 
+mod owping;
 mod report;
 mod serve;
 mod twping;
@@ -21,10 +22,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon: TWAMP-Control server and Session-Reflector.
+    /// Run the daemon: OWAMP and TWAMP servers, reflector, sender and receiver.
     Serve(serve::ServeArgs),
     /// Measure round-trip delay and loss to a TWAMP server (like perfSONAR's twping).
     Twping(twping::TwpingArgs),
+    /// Measure one-way delay and loss to and from an OWAMP server (like perfSONAR's owping).
+    Owping(owping::OwpingArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Serve(a) => serve::run(a).await,
             Command::Twping(a) => twping::run(a).await,
+            Command::Owping(a) => owping::run(a).await,
         }
     })
 }

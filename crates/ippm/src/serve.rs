@@ -6,6 +6,9 @@
 //! ```toml
 //! keys = "/etc/ippm/keys.pfs"        # pass-phrase file (perfSONAR format, mode 600)
 //!
+//! [owamp]
+//! listen = ["0.0.0.0:861", "[::]:861"]
+//!
 //! [twamp]
 //! listen = ["0.0.0.0:862", "[::]:862"]
 //! modes = "OAEM"                     # offered: O open, A authenticated, E encrypted, M mixed
@@ -39,6 +42,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ippm_net::owamp_server::OwampServerOptions;
 use ippm_net::policy::{Limits, Policy};
 use ippm_net::twamp_server::{TwampServerOptions, serve};
 use ippm_proto::session::{PassphraseStore, ServerConfig};
@@ -53,9 +57,14 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file (see the documentation of `ippm serve`); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// TWAMP-Control address to listen on (repeatable). Default: `0.0.0.0:862` and `[::]:862`.
+    /// TWAMP-Control address to listen on (repeatable). Default, when no address is given
+    /// for either protocol: `0.0.0.0:862` and `[::]:862`.
     #[arg(long = "twamp-listen", value_name = "ADDR:PORT")]
     twamp_listen: Vec<SocketAddr>,
+    /// OWAMP-Control address to listen on (repeatable). Default, when no address is given
+    /// for either protocol: `0.0.0.0:861` and `[::]:861`.
+    #[arg(long = "owamp-listen", value_name = "ADDR:PORT")]
+    owamp_listen: Vec<SocketAddr>,
     /// Pass-phrase file (perfSONAR format: identity, whitespace, hex of the passphrase).
     #[arg(long, short = 'k', value_name = "FILE")]
     keys: Option<PathBuf>,
@@ -96,6 +105,8 @@ struct ConfigFile {
     #[serde(default)]
     twamp: TwampSection,
     #[serde(default)]
+    owamp: OwampSection,
+    #[serde(default)]
     limits: LimitsSection,
     open: Option<OpenSection>,
     #[serde(default)]
@@ -110,6 +121,12 @@ struct TwampSection {
     test_ports: Option<String>,
     count: Option<u32>,
     extensions: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwampSection {
+    listen: Option<Vec<SocketAddr>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,8 +188,10 @@ fn modes_of(letters: &str, what: &str) -> anyhow::Result<Modes> {
 #[derive(Debug)]
 struct Settings {
     listen: Vec<SocketAddr>,
+    owamp_listen: Vec<SocketAddr>,
     listen_defaults: bool,
     options: TwampServerOptions,
+    owamp: OwampServerOptions,
 }
 
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
@@ -266,15 +285,31 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         .or(l.max_sessions_total)
         .unwrap_or(1024);
     options.max_timeout = Duration::from_secs(l.max_timeout.unwrap_or(60));
-    let mut listen = a.twamp_listen.clone();
-    if listen.is_empty() {
-        listen = file.twamp.listen.clone().unwrap_or_default();
-    }
-    let listen_defaults = listen.is_empty();
+    // OWAMP: the same modes without mixed and the TWAMP extension bits.
+    let mut owamp_control = (*options.control).clone();
+    owamp_control.modes = offered & Modes::security_bits(ippm_proto::Protocol::Owamp);
+    let mut owamp = OwampServerOptions::new(Arc::new(owamp_control));
+    owamp.test_ports = options.test_ports.clone();
+    owamp.max_connections = options.max_connections;
+    owamp.max_timeout = options.max_timeout;
+
+    let given = |cli: &Vec<SocketAddr>, file: &Option<Vec<SocketAddr>>| {
+        if cli.is_empty() {
+            file.clone().unwrap_or_default()
+        } else {
+            cli.clone()
+        }
+    };
+    let mut listen = given(&a.twamp_listen, &file.twamp.listen);
+    let mut owamp_listen = given(&a.owamp_listen, &file.owamp.listen);
+    let listen_defaults = listen.is_empty() && owamp_listen.is_empty();
     if listen_defaults {
         listen = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
+        owamp_listen = vec!["0.0.0.0:861".parse()?, "[::]:861".parse()?];
     }
     Ok(Settings {
+        owamp_listen,
+        owamp,
         listen,
         listen_defaults,
         options,
@@ -284,8 +319,27 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
 pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let s = settings(&a)?;
     let opts = Arc::new(s.options);
+    let owamp_opts = Arc::new(s.owamp);
+    let store = Arc::new(ippm_net::owamp_server::Store::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    for addr in s.owamp_listen {
+        let listener = match bind(addr) {
+            Ok(l) => l,
+            Err(e) if s.listen_defaults && addr.is_ipv6() => {
+                tracing::warn!(%addr, error = %e, "IPv6 listener not available");
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+        };
+        println!("listening owamp {}", listener.local_addr()?);
+        tasks.push(tokio::spawn(ippm_net::owamp_server::serve(
+            listener,
+            owamp_opts.clone(),
+            store.clone(),
+            stop_rx.clone(),
+        )));
+    }
     for addr in s.listen {
         let listener = match bind(addr) {
             Ok(l) => l,

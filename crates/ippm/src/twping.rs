@@ -74,7 +74,7 @@ pub(crate) struct TwpingArgs {
     max_count: u32,
 }
 
-fn parse_interval(s: &str) -> anyhow::Result<Interval> {
+pub(crate) fn parse_interval(s: &str) -> anyhow::Result<Interval> {
     let (num, kind) = match s.strip_suffix(['f', 'F']) {
         Some(n) => (n, 'f'),
         None => (s.strip_suffix(['e', 'E']).unwrap_or(s), 'e'),
@@ -93,16 +93,21 @@ fn parse_interval(s: &str) -> anyhow::Result<Interval> {
     })
 }
 
-fn resolve(host: &str, v4: bool, v6: bool) -> anyhow::Result<SocketAddr> {
+pub(crate) fn resolve(
+    host: &str,
+    v4: bool,
+    v6: bool,
+    default_port: u16,
+) -> anyhow::Result<SocketAddr> {
     let with_port = if host.parse::<IpAddr>().is_ok() && host.contains(':') {
-        format!("[{host}]:862")
+        format!("[{host}]:{default_port}")
     } else if host
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
     {
         host.to_owned()
     } else {
-        format!("{host}:862")
+        format!("{host}:{default_port}")
     };
     let addrs = with_port
         .to_socket_addrs()
@@ -113,19 +118,12 @@ fn resolve(host: &str, v4: bool, v6: bool) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{host} has no address of the requested family"))
 }
 
-pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
-    let server = resolve(&a.host, a.ipv4, a.ipv6)?;
-    let letters = a.modes.clone().unwrap_or_else(|| {
-        if a.user.is_some() {
-            "AEO".into()
-        } else {
-            "O".into()
-        }
-    });
-    let Some(modes) = modes_from_letters(&letters) else {
-        bail!("-A takes letters O, A, E, M (got {letters:?})");
-    };
-    let identity = match (&a.user, &a.keyfile) {
+/// The identity and its passphrase from `-u` and `-k`.
+pub(crate) fn load_identity(
+    user: &Option<String>,
+    keyfile: &Option<PathBuf>,
+) -> anyhow::Result<Option<(Vec<u8>, ippm_proto::session::Secret)>> {
+    Ok(match (user, keyfile) {
         (Some(u), Some(k)) => {
             let store = ippm_net::keyfile::load(k)?;
             let secret = store
@@ -136,7 +134,22 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         (Some(_), None) => bail!("-u needs a key file (-k FILE)"),
         (None, Some(_)) => bail!("-k needs an identity (-u USER)"),
         (None, None) => None,
+    })
+}
+
+pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
+    let server = resolve(&a.host, a.ipv4, a.ipv6, 862)?;
+    let letters = a.modes.clone().unwrap_or_else(|| {
+        if a.user.is_some() {
+            "AEO".into()
+        } else {
+            "O".into()
+        }
+    });
+    let Some(modes) = modes_from_letters(&letters) else {
+        bail!("-A takes letters O, A, E, M (got {letters:?})");
     };
+    let identity = load_identity(&a.user, &a.keyfile)?;
     let opts = TwpingOptions {
         server,
         modes,
@@ -196,19 +209,19 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(resolve("127.0.0.1", false, false).unwrap().port(), 862);
+        assert_eq!(resolve("127.0.0.1", false, false, 862).unwrap().port(), 862);
         assert_eq!(
-            resolve("127.0.0.1:9000", false, false).unwrap().port(),
+            resolve("127.0.0.1:9000", false, false, 862).unwrap().port(),
             9000
         );
         assert_eq!(
-            resolve("::1", false, false).unwrap(),
+            resolve("::1", false, false, 862).unwrap(),
             "[::1]:862".parse().unwrap()
         );
         assert_eq!(
-            resolve("[::1]:9", false, false).unwrap(),
+            resolve("[::1]:9", false, false, 862).unwrap(),
             "[::1]:9".parse().unwrap()
         );
-        assert!(resolve("127.0.0.1", false, true).is_err());
+        assert!(resolve("127.0.0.1", false, true, 862).is_err());
     }
 }

@@ -44,6 +44,27 @@ impl Daemon {
             .to_owned();
         Self { child, addr }
     }
+
+    /// Starts `ippm serve --owamp-listen LISTEN EXTRA...` (OWAMP only).
+    pub(crate) fn start_owamp(listen: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(IPPM)
+            .args(["serve", "--owamp-listen", listen])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ippm serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening owamp ")
+            .expect(&line)
+            .to_owned();
+        Self { child, addr }
+    }
 }
 
 impl Drop for Daemon {
