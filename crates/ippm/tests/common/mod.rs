@@ -47,11 +47,25 @@ impl Daemon {
 
     /// Starts `ippm serve --owamp-listen LISTEN EXTRA...` (OWAMP only).
     pub(crate) fn start_owamp(listen: &str, extra: &[&str]) -> Self {
+        Self::owamp(listen, extra, Stdio::null())
+    }
+
+    /// Like [`Daemon::start_owamp`], logging to `log`.
+    pub(crate) fn start_owamp_logged(listen: &str, extra: &[&str], log: &Path) -> Self {
+        Self::owamp(
+            listen,
+            extra,
+            Stdio::from(std::fs::File::create(log).unwrap()),
+        )
+    }
+
+    fn owamp(listen: &str, extra: &[&str], stderr: Stdio) -> Self {
         let mut child = Command::new(IPPM)
             .args(["serve", "--owamp-listen", listen])
             .args(extra)
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start ippm serve");
         let mut line = String::new();
