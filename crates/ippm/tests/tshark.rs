@@ -135,3 +135,88 @@ fn tshark_dissects_ippm_twamp() {
     .concat());
     assert!(bad.trim().is_empty(), "malformed or warned:\n{bad}");
 }
+
+#[test]
+fn tshark_dissects_ippm_owamp_test_packets() {
+    let base = 30_000 + (std::process::id() % 2000) as u16 * 10;
+    let ports = format!("{}-{}", base, base + 9);
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Command::new(IPPM)
+        .args([
+            "serve",
+            "--owamp-listen",
+            "127.0.0.1:0",
+            "--test-ports",
+            &ports,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut serve = Killed(serve);
+    let mut line = String::new();
+    BufReader::new(serve.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening owamp ")
+        .unwrap()
+        .to_owned();
+    let pcap = dir.path().join("owamp.pcapng");
+    let filter = format!("udp portrange {}-{}", base, base + 9);
+    let mut cap = Killed(
+        Command::new("dumpcap")
+            .args([
+                "-q",
+                "-i",
+                "lo",
+                "-f",
+                &filter,
+                "-w",
+                pcap.to_str().unwrap(),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dumpcap (Debian package tshark)"),
+    );
+    let mut err = BufReader::new(cap.0.stderr.take().unwrap());
+    let mut l = String::new();
+    while err.read_line(&mut l).unwrap() > 0 && !l.contains("Capturing on") {
+        l.clear();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let out = Command::new(IPPM)
+        .args([
+            "owping", &addr, "-c", "5", "-i", "0.01f", "-L", "0.5", "-P", &ports,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &cap.0.id().to_string()])
+        .status();
+    let _ = cap.0.wait();
+    let r = pcap.to_str().unwrap();
+    let decode = format!("udp.port=={}-{},owamp.test", base, base + 9);
+    let summary = tshark(&["-r", r, "-d", &decode]);
+    assert_eq!(
+        summary.lines().filter(|l| l.contains("OWAMP")).count(),
+        10,
+        "{summary}"
+    );
+    let bad = tshark(&[
+        "-r",
+        r,
+        "-d",
+        &decode,
+        "-Y",
+        "_ws.malformed || _ws.expert.severity >= warning",
+    ]);
+    assert!(bad.trim().is_empty(), "malformed or warned:\n{bad}");
+}
