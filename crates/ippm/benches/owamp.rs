@@ -1,0 +1,269 @@
+//! `cargo bench -p ippm --bench owamp`: OWAMP speed against a raw UDP send/receive loop, in one
+//! run on loopback, with the same CPU placement: receiver side (the raw receiver thread, or the
+//! `ippm serve` process) on CPU 1, sender side (the raw sender thread, or `ippm owping`'s work
+//! on a one-thread runtime) on CPU 0. Figures are ratios to the raw loop in the same run.
+//!
+//! (a) Highest send rate with < 0.01% loss (rate achieved within 5%), authenticated mode.
+//! (b) Median one-way delay at 100 packets/s, both from kernel receive timestamps.
+//! (c) Control set-up time of a two-way owping (connect to Start-Ack).
+//!
+//! IPPM_BENCH_SECONDS (default 1) sets the length of each rate step.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ippm_net::owamp_client::{OwpingOptions, owping};
+use ippm_net::twamp_client::Interval;
+use ippm_net::udp::{blocking_socket, recv_blocking};
+use ippm_proto::SecurityMode;
+use ippm_proto::session::Secret;
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::unistd::Pid;
+
+const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const RATES: [u64; 14] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000, 150_000, 200_000, 250_000,
+    300_000, 400_000, 500_000,
+];
+const SENDER_CPU: usize = 0;
+const RECEIVER_CPU: usize = 1;
+
+fn pin(cpu: usize) {
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &set);
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn pace(rate: u64, n: u64, mut f: impl FnMut(u64)) {
+    let start = Instant::now();
+    let gap = Duration::from_nanos(1_000_000_000 / rate);
+    for i in 0..n {
+        let at = start + gap * i as u32;
+        let now = Instant::now();
+        if at > now + Duration::from_micros(100) {
+            std::thread::sleep(at - now - Duration::from_micros(50));
+        }
+        while Instant::now() < at {
+            std::hint::spin_loop();
+        }
+        f(i);
+    }
+}
+
+/// Raw loop: returns (loss, one-way delays from the kernel receive stamp, achieved rate).
+fn raw_run(rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, f64) {
+    let rx = blocking_socket(SocketAddr::new(LO, 0)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to = rx.local_addr().unwrap();
+    let recv = std::thread::spawn(move || {
+        pin(RECEIVER_CPU);
+        let mut buf = [0u8; 2048];
+        let (mut got, mut delay) = (0u64, Vec::new());
+        while let Ok(m) = recv_blocking(&rx, &mut buf) {
+            got += 1;
+            let t = m
+                .kernel_time
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or_else(now_ns);
+            delay.push(t - i64::from_be_bytes(buf[..8].try_into().unwrap()));
+            if got == n {
+                break;
+            }
+        }
+        (got, delay)
+    });
+    let tx = std::net::UdpSocket::bind(SocketAddr::new(LO, 0)).unwrap();
+    let mut pkt = vec![0u8; len];
+    let t0 = Instant::now();
+    pace(rate, n, |_| {
+        pkt[..8].copy_from_slice(&now_ns().to_be_bytes());
+        let _ = tx.send_to(&pkt, to);
+    });
+    let achieved = n as f64 / t0.elapsed().as_secs_f64();
+    let (got, delay) = recv.join().unwrap();
+    (1.0 - got as f64 / n as f64, delay, achieved)
+}
+
+fn median(mut v: Vec<i64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) as f64 / 2.0
+    } else {
+        v[m] as f64
+    }
+}
+
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn options(server: SocketAddr, rate: u64, n: u64, both: bool) -> OwpingOptions {
+    OwpingOptions {
+        server,
+        modes: vec![SecurityMode::Authenticated],
+        identity: Some((b"bench".to_vec(), Secret::new(b"bench secret".to_vec()))),
+        count: n as u32,
+        interval: Interval::Fixed(Duration::from_nanos(1_000_000_000 / rate)),
+        padding: 0,
+        dscp: 0,
+        loss_timeout: Duration::from_millis(300),
+        local: None,
+        ports: None,
+        max_count: 1 << 16,
+        control_timeout: Duration::from_secs(30),
+        to_server: true,
+        from_server: both,
+    }
+}
+
+fn main() {
+    let secs: f64 = std::env::var("IPPM_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.pfs");
+    let mut f = std::fs::File::create(&keys).unwrap();
+    let hex: String = b"bench secret".iter().map(|b| format!("{b:02x}")).collect();
+    writeln!(f, "bench {hex}").unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut child = Command::new("taskset")
+        .args([
+            "-c",
+            &RECEIVER_CPU.to_string(),
+            IPPM,
+            "serve",
+            "--owamp-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--keys", keys.to_str().unwrap(), "--count", "1024"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("taskset and ippm serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server: SocketAddr = line
+        .trim()
+        .strip_prefix("listening owamp ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let d = Daemon(child);
+    pin(SENDER_CPU);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let len = 48; // authenticated OWAMP-Test packets without padding
+    println!("ippm OWAMP benchmark on loopback, {len}-octet packets, {secs} s per rate step");
+    println!(
+        "placement: receiver side (raw receiver / ippm serve) on CPU {RECEIVER_CPU}, sender side \
+         (raw sender / owping on a one-thread runtime) on CPU {SENDER_CPU}\n"
+    );
+    println!(
+        "{:>8}  {:>10} {:>10}  {:>10} {:>10}",
+        "rate/s", "raw sent/s", "raw loss", "ippm sent/s", "ippm loss"
+    );
+    let (mut raw_best, mut ippm_best) = (0, 0);
+    for rate in RATES {
+        let n = ((rate as f64) * secs) as u64;
+        let (raw_loss, _, raw_rate) = raw_run(rate, n, len);
+        let r = rt
+            .block_on(owping(&options(server, rate, n, false)))
+            .unwrap();
+        let w = r.to_server.unwrap();
+        let mut seqs: Vec<u32> = w.records.iter().map(|x| x.seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let ippm_loss = 1.0 - seqs.len() as f64 / n as f64;
+        let (first, last) = (
+            w.records.iter().map(|x| x.send_time).min(),
+            w.records.iter().map(|x| x.send_time).max(),
+        );
+        let ippm_rate = match (first, last) {
+            (Some(a), Some(b)) if b > a => seqs.len() as f64 / (b.nanos_since(a) as f64 / 1e9),
+            _ => 0.0,
+        };
+        println!(
+            "{rate:>8}  {raw_rate:>10.0} {:>9.4}%  {ippm_rate:>10.0} {:>9.4}%",
+            raw_loss * 100.0,
+            ippm_loss * 100.0
+        );
+        if raw_loss < 0.0001 && raw_rate >= 0.95 * rate as f64 {
+            raw_best = rate;
+        }
+        if ippm_loss < 0.0001 && ippm_rate >= 0.95 * rate as f64 {
+            ippm_best = rate;
+        }
+        let raw_failed = raw_loss >= 0.01 || raw_rate < 0.9 * rate as f64;
+        let ippm_failed = ippm_loss >= 0.01 || ippm_rate < 0.9 * rate as f64;
+        if raw_failed && ippm_failed {
+            break;
+        }
+    }
+    println!(
+        "\n(a) highest send rate with < 0.01% loss: raw loop {raw_best}/s, ippm (authenticated) \
+         {ippm_best}/s, ratio {:.2} (target >= 0.8)",
+        ippm_best as f64 / raw_best.max(1) as f64
+    );
+    let n = (100.0 * secs.max(2.0)) as u64;
+    let (_, raw_delay, _) = raw_run(100, n, len);
+    let r = rt
+        .block_on(owping(&options(server, 100, n, false)))
+        .unwrap();
+    let delays: Vec<i64> = r
+        .to_server
+        .unwrap()
+        .records
+        .iter()
+        .map(|x| x.recv_time.nanos_since(x.send_time))
+        .collect();
+    let (mr, mi) = (median(raw_delay), median(delays));
+    println!(
+        "(b) median one-way delay at 100/s: raw loop {:.1} us, ippm {:.1} us, ratio {:.2}",
+        mr / 1e3,
+        mi / 1e3,
+        mi / mr
+    );
+    let mut setups: Vec<i64> = (0..10)
+        .map(|_| {
+            rt.block_on(owping(&options(server, 1000, 1, true)))
+                .unwrap()
+                .setup_time
+                .as_nanos() as i64
+        })
+        .collect();
+    setups.sort_unstable();
+    println!(
+        "(c) control set-up of a two-way owping (connect to Start-Ack), authenticated, PBKDF2 \
+         Count 1024: median {:.2} ms over 10",
+        median(setups) / 1e6
+    );
+    drop(d);
+}
