@@ -131,6 +131,53 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use ippm_proto::wire::owamp::TypeP;
+
+    use super::*;
+
+    fn req() -> RequestSessionRepr {
+        RequestSessionRepr {
+            conf_sender: false,
+            conf_receiver: true,
+            num_packets: 1,
+            sender_port: 1,
+            receiver_port: 2,
+            sender_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            receiver_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sid: [0; 16],
+            padding_length: 0,
+            start_time: Timestamp::ZERO,
+            timeout: 0,
+            type_p: TypeP(0),
+            slots: vec![ippm_proto::schedule::Slot::Fixed(1)],
+        }
+    }
+
+    #[test]
+    fn store_expires_finished_sessions() {
+        let store = Store::default();
+        let running = store.insert([1; 16], req());
+        let done = store.insert([2; 16], req());
+        {
+            let mut d = done.lock().unwrap();
+            d.finished = true;
+            d.finished_at = Some(Instant::now() - Duration::from_secs(10));
+        }
+        // Within `keep`: both stay.
+        store.expire(Duration::from_secs(60), usize::MAX);
+        assert!(store.get(&[2; 16]).is_some());
+        // Past `keep`: the finished one goes, the running one stays.
+        store.expire(Duration::from_secs(5), usize::MAX);
+        assert!(store.get(&[2; 16]).is_none());
+        assert!(store.get(&[1; 16]).is_some());
+        drop(running);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     connections: AtomicUsize,
@@ -214,7 +261,7 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     opts: &OwampServerOptions,
-    store: &Store,
+    store: &Arc<Store>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
@@ -298,7 +345,7 @@ fn handle_event(
     peer: SocketAddr,
     local: SocketAddr,
     opts: &OwampServerOptions,
-    store: &Store,
+    store: &Arc<Store>,
 ) -> Result<(), Error> {
     match ev {
         ServerEvent::Established { mode, identity, .. } => {
@@ -320,7 +367,7 @@ fn handle_event(
         }
         ServerEvent::StartSessions => {
             for (sid, s) in sessions.iter_mut() {
-                start(sid, s, peer.ip());
+                start(sid, s, peer.ip(), store, opts.max_stored_records);
             }
             server.start_ack(Accept::Ok)?;
         }
@@ -374,6 +421,8 @@ fn handle_event(
                     .records
                     .iter()
                     .filter(|r| (f.begin_seq..=f.end_seq).contains(&r.seq))
+                    // RFC 4656 §3.8: nothing at or past the sender's Next Seqno was sent.
+                    .filter(|r| st.next_seqno.is_none_or(|n| r.seq < n))
                     .copied()
                     .collect();
                 Some(FetchReply {
@@ -397,7 +446,7 @@ fn handle_event(
     Ok(())
 }
 
-fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
+fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr, store: &Arc<Store>, max_records: usize) {
     match s {
         Session::Receive {
             socket,
@@ -408,9 +457,10 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
         } => {
             let Some(sock) = socket.take() else { return };
             let (prot, stored, rx) = (protection.clone(), stored.clone(), stop.subscribe());
+            let limit = (store.clone(), max_records);
             let spawn = std::thread::Builder::new()
                 .name("owamp-receiver".into())
-                .spawn(move || receive(sock, prot, peer, stored, rx));
+                .spawn(move || receive(sock, prot, peer, stored, rx, limit));
             if let Err(e) = spawn {
                 warn!(error = %e, "cannot start a receiver thread");
             }
@@ -446,8 +496,10 @@ fn receive(
     peer: IpAddr,
     stored: Arc<Mutex<Stored>>,
     stop: watch::Receiver<Option<Duration>>,
+    (store, max_records): (Arc<Store>, usize),
 ) {
     let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut full_logged = false;
     let layout = prot.layout();
     let mut buf = vec![0u8; crate::reflector::MAX_PACKET];
     let mut clock_state = ClockState::read();
@@ -487,6 +539,15 @@ fn receive(
         if clock_read.elapsed() > Duration::from_secs(1) {
             clock_state = ClockState::read();
             clock_read = Instant::now();
+        }
+        // The store is bounded: past the limit, records are dropped (and said so once).
+        if store.records.fetch_add(1, Ordering::Relaxed) >= max_records {
+            store.records.fetch_sub(1, Ordering::Relaxed);
+            if !full_logged {
+                warn!("record store full: dropping records until finished sessions expire");
+                full_logged = true;
+            }
+            continue;
         }
         if let Ok(mut st) = stored.lock() {
             st.records.push(DataRecord {
