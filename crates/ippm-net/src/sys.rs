@@ -86,9 +86,20 @@ pub struct RecvMeta {
 
 /// One non-blocking `recvmsg` with control messages.
 pub(crate) fn recv_with_meta(fd: RawFd, buf: &mut [u8]) -> io::Result<RecvMeta> {
+    thread_local! {
+        // The control-message buffer, allocated once per thread: the receive paths allocate
+        // nothing per packet.
+        static CMSG: std::cell::RefCell<Vec<u8>> =
+            std::cell::RefCell::new(nix::cmsg_space!(TimeSpec, libc::c_int, libc::c_int));
+    }
+    CMSG.with(|c| recv_into(fd, buf, &mut c.borrow_mut()))
+}
+
+// nix wants the Vec itself: it sets its length to what the kernel wrote.
+#[allow(clippy::ptr_arg)]
+fn recv_into(fd: RawFd, buf: &mut [u8], cmsg: &mut Vec<u8>) -> io::Result<RecvMeta> {
     let mut iov = [io::IoSliceMut::new(buf)];
-    let mut cmsg = nix::cmsg_space!(TimeSpec, libc::c_int, libc::c_int);
-    let msg = socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    let msg = socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::empty())?;
     let mut kernel_time = None;
     let mut ttl = None;
     for c in msg.cmsgs()? {

@@ -53,9 +53,13 @@ impl TestSocket {
             .await
     }
 
-    /// Sends one datagram.
+    /// Sends one datagram: at once when the socket can take it (the usual case), else once
+    /// it can.
     pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.sock.send_to(buf, to).await
+        match self.sock.try_send_to(buf, to) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.sock.send_to(buf, to).await,
+            r => r,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! `ippm serve` process) on CPU 1, sender side (the raw sender thread, or `ippm owping`'s work
 //! on a one-thread runtime) on CPU 0. Figures are ratios to the raw loop in the same run.
 //!
-//! (a) Highest send rate with < 0.01% loss (rate achieved within 5%), authenticated mode.
+//! (a) Highest send rate actually achieved with < 0.01% loss, authenticated mode.
 //! (b) Median one-way delay at 100 packets/s, both from kernel receive timestamps.
 //! (c) Control set-up time of a two-way owping (connect to Start-Ack).
 //!
@@ -215,11 +215,12 @@ fn main() {
             raw_loss * 100.0,
             ippm_loss * 100.0
         );
-        if raw_loss < 0.0001 && raw_rate >= 0.95 * rate as f64 {
-            raw_best = rate;
+        // The best is the highest rate actually sent (not merely asked for) with < 0.01% loss.
+        if raw_loss < 0.0001 {
+            raw_best = raw_best.max(raw_rate as u64);
         }
-        if ippm_loss < 0.0001 && ippm_rate >= 0.95 * rate as f64 {
-            ippm_best = rate;
+        if ippm_loss < 0.0001 {
+            ippm_best = ippm_best.max(ippm_rate as u64);
         }
         let raw_failed = raw_loss >= 0.01 || raw_rate < 0.9 * rate as f64;
         let ippm_failed = ippm_loss >= 0.01 || ippm_rate < 0.9 * rate as f64;

@@ -9,8 +9,8 @@
 //! Figures are ratios to the raw echo measured in the same run, since these machines are
 //! shared and noisy.
 //!
-//! (a) Highest rate with < 0.01% loss (and the rate actually achieved within 5%),
-//!     authenticated mode, vs the raw echo's.
+//! (a) Highest rate actually achieved with < 0.01% loss, authenticated mode, vs the raw
+//!     echo's.
 //! (b) Median RTT at 100 packets/s net of reflector time, vs the raw echo's taken with kernel
 //!     receive timestamps at both ends and send times taken right at the send.
 //! (c) Reflector processing: user-space time per packet of the reflector's work (unprotect,
@@ -276,11 +276,12 @@ fn main() {
             raw_loss * 100.0,
             ippm_loss * 100.0
         );
-        if raw_loss < 0.0001 && raw_rate >= 0.95 * rate as f64 {
-            raw_best = rate;
+        // The best is the highest rate actually sent (not merely asked for) with < 0.01% loss.
+        if raw_loss < 0.0001 {
+            raw_best = raw_best.max(raw_rate as u64);
         }
-        if ippm_loss < 0.0001 && ippm_rate >= 0.95 * rate as f64 {
-            ippm_best = rate;
+        if ippm_loss < 0.0001 {
+            ippm_best = ippm_best.max(ippm_rate as u64);
         }
         // Stop once neither side keeps up any more.
         let raw_failed = raw_loss >= 0.01 || raw_rate < 0.9 * rate as f64;
