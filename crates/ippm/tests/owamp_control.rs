@@ -117,6 +117,20 @@ fn fetch_ranges_skips_and_early_stop() {
     }
     // A duplicate, which the receiver keeps.
     send_test(&udp, to, 7);
+    // Junk, which it does not: too short to be a test packet, and from another address.
+    for junk in [&[][..], &[0xff; 3][..], &[0x5a; 13][..]] {
+        udp.send_to(junk, to).unwrap();
+    }
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let mut p = vec![0u8; 14];
+    SenderRepr {
+        seq: 3,
+        timestamp: Timestamp::new(1, 1),
+        error_estimate: ErrorEstimate::new(false, 0, 1),
+    }
+    .emit(&mut p, Layout::Open)
+    .unwrap();
+    stranger.send_to(&p, to).unwrap();
     std::thread::sleep(Duration::from_millis(60));
     let stop = StopSessionsRepr {
         accept: Accept::Ok,
