@@ -5,7 +5,9 @@
 //! NTP clock state) are in one module, `sys`.
 #![warn(missing_docs)]
 
+mod accept;
 pub mod clock;
+mod control_client;
 pub mod keyfile;
 pub mod owamp_client;
 pub mod owamp_server;

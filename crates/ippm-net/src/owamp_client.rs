@@ -7,9 +7,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ippm_proto::schedule::{Schedule, Slot};
-use ippm_proto::session::{
-    Client, ClientConfig, ClientEvent, ClientRandom, Error, Secret, make_sid,
-};
+use ippm_proto::session::{ClientConfig, ClientEvent, Error, Secret, make_sid};
 use ippm_proto::time::{bits_to_duration, duration_to_bits};
 use ippm_proto::wire::owamp::{
     DataRecord, FetchSessionRepr, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr,
@@ -17,10 +15,10 @@ use ippm_proto::wire::owamp::{
 };
 use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
 use ippm_proto::{Accept, Protocol, SecurityMode, Timestamp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use crate::clock::{self, ClockState};
+use crate::control_client::{Control, random};
 use crate::twamp_client::{Interval, TwpingError, pace_until};
 use crate::udp::TestSocket;
 
@@ -85,49 +83,6 @@ pub struct OwpingResult {
     pub setup_time: Duration,
 }
 
-fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    let _ = getrandom::fill(&mut b);
-    b
-}
-
-struct Control {
-    stream: TcpStream,
-    client: Client,
-    buf: Vec<u8>,
-    timeout: Duration,
-}
-
-impl Control {
-    async fn flush(&mut self) -> Result<(), TwpingError> {
-        while let Some(out) = self.client.poll_transmit() {
-            self.stream.write_all(&out).await?;
-        }
-        Ok(())
-    }
-
-    async fn event(&mut self) -> Result<ClientEvent, TwpingError> {
-        loop {
-            self.flush().await?;
-            if let Some(ev) = self.client.poll_event() {
-                return Ok(ev);
-            }
-            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut self.buf))
-                .await
-                .map_err(|_| TwpingError::Timeout(self.timeout))??;
-            if n == 0 {
-                self.client.handle_close()?;
-                return Err(TwpingError::Closed);
-            }
-            let r = self
-                .client
-                .handle_input(std::time::Instant::now(), &self.buf[..n]);
-            self.flush().await?;
-            r?;
-        }
-    }
-}
-
 fn slot(i: Interval) -> Slot {
     match i {
         Interval::Fixed(d) => Slot::Fixed(duration_to_bits(d)),
@@ -138,11 +93,6 @@ fn slot(i: Interval) -> Slot {
 /// Runs one OWAMP test.
 pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     let t0 = tokio::time::Instant::now();
-    let stream = tokio::time::timeout(opts.control_timeout, TcpStream::connect(opts.server))
-        .await
-        .map_err(|_| TwpingError::Timeout(opts.control_timeout))??;
-    stream.set_nodelay(true)?;
-    let local_ctrl = stream.local_addr()?;
     let mut cfg = ClientConfig::open();
     cfg.modes = opts
         .modes
@@ -153,18 +103,8 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     cfg.identity = opts.identity.clone();
     cfg.max_count = opts.max_count;
     cfg.response_timeout = opts.control_timeout;
-    let random_keys = ClientRandom {
-        client_iv: random(),
-        aes_key: random(),
-        hmac_key: random(),
-    };
-    let client = Client::new(Protocol::Owamp, cfg, random_keys, std::time::Instant::now());
-    let mut ctl = Control {
-        stream,
-        client,
-        buf: vec![0; 64 * 1024],
-        timeout: opts.control_timeout,
-    };
+    let (mut ctl, local_ctrl) =
+        Control::connect(opts.server, Protocol::Owamp, cfg, opts.control_timeout).await?;
     let ClientEvent::Established { mode, .. } = ctl.event().await? else {
         return Err(Error::Internal("unexpected control event").into());
     };

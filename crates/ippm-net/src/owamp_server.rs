@@ -131,101 +131,23 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
-    use ippm_proto::wire::owamp::TypeP;
-
-    use super::*;
-
-    fn req() -> RequestSessionRepr {
-        RequestSessionRepr {
-            conf_sender: false,
-            conf_receiver: true,
-            num_packets: 1,
-            sender_port: 1,
-            receiver_port: 2,
-            sender_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            receiver_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            sid: [0; 16],
-            padding_length: 0,
-            start_time: Timestamp::ZERO,
-            timeout: 0,
-            type_p: TypeP(0),
-            slots: vec![ippm_proto::schedule::Slot::Fixed(1)],
-        }
-    }
-
-    #[test]
-    fn store_expires_finished_sessions() {
-        let store = Store::default();
-        let running = store.insert([1; 16], req());
-        let done = store.insert([2; 16], req());
-        {
-            let mut d = done.lock().unwrap();
-            d.finished = true;
-            d.finished_at = Some(Instant::now() - Duration::from_secs(10));
-        }
-        // Within `keep`: both stay.
-        store.expire(Duration::from_secs(60), usize::MAX);
-        assert!(store.get(&[2; 16]).is_some());
-        // Past `keep`: the finished one goes, the running one stays.
-        store.expire(Duration::from_secs(5), usize::MAX);
-        assert!(store.get(&[2; 16]).is_none());
-        assert!(store.get(&[1; 16]).is_some());
-        drop(running);
-    }
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    connections: AtomicUsize,
-}
-
 /// Accepts OWAMP-Control connections on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     opts: Arc<OwampServerOptions>,
     store: Arc<Store>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let shared = Arc::new(Shared::default());
     if let Ok(a) = listener.local_addr() {
         info!(listen = %a, modes = ?opts.control.modes, "OWAMP server listening");
     }
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        if shared.connections.load(Ordering::Relaxed) >= opts.max_connections {
-            warn!(%peer, "connection limit reached, refusing control connection");
-            continue;
-        }
+    let max = opts.max_connections;
+    crate::accept::accept_loop(listener, max, shutdown, move |stream, peer, shutdown| {
         store.expire(opts.keep, opts.max_stored_records);
-        shared.connections.fetch_add(1, Ordering::Relaxed);
-        let (opts, store, shared2, shutdown) = (
-            opts.clone(),
-            store.clone(),
-            shared.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            match connection(stream, peer, &opts, &store, shutdown).await {
-                Ok(()) => debug!(%peer, "control connection closed"),
-                Err(e) => warn!(%peer, error = %e, "control connection ended with an error"),
-            }
-            shared2.connections.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+        let (opts, store) = (opts.clone(), store.clone());
+        async move { connection(stream, peer, &opts, &store, shutdown).await }
+    })
+    .await;
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -729,5 +651,52 @@ fn new_session(
                 stop,
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use ippm_proto::wire::owamp::TypeP;
+
+    use super::*;
+
+    fn req() -> RequestSessionRepr {
+        RequestSessionRepr {
+            conf_sender: false,
+            conf_receiver: true,
+            num_packets: 1,
+            sender_port: 1,
+            receiver_port: 2,
+            sender_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            receiver_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sid: [0; 16],
+            padding_length: 0,
+            start_time: Timestamp::ZERO,
+            timeout: 0,
+            type_p: TypeP(0),
+            slots: vec![ippm_proto::schedule::Slot::Fixed(1)],
+        }
+    }
+
+    #[test]
+    fn store_expires_finished_sessions() {
+        let store = Store::default();
+        let running = store.insert([1; 16], req());
+        let done = store.insert([2; 16], req());
+        {
+            let mut d = done.lock().unwrap();
+            d.finished = true;
+            d.finished_at = Some(Instant::now() - Duration::from_secs(10));
+        }
+        // Within `keep`: both stay.
+        store.expire(Duration::from_secs(60), usize::MAX);
+        assert!(store.get(&[2; 16]).is_some());
+        // Past `keep`: the finished one goes, the running one stays.
+        store.expire(Duration::from_secs(5), usize::MAX);
+        assert!(store.get(&[2; 16]).is_none());
+        assert!(store.get(&[1; 16]).is_some());
+        drop(running);
     }
 }

@@ -10,16 +10,16 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ippm_proto::schedule::ExpGenerator;
-use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Error, Secret};
+use ippm_proto::session::{ClientConfig, ClientEvent, Error, Secret};
 use ippm_proto::wire::owamp::TypeP;
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
 use ippm_proto::{Accept, ErrorEstimate, Modes, Protocol, SecurityMode, Timestamp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use crate::clock::{self, ClockState};
+use crate::control_client::{Control, random};
 use crate::udp::TestSocket;
 
 /// Gaps between test packets.
@@ -141,61 +141,9 @@ pub enum TwpingError {
     NotOffered(&'static str),
 }
 
-fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    let _ = getrandom::fill(&mut b);
-    b
-}
-
-/// One control connection with its state machine.
-struct Control {
-    stream: TcpStream,
-    client: Client,
-    buf: Vec<u8>,
-    timeout: Duration,
-}
-
-impl Control {
-    async fn flush(&mut self) -> Result<(), TwpingError> {
-        while let Some(out) = self.client.poll_transmit() {
-            self.stream.write_all(&out).await?;
-        }
-        Ok(())
-    }
-
-    /// Reads until the state machine reports an event.
-    async fn event(&mut self) -> Result<ClientEvent, TwpingError> {
-        loop {
-            self.flush().await?;
-            if let Some(ev) = self.client.poll_event() {
-                return Ok(ev);
-            }
-            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut self.buf))
-                .await
-                .map_err(|_| TwpingError::Timeout(self.timeout))??;
-            if n == 0 {
-                self.client.handle_close()?;
-                return Err(TwpingError::Closed);
-            }
-            let r = self
-                .client
-                .handle_input(std::time::Instant::now(), &self.buf[..n]);
-            // A refusal may have queued a message (Set-Up-Response Mode 0).
-            self.flush().await?;
-            r?;
-        }
-    }
-}
-
 /// Runs one TWAMP test.
 pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     let t0 = tokio::time::Instant::now();
-    let stream = tokio::time::timeout(opts.control_timeout, TcpStream::connect(opts.server))
-        .await
-        .map_err(|_| TwpingError::Timeout(opts.control_timeout))??;
-    // perfSONAR's owping loses ~80 ms a test to Nagle and delayed ACKs; we do not.
-    stream.set_nodelay(true)?;
-    let local_ctrl = stream.local_addr()?;
     let mut cfg = ClientConfig::open();
     cfg.modes = opts.modes.clone();
     cfg.identity = opts.identity.clone();
@@ -212,18 +160,8 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         wanted |= Modes::TWAMP_SYMMETRICAL_SIZE;
     }
     cfg.extensions = wanted;
-    let random = ClientRandom {
-        client_iv: random(),
-        aes_key: random(),
-        hmac_key: random(),
-    };
-    let client = Client::new(Protocol::Twamp, cfg, random, std::time::Instant::now());
-    let mut ctl = Control {
-        stream,
-        client,
-        buf: vec![0; 16 * 1024],
-        timeout: opts.control_timeout,
-    };
+    let (mut ctl, local_ctrl) =
+        Control::connect(opts.server, Protocol::Twamp, cfg, opts.control_timeout).await?;
 
     let (mode, selected) = match ctl.event().await? {
         ClientEvent::Established { mode, selected, .. } => (mode, selected),
@@ -261,7 +199,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         even + u32::from(reflect)
     });
     let octets_to_reflect = if opts.reflect.is_some() {
-        u16::from_be_bytes(self::random()) | 1
+        u16::from_be_bytes(random()) | 1
     } else {
         0
     };

@@ -56,7 +56,6 @@ impl TwampServerOptions {
 /// Shared state of a running server.
 #[derive(Debug, Default)]
 struct Shared {
-    connections: AtomicUsize,
     sessions: AtomicUsize,
 }
 
@@ -64,41 +63,18 @@ struct Shared {
 pub async fn serve(
     listener: TcpListener,
     opts: Arc<TwampServerOptions>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let shared = Arc::new(Shared::default());
     if let Ok(a) = listener.local_addr() {
         info!(listen = %a, modes = ?opts.control.modes, "TWAMP server listening");
     }
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        if shared.connections.load(Ordering::Relaxed) >= opts.max_connections {
-            warn!(%peer, "connection limit reached, refusing control connection");
-            drop(stream);
-            continue;
-        }
-        shared.connections.fetch_add(1, Ordering::Relaxed);
-        let opts = opts.clone();
-        let shared2 = shared.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            match connection(stream, peer, &opts, &shared2, shutdown).await {
-                Ok(()) => debug!(%peer, "control connection closed"),
-                Err(e) => warn!(%peer, error = %e, "control connection ended with an error"),
-            }
-            shared2.connections.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+    let max = opts.max_connections;
+    crate::accept::accept_loop(listener, max, shutdown, move |stream, peer, shutdown| {
+        let (opts, shared) = (opts.clone(), shared.clone());
+        async move { connection(stream, peer, &opts, &shared, shutdown).await }
+    })
+    .await;
 }
 
 fn random<const N: usize>() -> [u8; N] {
