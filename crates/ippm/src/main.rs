@@ -3,6 +3,7 @@
 mod owping;
 mod report;
 mod serve;
+mod test_args;
 mod twping;
 
 use std::process::ExitCode;

@@ -1,20 +1,16 @@
 //! `ippm owping`: an OWAMP test with a server, each way, with perfSONAR owping's options.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use ippm_net::owamp_client::{OneWay, OwpingOptions, owping};
-use ippm_net::twamp_client::modes_from_letters;
 use ippm_proto::{SecurityMode, Timestamp};
 use ippm_stats::oneway::{OneWayReport, Record, one_way};
 use serde::Serialize;
 
-use crate::twping::{load_identity, parse_interval, resolve};
+use crate::test_args::TestArgs;
 
 /// Options of `ippm owping`.
 #[derive(Debug, Args)]
@@ -27,52 +23,11 @@ pub(crate) struct OwpingArgs {
     /// Only server to client.
     #[arg(short = 'f')]
     from: bool,
-    /// Number of test packets each way.
-    #[arg(short = 'c', default_value_t = 100)]
-    count: u32,
-    /// Mean time between packets in seconds; `f` for a fixed interval, `e` (default)
-    /// exponential (RFC 4656 §5 schedule).
-    #[arg(short = 'i', default_value = "0.1e")]
-    interval: String,
+    #[command(flatten)]
+    t: TestArgs,
     /// Padding octets per packet.
     #[arg(short = 's', default_value_t = 0)]
     padding: u32,
-    /// DSCP of the test packets.
-    #[arg(short = 'D', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..64))]
-    dscp: u8,
-    /// Seconds after its scheduled time that a packet still counts.
-    #[arg(short = 'L', default_value_t = 2.0)]
-    loss_timeout: f64,
-    /// Acceptable modes, letters O, A, E (default: AEO with -u, else O).
-    #[arg(short = 'A')]
-    modes: Option<String>,
-    /// Identity for the authenticated and encrypted modes.
-    #[arg(short = 'u')]
-    user: Option<String>,
-    /// Pass-phrase file holding the identity's passphrase.
-    #[arg(short = 'k')]
-    keyfile: Option<PathBuf>,
-    /// Use IPv4 only.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    ipv4: bool,
-    /// Use IPv6 only.
-    #[arg(short = '6')]
-    ipv6: bool,
-    /// Local address for the test packets.
-    #[arg(short = 'S')]
-    source: Option<IpAddr>,
-    /// Local UDP port range, LOW-HIGH.
-    #[arg(short = 'P')]
-    ports: Option<String>,
-    /// Print every packet record (with --json: `records` arrays).
-    #[arg(short = 'R')]
-    raw: bool,
-    /// Print the results as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Highest PBKDF2 Count to accept from the server.
-    #[arg(long, default_value_t = ippm_proto::crypto::DEFAULT_MAX_COUNT)]
-    max_count: u32,
 }
 
 fn records(w: &OneWay) -> (Vec<Record>, Timestamp) {
@@ -242,44 +197,31 @@ fn dir_out(w: &OneWay, raw: bool) -> DirOut {
 }
 
 pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
-    let server = resolve(&a.host, a.ipv4, a.ipv6, 861)?;
-    let letters = a.modes.clone().unwrap_or_else(|| {
-        if a.user.is_some() {
-            "AEO".into()
-        } else {
-            "O".into()
-        }
-    });
-    let Some(modes) = modes_from_letters(&letters) else {
-        bail!("-A takes letters O, A, E (got {letters:?})");
-    };
-    if modes.contains(&SecurityMode::Mixed) && modes.len() == 1 {
+    let server = a.t.server(&a.host, 861)?;
+    let modes = a.t.modes()?;
+    if modes == [SecurityMode::Mixed] {
         bail!("OWAMP has no mixed mode (-A M)");
     }
     let opts = OwpingOptions {
         server,
         modes,
-        identity: load_identity(&a.user, &a.keyfile)?,
-        count: a.count,
-        interval: parse_interval(&a.interval)?,
+        identity: a.t.identity()?,
+        count: a.t.count,
+        interval: a.t.interval()?,
         padding: a.padding,
-        dscp: a.dscp,
-        loss_timeout: Duration::from_secs_f64(a.loss_timeout.clamp(0.0, 3600.0)),
-        local: a.source,
-        ports: a
-            .ports
-            .as_deref()
-            .map(crate::serve::parse_port_range)
-            .transpose()?,
-        max_count: a.max_count,
-        control_timeout: Duration::from_secs(10),
+        dscp: a.t.dscp,
+        loss_timeout: a.t.loss_timeout(),
+        local: a.t.source,
+        ports: a.t.ports()?,
+        max_count: a.t.max_count,
+        control_timeout: std::time::Duration::from_secs(10),
         to_server: !a.from,
         from_server: !a.to,
     };
     let r = owping(&opts)
         .await
         .with_context(|| format!("owping {server}"))?;
-    if a.json {
+    if a.t.json {
         #[derive(Serialize)]
         struct Out {
             protocol: &'static str,
@@ -294,17 +236,20 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
             protocol: "owamp",
             mode: r.mode.to_string(),
             setup_time_ns: r.setup_time.as_nanos(),
-            to_server: r.to_server.as_ref().map(|w| dir_out(w, a.raw)),
-            from_server: r.from_server.as_ref().map(|w| dir_out(w, a.raw)),
+            to_server: r.to_server.as_ref().map(|w| dir_out(w, a.t.raw)),
+            from_server: r.from_server.as_ref().map(|w| dir_out(w, a.t.raw)),
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("mode:\t{}", r.mode);
         if let Some(w) = &r.to_server {
-            print!("{}", text(&format!("to {server}"), w, &report(w), a.raw));
+            print!("{}", text(&format!("to {server}"), w, &report(w), a.t.raw));
         }
         if let Some(w) = &r.from_server {
-            print!("{}", text(&format!("from {server}"), w, &report(w), a.raw));
+            print!(
+                "{}",
+                text(&format!("from {server}"), w, &report(w), a.t.raw)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,65 +1,24 @@
 //! `ippm twping`: a TWAMP test to one server, with perfSONAR twping's options.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
-use ippm_net::twamp_client::{Interval, TwpingOptions, modes_from_letters, twping};
-use ippm_proto::session::SecretStore;
+use ippm_net::twamp_client::{TwpingOptions, twping};
 
 use crate::report;
+use crate::test_args::TestArgs;
 
 /// Options of `ippm twping`.
 #[derive(Debug, Args)]
 pub(crate) struct TwpingArgs {
     /// The server: HOST or HOST:PORT (default port 862).
     host: String,
-    /// Number of test packets.
-    #[arg(short = 'c', default_value_t = 100)]
-    count: u32,
-    /// Mean time between packets in seconds; append `f` for a fixed interval, `e` (default) for
-    /// exponentially distributed gaps.
-    #[arg(short = 'i', default_value = "0.1e")]
-    interval: String,
+    #[command(flatten)]
+    t: TestArgs,
     /// Padding octets per packet (default: enough for equal-size replies).
     #[arg(short = 's')]
     padding: Option<u32>,
-    /// DSCP of the test packets.
-    #[arg(short = 'D', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..64))]
-    dscp: u8,
-    /// Seconds to wait for a reply before counting it lost.
-    #[arg(short = 'L', default_value_t = 2.0)]
-    loss_timeout: f64,
-    /// Acceptable modes, letters O, A, E, M (default: AEO with -u, else O).
-    #[arg(short = 'A')]
-    modes: Option<String>,
-    /// Identity for the authenticated and encrypted modes.
-    #[arg(short = 'u')]
-    user: Option<String>,
-    /// Pass-phrase file holding the identity's passphrase.
-    #[arg(short = 'k')]
-    keyfile: Option<PathBuf>,
-    /// Use IPv4 only.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    ipv4: bool,
-    /// Use IPv6 only.
-    #[arg(short = '6')]
-    ipv6: bool,
-    /// Local address for the test packets.
-    #[arg(short = 'S')]
-    source: Option<IpAddr>,
-    /// Local UDP port range for the test packets, LOW-HIGH.
-    #[arg(short = 'P')]
-    ports: Option<String>,
-    /// Print every packet's timestamps (with --json: a `records` array).
-    #[arg(short = 'R')]
-    raw: bool,
-    /// Print the results as JSON.
-    #[arg(long)]
-    json: bool,
     /// RFC 5938: start and stop the session with Start-N-Sessions / Stop-N-Sessions.
     #[arg(long)]
     session_control: bool,
@@ -69,104 +28,23 @@ pub(crate) struct TwpingArgs {
     /// RFC 6038: use the symmetrical-size sender packet format.
     #[arg(long)]
     symmetrical: bool,
-    /// Highest PBKDF2 Count to accept from the server.
-    #[arg(long, default_value_t = ippm_proto::crypto::DEFAULT_MAX_COUNT)]
-    max_count: u32,
-}
-
-pub(crate) fn parse_interval(s: &str) -> anyhow::Result<Interval> {
-    let (num, kind) = match s.strip_suffix(['f', 'F']) {
-        Some(n) => (n, 'f'),
-        None => (s.strip_suffix(['e', 'E']).unwrap_or(s), 'e'),
-    };
-    let secs: f64 = num
-        .parse()
-        .with_context(|| format!("-i {s:?}: seconds, with f or e"))?;
-    if !(0.0..3600.0).contains(&secs) {
-        bail!("-i {s:?}: between 0 and 3600 seconds");
-    }
-    let d = Duration::from_secs_f64(secs);
-    Ok(if kind == 'f' {
-        Interval::Fixed(d)
-    } else {
-        Interval::Exponential(d)
-    })
-}
-
-pub(crate) fn resolve(
-    host: &str,
-    v4: bool,
-    v6: bool,
-    default_port: u16,
-) -> anyhow::Result<SocketAddr> {
-    let with_port = if host.parse::<IpAddr>().is_ok() && host.contains(':') {
-        format!("[{host}]:{default_port}")
-    } else if host
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        host.to_owned()
-    } else {
-        format!("{host}:{default_port}")
-    };
-    let addrs = with_port
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {host}"))?;
-    addrs
-        .into_iter()
-        .find(|a| (!v4 || a.is_ipv4()) && (!v6 || a.is_ipv6()))
-        .with_context(|| format!("{host} has no address of the requested family"))
-}
-
-/// The identity and its passphrase from `-u` and `-k`.
-pub(crate) fn load_identity(
-    user: &Option<String>,
-    keyfile: &Option<PathBuf>,
-) -> anyhow::Result<Option<(Vec<u8>, ippm_proto::session::Secret)>> {
-    Ok(match (user, keyfile) {
-        (Some(u), Some(k)) => {
-            let store = ippm_net::keyfile::load(k)?;
-            let secret = store
-                .passphrase(u.as_bytes())
-                .with_context(|| format!("identity {u:?} is not in {}", k.display()))?;
-            Some((u.as_bytes().to_vec(), secret))
-        }
-        (Some(_), None) => bail!("-u needs a key file (-k FILE)"),
-        (None, Some(_)) => bail!("-k needs an identity (-u USER)"),
-        (None, None) => None,
-    })
 }
 
 pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
-    let server = resolve(&a.host, a.ipv4, a.ipv6, 862)?;
-    let letters = a.modes.clone().unwrap_or_else(|| {
-        if a.user.is_some() {
-            "AEO".into()
-        } else {
-            "O".into()
-        }
-    });
-    let Some(modes) = modes_from_letters(&letters) else {
-        bail!("-A takes letters O, A, E, M (got {letters:?})");
-    };
-    let identity = load_identity(&a.user, &a.keyfile)?;
+    let server = a.t.server(&a.host, 862)?;
     let opts = TwpingOptions {
         server,
-        modes,
-        identity,
-        count: a.count,
-        interval: parse_interval(&a.interval)?,
+        modes: a.t.modes()?,
+        identity: a.t.identity()?,
+        count: a.t.count,
+        interval: a.t.interval()?,
         padding: a.padding,
-        dscp: a.dscp,
-        loss_timeout: Duration::from_secs_f64(a.loss_timeout.clamp(0.0, 3600.0)),
-        local: a.source,
-        ports: a
-            .ports
-            .as_deref()
-            .map(crate::serve::parse_port_range)
-            .transpose()?,
-        max_count: a.max_count,
-        control_timeout: Duration::from_secs(10),
+        dscp: a.t.dscp,
+        loss_timeout: a.t.loss_timeout(),
+        local: a.t.source,
+        ports: a.t.ports()?,
+        max_count: a.t.max_count,
+        control_timeout: std::time::Duration::from_secs(10),
         session_control: a.session_control,
         reflect: a.reflect,
         symmetrical: a.symmetrical,
@@ -175,53 +53,16 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("twping {server}"))?;
     let out = report::twoway(&result);
-    if a.json {
+    if a.t.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&out.json(&result, a.raw))?
+            serde_json::to_string_pretty(&out.json(&result, a.t.raw))?
         );
     } else {
-        if a.raw {
+        if a.t.raw {
             print!("{}", report::raw(&result));
         }
         print!("{}", out.text(&result));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals() {
-        assert_eq!(
-            parse_interval("0.1").unwrap(),
-            Interval::Exponential(Duration::from_millis(100))
-        );
-        assert_eq!(
-            parse_interval("0.001f").unwrap(),
-            Interval::Fixed(Duration::from_millis(1))
-        );
-        assert!(parse_interval("x").is_err());
-        assert!(parse_interval("-1").is_err());
-    }
-
-    #[test]
-    fn hosts() {
-        assert_eq!(resolve("127.0.0.1", false, false, 862).unwrap().port(), 862);
-        assert_eq!(
-            resolve("127.0.0.1:9000", false, false, 862).unwrap().port(),
-            9000
-        );
-        assert_eq!(
-            resolve("::1", false, false, 862).unwrap(),
-            "[::1]:862".parse().unwrap()
-        );
-        assert_eq!(
-            resolve("[::1]:9", false, false, 862).unwrap(),
-            "[::1]:9".parse().unwrap()
-        );
-        assert!(resolve("127.0.0.1", false, true, 862).is_err());
-    }
 }

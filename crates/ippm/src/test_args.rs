@@ -1,0 +1,194 @@
+//! The options `ippm twping` and `ippm owping` share, as perfSONAR's clients spell them.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ippm_net::twamp_client::{Interval, modes_from_letters};
+use ippm_proto::SecurityMode;
+use ippm_proto::session::{Secret, SecretStore};
+
+/// Test options common to twping and owping.
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// Number of test packets (each way, for owping).
+    #[arg(short = 'c', default_value_t = 100)]
+    pub(crate) count: u32,
+    /// Mean time between packets in seconds; append `f` for a fixed interval, `e` (default) for
+    /// exponentially distributed gaps (RFC 4656 §5).
+    #[arg(short = 'i', default_value = "0.1e")]
+    interval: String,
+    /// DSCP of the test packets.
+    #[arg(short = 'D', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..64))]
+    pub(crate) dscp: u8,
+    /// Seconds to wait for a packet before counting it lost.
+    #[arg(short = 'L', default_value_t = 2.0)]
+    loss_timeout: f64,
+    /// Acceptable modes, letters O, A, E (and M for twping) (default: AEO with -u, else O).
+    #[arg(short = 'A')]
+    modes: Option<String>,
+    /// Identity for the authenticated and encrypted modes.
+    #[arg(short = 'u')]
+    user: Option<String>,
+    /// Pass-phrase file holding the identity's passphrase.
+    #[arg(short = 'k')]
+    keyfile: Option<PathBuf>,
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Local address for the test packets.
+    #[arg(short = 'S')]
+    pub(crate) source: Option<IpAddr>,
+    /// Local UDP port range for the test packets, LOW-HIGH.
+    #[arg(short = 'P')]
+    ports: Option<String>,
+    /// Print every packet's timestamps (with --json: a `records` array).
+    #[arg(short = 'R')]
+    pub(crate) raw: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Highest PBKDF2 Count to accept from the server.
+    #[arg(long, default_value_t = ippm_proto::crypto::DEFAULT_MAX_COUNT)]
+    pub(crate) max_count: u32,
+}
+
+impl TestArgs {
+    /// The server's address from HOST or HOST:PORT.
+    pub(crate) fn server(&self, host: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+        resolve(host, self.ipv4, self.ipv6, default_port)
+    }
+
+    /// The acceptable modes.
+    pub(crate) fn modes(&self) -> anyhow::Result<Vec<SecurityMode>> {
+        let letters = self.modes.clone().unwrap_or_else(|| {
+            if self.user.is_some() {
+                "AEO".into()
+            } else {
+                "O".into()
+            }
+        });
+        modes_from_letters(&letters)
+            .with_context(|| format!("-A takes letters O, A, E, M (got {letters:?})"))
+    }
+
+    /// The identity and its passphrase from `-u` and `-k`.
+    pub(crate) fn identity(&self) -> anyhow::Result<Option<(Vec<u8>, Secret)>> {
+        Ok(match (&self.user, &self.keyfile) {
+            (Some(u), Some(k)) => {
+                let store = ippm_net::keyfile::load(k)?;
+                let secret = store
+                    .passphrase(u.as_bytes())
+                    .with_context(|| format!("identity {u:?} is not in {}", k.display()))?;
+                Some((u.as_bytes().to_vec(), secret))
+            }
+            (Some(_), None) => bail!("-u needs a key file (-k FILE)"),
+            (None, Some(_)) => bail!("-k needs an identity (-u USER)"),
+            (None, None) => None,
+        })
+    }
+
+    /// The gaps between packets.
+    pub(crate) fn interval(&self) -> anyhow::Result<Interval> {
+        parse_interval(&self.interval)
+    }
+
+    /// The loss timeout.
+    pub(crate) fn loss_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.loss_timeout.clamp(0.0, 3600.0))
+    }
+
+    /// The local port range.
+    pub(crate) fn ports(&self) -> anyhow::Result<Option<std::ops::RangeInclusive<u16>>> {
+        self.ports
+            .as_deref()
+            .map(crate::serve::parse_port_range)
+            .transpose()
+    }
+}
+
+pub(crate) fn parse_interval(s: &str) -> anyhow::Result<Interval> {
+    let (num, kind) = match s.strip_suffix(['f', 'F']) {
+        Some(n) => (n, 'f'),
+        None => (s.strip_suffix(['e', 'E']).unwrap_or(s), 'e'),
+    };
+    let secs: f64 = num
+        .parse()
+        .with_context(|| format!("-i {s:?}: seconds, with f or e"))?;
+    if !(0.0..3600.0).contains(&secs) {
+        bail!("-i {s:?}: between 0 and 3600 seconds");
+    }
+    let d = Duration::from_secs_f64(secs);
+    Ok(if kind == 'f' {
+        Interval::Fixed(d)
+    } else {
+        Interval::Exponential(d)
+    })
+}
+
+pub(crate) fn resolve(
+    host: &str,
+    v4: bool,
+    v6: bool,
+    default_port: u16,
+) -> anyhow::Result<SocketAddr> {
+    let with_port = if host.parse::<IpAddr>().is_ok() && host.contains(':') {
+        format!("[{host}]:{default_port}")
+    } else if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host.to_owned()
+    } else {
+        format!("{host}:{default_port}")
+    };
+    let addrs = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?;
+    addrs
+        .into_iter()
+        .find(|a| (!v4 || a.is_ipv4()) && (!v6 || a.is_ipv6()))
+        .with_context(|| format!("{host} has no address of the requested family"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(
+            parse_interval("0.1").unwrap(),
+            Interval::Exponential(Duration::from_millis(100))
+        );
+        assert_eq!(
+            parse_interval("0.001f").unwrap(),
+            Interval::Fixed(Duration::from_millis(1))
+        );
+        assert!(parse_interval("x").is_err());
+        assert!(parse_interval("-1").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(resolve("127.0.0.1", false, false, 862).unwrap().port(), 862);
+        assert_eq!(
+            resolve("127.0.0.1:9000", false, false, 862).unwrap().port(),
+            9000
+        );
+        assert_eq!(
+            resolve("::1", false, false, 861).unwrap(),
+            "[::1]:861".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("[::1]:9", false, false, 862).unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
+        assert!(resolve("127.0.0.1", false, true, 862).is_err());
+    }
+}
