@@ -9,58 +9,23 @@
 //!
 //! IPPM_BENCH_SECONDS (default 1) sets the length of each rate step.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ippm_net::owamp_client::{OwpingOptions, owping};
 use ippm_net::twamp_client::Interval;
 use ippm_net::udp::{blocking_socket, recv_blocking};
 use ippm_proto::SecurityMode;
 use ippm_proto::session::Secret;
-use nix::sched::{CpuSet, sched_setaffinity};
-use nix::unistd::Pid;
 
-const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
+mod common;
+use common::{SENDER_CPU, SERVER_CPU, median, now_ns, pace, pin};
+
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const RATES: [u64; 14] = [
     1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 75_000, 100_000, 150_000, 200_000, 250_000,
     300_000, 400_000, 500_000,
 ];
-const SENDER_CPU: usize = 0;
-const RECEIVER_CPU: usize = 1;
-
-fn pin(cpu: usize) {
-    let mut set = CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = sched_setaffinity(Pid::from_raw(0), &set);
-    }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
-fn pace(rate: u64, n: u64, mut f: impl FnMut(u64)) {
-    let start = Instant::now();
-    let gap = Duration::from_nanos(1_000_000_000 / rate);
-    for i in 0..n {
-        let at = start + gap * i as u32;
-        let now = Instant::now();
-        if at > now + Duration::from_micros(100) {
-            std::thread::sleep(at - now - Duration::from_micros(50));
-        }
-        while Instant::now() < at {
-            std::hint::spin_loop();
-        }
-        f(i);
-    }
-}
 
 /// Raw loop: returns (loss, one-way delays from the kernel receive stamp, achieved rate).
 fn raw_run(rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, f64) {
@@ -69,7 +34,7 @@ fn raw_run(rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, f64) {
         .unwrap();
     let to = rx.local_addr().unwrap();
     let recv = std::thread::spawn(move || {
-        pin(RECEIVER_CPU);
+        pin(SERVER_CPU);
         let mut buf = [0u8; 2048];
         let (mut got, mut delay) = (0u64, Vec::new());
         while let Ok(m) = recv_blocking(&rx, &mut buf) {
@@ -97,28 +62,6 @@ fn raw_run(rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, f64) {
     (1.0 - got as f64 / n as f64, delay, achieved)
 }
 
-fn median(mut v: Vec<i64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_unstable();
-    let m = v.len() / 2;
-    if v.len() % 2 == 0 {
-        (v[m - 1] + v[m]) as f64 / 2.0
-    } else {
-        v[m] as f64
-    }
-}
-
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn options(server: SocketAddr, rate: u64, n: u64, both: bool) -> OwpingOptions {
     OwpingOptions {
         server,
@@ -143,38 +86,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.pfs");
-    let mut f = std::fs::File::create(&keys).unwrap();
-    let hex: String = b"bench secret".iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(f, "bench {hex}").unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut child = Command::new("taskset")
-        .args([
-            "-c",
-            &RECEIVER_CPU.to_string(),
-            IPPM,
-            "serve",
-            "--owamp-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--keys", keys.to_str().unwrap(), "--count", "1024"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskset and ippm serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server: SocketAddr = line
-        .trim()
-        .strip_prefix("listening owamp ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let d = Daemon(child);
+    let d = common::Daemon::start("owamp");
+    let server = d.addr;
     pin(SENDER_CPU);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -183,7 +96,7 @@ fn main() {
     let len = 48; // authenticated OWAMP-Test packets without padding
     println!("ippm OWAMP benchmark on loopback, {len}-octet packets, {secs} s per rate step");
     println!(
-        "placement: receiver side (raw receiver / ippm serve) on CPU {RECEIVER_CPU}, sender side \
+        "placement: receiver side (raw receiver / ippm serve) on CPU {SERVER_CPU}, sender side \
          (raw sender / owping on a one-thread runtime) on CPU {SENDER_CPU}\n"
     );
     println!(

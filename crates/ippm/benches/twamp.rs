@@ -19,13 +19,10 @@
 //!
 //! IPPM_BENCH_SECONDS (default 1) sets the length of each rate step.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ippm_net::reflector::reflect_packet;
 use ippm_net::twamp_client::{Interval, TwpingOptions, twping};
@@ -34,32 +31,15 @@ use ippm_proto::crypto::TestKeys;
 use ippm_proto::session::Secret;
 use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
 use ippm_proto::{ErrorEstimate, SecurityMode, Timestamp};
-use nix::sched::{CpuSet, sched_setaffinity};
-use nix::unistd::Pid;
 
-const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
+mod common;
+use common::{SENDER_CPU, SERVER_CPU, median, now_ns, pace, pin};
+
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const RATES: [u64; 15] = [
     1_000, 2_000, 5_000, 10_000, 20_000, 35_000, 50_000, 75_000, 100_000, 125_000, 150_000,
     175_000, 200_000, 250_000, 300_000,
 ];
-const SENDER_CPU: usize = 0;
-const REFLECTOR_CPU: usize = 1;
-
-fn pin(cpu: usize) {
-    let mut set = CpuSet::new();
-    if set.set(cpu).is_ok() {
-        // Best effort: on a one-CPU machine this fails and both sides share it.
-        let _ = sched_setaffinity(Pid::from_raw(0), &set);
-    }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 /// The raw echo: one thread on the reflector CPU, blocking socket, T2 from the kernel, T3
 /// right before the send, both written into the echoed packet (offsets 8 and 16).
@@ -71,7 +51,7 @@ fn raw_echo() -> (SocketAddr, Arc<AtomicBool>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     std::thread::spawn(move || {
-        pin(REFLECTOR_CPU);
+        pin(SERVER_CPU);
         let mut buf = [0u8; 2048];
         while !stop2.load(Ordering::Relaxed) {
             let Ok(m) = recv_blocking(&s, &mut buf) else {
@@ -127,75 +107,6 @@ fn raw_run(echo: SocketAddr, rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, V
     (1.0 - got as f64 / n as f64, rtt, proc_, achieved)
 }
 
-/// Calls `f` n times at `rate` per second, sleeping while far from the next send.
-fn pace(rate: u64, n: u64, mut f: impl FnMut(u64)) {
-    let start = Instant::now();
-    let gap = Duration::from_nanos(1_000_000_000 / rate);
-    for i in 0..n {
-        let at = start + gap * i as u32;
-        let now = Instant::now();
-        if at > now + Duration::from_micros(100) {
-            std::thread::sleep(at - now - Duration::from_micros(50));
-        }
-        while Instant::now() < at {
-            std::hint::spin_loop();
-        }
-        f(i);
-    }
-}
-
-fn median(mut v: Vec<i64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_unstable();
-    let m = v.len() / 2;
-    if v.len() % 2 == 0 {
-        (v[m - 1] + v[m]) as f64 / 2.0
-    } else {
-        v[m] as f64
-    }
-}
-
-/// `ippm serve` on the reflector CPU; killed (by PID) when dropped.
-struct Daemon(std::process::Child, SocketAddr);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn daemon(keys: &std::path::Path) -> Daemon {
-    let mut child = Command::new("taskset")
-        .args([
-            "-c",
-            &REFLECTOR_CPU.to_string(),
-            IPPM,
-            "serve",
-            "--twamp-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--keys", keys.to_str().unwrap(), "--count", "1024"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskset and ippm serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening twamp ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    Daemon(child, addr)
-}
-
 fn options(server: SocketAddr, rate: u64, n: u64) -> TwpingOptions {
     TwpingOptions {
         server,
@@ -225,21 +136,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.pfs");
-    let mut f = std::fs::File::create(&keys).unwrap();
-    writeln!(
-        f,
-        "bench {}",
-        b"bench secret"
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-    .unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let d = daemon(&keys);
-    let server = d.1;
+    let d = common::Daemon::start("twamp");
+    let server = d.addr;
     pin(SENDER_CPU);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -249,7 +147,7 @@ fn main() {
     let len = 112; // authenticated TWAMP packets are 112 octets both ways
     println!("ippm TWAMP benchmark on loopback, {len}-octet packets, {secs} s per rate step");
     println!(
-        "placement: reflector side (raw echo thread / ippm serve) on CPU {REFLECTOR_CPU}, \
+        "placement: reflector side (raw echo thread / ippm serve) on CPU {SERVER_CPU}, \
          sender side (raw sender+receiver / twping on a one-thread runtime) on CPU {SENDER_CPU}\n"
     );
 
