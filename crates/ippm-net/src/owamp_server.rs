@@ -21,7 +21,6 @@ use ippm_proto::wire::owamp::{
 };
 use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
 use ippm_proto::{Accept, Protocol, Timestamp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -200,42 +199,13 @@ async fn connection(
         Instant::now(),
     );
     let mut sessions: Vec<([u8; 16], Session)> = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let result = async {
-        loop {
-            while let Some(out) = server.poll_transmit() {
-                stream.write_all(&out).await?;
-            }
-            if server.is_closed() {
-                return Ok(());
-            }
-            let deadline = server
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            let r = tokio::select! {
-                n = stream.read(&mut buf) => {
-                    let n = n?;
-                    if n == 0 {
-                        server.handle_close()?;
-                        return Ok(());
-                    }
-                    server.handle_input(Instant::now(), &buf[..n])
-                }
-                () = tokio::time::sleep_until(deadline) => server.handle_timeout(Instant::now()),
-                _ = shutdown.changed() => return Ok(()),
-            };
-            if let Err(e) = r {
-                while let Some(out) = server.poll_transmit() {
-                    let _ = stream.write_all(&out).await;
-                }
-                return Err(e.into());
-            }
-            while let Some(ev) = server.poll_event() {
-                handle_event(ev, &mut server, &mut sessions, peer, local, opts, store)?;
-            }
-        }
-    }
+    let result = crate::accept::drive(
+        &mut stream,
+        &mut server,
+        &mut shutdown,
+        || None,
+        |ev, server| handle_event(ev, server, &mut sessions, peer, local, opts, store),
+    )
     .await;
     for (_, s) in sessions {
         match s {

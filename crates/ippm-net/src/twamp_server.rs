@@ -13,7 +13,6 @@ use ippm_proto::session::{Error, Server, ServerConfig, ServerEvent, ServerRandom
 use ippm_proto::wire::test::TestProtection;
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
 use ippm_proto::{Accept, Modes, Protocol, time::bits_to_duration};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -157,66 +156,32 @@ async fn connection(
     let mut sessions: HashMap<[u8; 16], TestSession> = HashMap::new();
     // Sessions this connection's identity may have (from the policy, once established).
     let mut identity_limit: Option<usize> = None;
-    let mut buf = vec![0u8; 16 * 1024];
-    let result = async {
-        loop {
-            while let Some(out) = server.poll_transmit() {
-                stream.write_all(&out).await?;
-            }
-            if server.is_closed() {
-                return Ok(());
-            }
-            let deadline = server
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            let r = tokio::select! {
-                n = stream.read(&mut buf) => {
-                    let n = n?;
-                    if n == 0 {
-                        server.handle_close().map_err(ConnectionError::from)?;
-                        return Ok(());
-                    }
-                    server.handle_input(std::time::Instant::now(), &buf[..n])
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    // Test traffic keeps an otherwise quiet control connection alive.
-                    let last = sessions
-                        .values()
-                        .map(|s| s.stats.last_activity_ms.load(Ordering::Relaxed))
-                        .max()
-                        .unwrap_or(0);
-                    let now = std::time::Instant::now();
-                    if last > 0 {
-                        let since = epoch.elapsed().saturating_sub(Duration::from_millis(last));
-                        server.note_activity(now.checked_sub(since).unwrap_or(now));
-                    }
-                    server.handle_timeout(now)
-                }
-                _ = shutdown.changed() => return Ok(()),
-            };
-            // Write out what the state machine queued (a refusal, say) before giving up.
-            if let Err(e) = r {
-                while let Some(out) = server.poll_transmit() {
-                    let _ = stream.write_all(&out).await;
-                }
-                return Err(e.into());
-            }
-            while let Some(ev) = server.poll_event() {
-                handle_event(
-                    ev,
-                    &mut server,
-                    &mut sessions,
-                    &mut identity_limit,
-                    peer,
-                    local,
-                    opts,
-                    shared,
-                    epoch,
-                )?;
-            }
-        }
-    }
+    // Every reflector of this connection stamps its activity here.
+    let stats = Arc::new(ReflectorStats::default());
+    let last_activity = || {
+        let last = stats.last_activity_ms.load(Ordering::Relaxed);
+        (last > 0).then(|| epoch + Duration::from_millis(last))
+    };
+    let result = crate::accept::drive(
+        &mut stream,
+        &mut server,
+        &mut shutdown,
+        last_activity,
+        |ev, server| {
+            handle_event(
+                ev,
+                server,
+                &mut sessions,
+                &mut identity_limit,
+                peer,
+                local,
+                opts,
+                shared,
+                epoch,
+                &stats,
+            )
+        },
+    )
     .await;
     // The control connection is gone: its sessions end (after their Timeout if they were
     // stopped, at once otherwise).
@@ -242,6 +207,7 @@ fn handle_event(
     opts: &TwampServerOptions,
     shared: &Shared,
     epoch: std::time::Instant,
+    stats: &Arc<ReflectorStats>,
 ) -> Result<(), Error> {
     match ev {
         ServerEvent::Established {
@@ -263,7 +229,7 @@ fn handle_event(
                     "session limit of this identity",
                 ))
             } else {
-                new_session(server, &req, peer, local, opts, shared)
+                new_session(server, &req, peer, local, opts, shared, stats)
             };
             match checked {
                 Ok((sid, port, session)) => {
@@ -333,6 +299,7 @@ fn new_session(
     local: SocketAddr,
     opts: &TwampServerOptions,
     shared: &Shared,
+    stats: &Arc<ReflectorStats>,
 ) -> Result<([u8; 16], u16, TestSession), (Accept, &'static str)> {
     if shared.sessions.load(Ordering::Relaxed) >= opts.max_sessions_total {
         return Err((
@@ -415,7 +382,7 @@ fn new_session(
             timeout,
             stop,
             task: None,
-            stats: Arc::new(ReflectorStats::default()),
+            stats: stats.clone(),
         },
     ))
 }
