@@ -112,6 +112,28 @@ pub struct KeyLengths {
     pub integ: usize,
 }
 
+/// What an exchange contributes to the keys: the nonces, the Diffie-Hellman shared secret
+/// and the SPIs of the (new) IKE SA.
+#[derive(Clone, Copy)]
+pub struct Contributions<'a> {
+    /// Ni.
+    pub ni: &'a [u8],
+    /// Nr.
+    pub nr: &'a [u8],
+    /// g^ir.
+    pub g_ir: &'a [u8],
+    /// SPIi.
+    pub spi_i: &'a [u8; 8],
+    /// SPIr.
+    pub spi_r: &'a [u8; 8],
+}
+
+impl std::fmt::Debug for Contributions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Contributions([redacted])")
+    }
+}
+
 /// The keys of one IKE SA. Zeroized on drop, never printed; only [`IkeKeys::ippm_secret`]
 /// leaves the crate.
 // SK_a*, SK_e* and SK_p* are read by the SK payload protection and the AUTH computation,
@@ -137,15 +159,14 @@ impl std::fmt::Debug for IkeKeys {
 impl IkeKeys {
     /// RFC 7296 §2.14: SKEYSEED from the nonces and the Diffie-Hellman shared secret, then the
     /// seven keys from prf+.
-    pub fn derive(
-        prf: Prf,
-        ni: &[u8],
-        nr: &[u8],
-        g_ir: &[u8],
-        spi_i: &[u8; 8],
-        spi_r: &[u8; 8],
-        lengths: KeyLengths,
-    ) -> Result<Self, KeyError> {
+    pub fn derive(prf: Prf, c: Contributions<'_>, lengths: KeyLengths) -> Result<Self, KeyError> {
+        let Contributions {
+            ni,
+            nr,
+            g_ir,
+            spi_i,
+            spi_r,
+        } = c;
         let mut nonces = Zeroizing::new(Vec::with_capacity(ni.len() + nr.len()));
         nonces.extend_from_slice(ni);
         nonces.extend_from_slice(nr);
@@ -161,13 +182,16 @@ impl IkeKeys {
     pub fn rekey(
         &self,
         prf: Prf,
-        ni: &[u8],
-        nr: &[u8],
-        g_ir: &[u8],
-        spi_i: &[u8; 8],
-        spi_r: &[u8; 8],
+        c: Contributions<'_>,
         lengths: KeyLengths,
     ) -> Result<Self, KeyError> {
+        let Contributions {
+            ni,
+            nr,
+            g_ir,
+            spi_i,
+            spi_r,
+        } = c;
         let mut data = Zeroizing::new(g_ir.to_vec());
         data.extend_from_slice(ni);
         data.extend_from_slice(nr);
@@ -276,7 +300,14 @@ mod tests {
             ),
         ];
         for (prf, lengths, sk_d, ippm) in cases {
-            let k = IkeKeys::derive(prf, &ni, &nr, &[0x5a; 32], &[1; 8], &[2; 8], lengths).unwrap();
+            let c = Contributions {
+                ni: &ni,
+                nr: &nr,
+                g_ir: &[0x5a; 32],
+                spi_i: &[1; 8],
+                spi_r: &[2; 8],
+            };
+            let k = IkeKeys::derive(prf, c, lengths).unwrap();
             assert_eq!(k.sk_d.as_slice(), h(sk_d), "{prf:?}");
             assert_eq!(k.ippm_secret().as_slice(), h(ippm), "{prf:?}");
             assert_eq!(k.sk_ai.len(), lengths.integ);
@@ -284,13 +315,16 @@ mod tests {
             assert_eq!(k.sk_pr.len(), prf.output_len());
         }
         // The SHA-256 key material continues past SK_d with SK_ai (second 32 octets).
+        let c = Contributions {
+            ni: &ni,
+            nr: &nr,
+            g_ir: &[0x5a; 32],
+            spi_i: &[1; 8],
+            spi_r: &[2; 8],
+        };
         let k = IkeKeys::derive(
             Prf::HmacSha256,
-            &ni,
-            &nr,
-            &[0x5a; 32],
-            &[1; 8],
-            &[2; 8],
+            c,
             KeyLengths {
                 encr: 16,
                 integ: 32,
@@ -310,35 +344,28 @@ mod tests {
             Prf::HmacSha1.prf_plus(b"k", b"s", 255 * 20 + 1),
             Err(KeyError::TooLong(5101))
         );
-        let k = IkeKeys::derive(
-            Prf::HmacSha256,
-            &[1; 16],
-            &[2; 16],
-            &[3; 32],
-            &[4; 8],
-            &[5; 8],
-            KeyLengths {
-                encr: 16,
-                integ: 32,
-            },
-        )
-        .unwrap();
+        let lengths = KeyLengths {
+            encr: 16,
+            integ: 32,
+        };
+        let c = Contributions {
+            ni: &[1; 16],
+            nr: &[2; 16],
+            g_ir: &[3; 32],
+            spi_i: &[4; 8],
+            spi_r: &[5; 8],
+        };
+        let k = IkeKeys::derive(Prf::HmacSha256, c, lengths).unwrap();
         assert_eq!(format!("{k:?}"), "IkeKeys(HmacSha256, [redacted])");
         // A rekey gives different keys and a different derived secret.
-        let r = k
-            .rekey(
-                Prf::HmacSha256,
-                &[6; 16],
-                &[7; 16],
-                &[8; 32],
-                &[9; 8],
-                &[10; 8],
-                KeyLengths {
-                    encr: 16,
-                    integ: 32,
-                },
-            )
-            .unwrap();
+        let c2 = Contributions {
+            ni: &[6; 16],
+            nr: &[7; 16],
+            g_ir: &[8; 32],
+            spi_i: &[9; 8],
+            spi_r: &[10; 8],
+        };
+        let r = k.rekey(Prf::HmacSha256, c2, lengths).unwrap();
         assert_ne!(r.ippm_secret(), k.ippm_secret());
         assert_eq!(Prf::from_transform_id(5), Some(Prf::HmacSha256));
         assert_eq!(Prf::from_transform_id(4), None);
