@@ -337,6 +337,56 @@ mod tests {
         );
     }
 
+    /// All seven keys of the three IKE SAs charon logged (tests/data/ike_sa_keys.txt).
+    #[test]
+    fn all_keys_match_strongswan() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ike_sa_keys.txt");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut n = 0;
+        for line in text.lines().filter(|l| l.starts_with("ike_sa=")) {
+            let f = |k: &str| {
+                let v = line
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                    .unwrap();
+                h(v)
+            };
+            let (ni, nr, g_ir) = (f("ni"), f("nr"), f("g_ir"));
+            let spi_i: [u8; 8] = f("spi_i").try_into().unwrap();
+            let spi_r: [u8; 8] = f("spi_r").try_into().unwrap();
+            let c = Contributions {
+                ni: &ni,
+                nr: &nr,
+                g_ir: &g_ir,
+                spi_i: &spi_i,
+                spi_r: &spi_r,
+            };
+            let k = IkeKeys::derive(
+                Prf::HmacSha256,
+                c,
+                KeyLengths {
+                    encr: 16,
+                    integ: 32,
+                },
+            )
+            .unwrap();
+            for (name, got) in [
+                ("sk_d", &k.sk_d),
+                ("sk_ai", &k.sk_ai),
+                ("sk_ar", &k.sk_ar),
+                ("sk_ei", &k.sk_ei),
+                ("sk_er", &k.sk_er),
+                ("sk_pi", &k.sk_pi),
+                ("sk_pr", &k.sk_pr),
+            ] {
+                assert_eq!(got.as_slice(), f(name), "{name} in {line}");
+            }
+            assert_eq!(k.ippm_secret().as_slice(), f("ippm_secret"));
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+
     #[test]
     fn prf_plus_bounds_and_redaction() {
         assert!(Prf::HmacSha1.prf_plus(b"k", b"s", 255 * 20).is_ok());
