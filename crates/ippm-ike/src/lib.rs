@@ -14,6 +14,7 @@
 
 pub mod codec;
 pub mod codepoints;
+pub mod dh;
 pub mod keys;
 pub mod message;
 
