@@ -16,6 +16,7 @@ pub mod codec;
 pub mod codepoints;
 pub mod keys;
 pub mod message;
+pub mod sk;
 
 pub use message::{Message, Payload};
 
