@@ -17,6 +17,7 @@ pub mod codepoints;
 pub mod dh;
 pub mod keys;
 pub mod message;
+pub mod sk;
 
 pub use message::{Message, Payload};
 
