@@ -12,6 +12,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod auth;
 pub mod codec;
 pub mod codepoints;
 pub mod dh;
