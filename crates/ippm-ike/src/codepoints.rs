@@ -240,6 +240,8 @@ pub mod transform {
     pub const PRF_HMAC_SHA2_384: u16 = 6;
     /// PRF_HMAC_SHA2_512.
     pub const PRF_HMAC_SHA2_512: u16 = 7;
+    /// NONE (integrity with an AEAD cipher).
+    pub const AUTH_NONE: u16 = 0;
     /// AUTH_HMAC_SHA2_256_128.
     pub const AUTH_HMAC_SHA2_256_128: u16 = 12;
     /// AUTH_HMAC_SHA2_384_192.

@@ -44,6 +44,16 @@ impl Prf {
         }
     }
 
+    /// The transform ID (IANA Transform Type 2).
+    pub fn transform_id(self) -> u16 {
+        match self {
+            Self::HmacSha1 => transform::PRF_HMAC_SHA1,
+            Self::HmacSha256 => transform::PRF_HMAC_SHA2_256,
+            Self::HmacSha384 => transform::PRF_HMAC_SHA2_384,
+            Self::HmacSha512 => transform::PRF_HMAC_SHA2_512,
+        }
+    }
+
     /// Output length in octets, which is also the preferred key length (RFC 7296 §2.13): the
     /// length of SK_d, SK_pi and SK_pr.
     pub fn output_len(self) -> usize {

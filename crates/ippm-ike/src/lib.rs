@@ -15,9 +15,12 @@
 pub mod auth;
 pub mod codec;
 pub mod codepoints;
+pub mod config;
 pub mod dh;
+pub mod engine;
 pub mod keys;
 pub mod message;
+pub mod proposal;
 pub mod sk;
 
 pub use message::{Message, Payload};

@@ -8,6 +8,8 @@
 mod accept;
 pub mod clock;
 mod control_client;
+pub mod ike;
+pub mod ike_control;
 pub mod keyfile;
 pub mod owamp_client;
 pub mod owamp_server;

@@ -1,5 +1,6 @@
 //! `ippm`: OWAMP and TWAMP measurement with keys from IKEv2.
 
+mod ike;
 mod owping;
 mod report;
 mod serve;
@@ -29,6 +30,8 @@ enum Command {
     Twping(twping::TwpingArgs),
     /// Measure one-way delay and loss to and from an OWAMP server (like perfSONAR's owping).
     Owping(owping::OwpingArgs),
+    /// Inspect and steer the daemon's IKE SAs (list, up, down, rekey).
+    Ike(ike::IkeArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Serve(a) => serve::run(a).await,
             Command::Twping(a) => twping::run(a).await,
             Command::Owping(a) => owping::run(a).await,
+            Command::Ike(a) => ike::run(a).await,
         }
     })
 }

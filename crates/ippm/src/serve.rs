@@ -96,6 +96,13 @@ pub(crate) struct ServeArgs {
     /// Do not advertise the RFC 5938 and RFC 6038 extensions.
     #[arg(long)]
     no_extensions: bool,
+    /// IKEv2 UDP address to listen on (repeatable; overrides [ike] listen). IKE runs when
+    /// this or an [ike] section is given.
+    #[arg(long = "ike-listen", value_name = "ADDR:PORT")]
+    ike_listen: Vec<SocketAddr>,
+    /// The IKE control socket for `ippm ike` (default /run/ippm/ike.sock).
+    #[arg(long = "ike-control", value_name = "PATH")]
+    ike_control: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +118,7 @@ struct ConfigFile {
     open: Option<OpenSection>,
     #[serde(default)]
     identity: Vec<IdentitySection>,
+    ike: Option<crate::ike::IkeSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +200,7 @@ struct Settings {
     listen_defaults: bool,
     options: TwampServerOptions,
     owamp: OwampServerOptions,
+    ike: Option<crate::ike::IkeSettings>,
 }
 
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
@@ -307,7 +316,18 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         listen = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
         owamp_listen = vec!["0.0.0.0:861".parse()?, "[::]:861".parse()?];
     }
+    let ike = match (&file.ike, a.ike_listen.is_empty()) {
+        (None, true) => None,
+        (section, _) => Some(crate::ike::settings(
+            section
+                .as_ref()
+                .unwrap_or(&crate::ike::IkeSection::default()),
+            &a.ike_listen,
+            a.ike_control.as_deref(),
+        )?),
+    };
     Ok(Settings {
+        ike,
         owamp_listen,
         owamp,
         listen,
@@ -352,6 +372,26 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         // Tests and scripts read the bound port from here.
         println!("listening twamp {}", listener.local_addr()?);
         tasks.push(tokio::spawn(serve(listener, opts.clone(), stop_rx.clone())));
+    }
+    if let Some(ike) = s.ike {
+        let (handle, task) = ippm_net::ike::start(ike.options, stop_rx.clone()).await?;
+        for a in handle.local_addrs() {
+            println!("listening ike {a}");
+        }
+        let listener = ippm_net::ike_control::bind(&ike.control).with_context(|| {
+            format!(
+                "cannot create the IKE control socket {}",
+                ike.control.display()
+            )
+        })?;
+        println!("ike control {}", ike.control.display());
+        tasks.push(task);
+        tasks.push(tokio::spawn(ippm_net::ike_control::serve(
+            listener,
+            ike.control,
+            handle,
+            stop_rx.clone(),
+        )));
     }
     info!(modes = ?opts.control.modes, "ippm serve running");
     wait_for_signal().await;
