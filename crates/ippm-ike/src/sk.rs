@@ -210,21 +210,22 @@ impl Integ {
 
     /// The untruncated HMAC of `data`.
     fn mac(self, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, SkError> {
-        fn run<M: Mac + hmac::KeyInit>(key: &[u8], data: &[u8]) -> Result<Vec<u8>, SkError> {
-            let mut m =
-                <M as hmac::KeyInit>::new_from_slice(key).map_err(|_| SkError::KeyLength {
-                    what: "integrity",
-                    expected: 0,
-                    got: key.len(),
-                })?;
+        fn run<M: Mac + hmac::KeyInit>(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+            let mut m = <M as hmac::KeyInit>::new_from_slice(key).ok()?;
             m.update(data);
-            Ok(m.finalize().into_bytes().to_vec())
+            Some(m.finalize().into_bytes().to_vec())
         }
-        Ok(Zeroizing::new(match self {
-            Self::HmacSha2_256_128 => run::<Hmac<sha2::Sha256>>(key, data)?,
-            Self::HmacSha2_384_192 => run::<Hmac<sha2::Sha384>>(key, data)?,
-            Self::HmacSha2_512_256 => run::<Hmac<sha2::Sha512>>(key, data)?,
-        }))
+        let mac = match self {
+            Self::HmacSha2_256_128 => run::<Hmac<sha2::Sha256>>(key, data),
+            Self::HmacSha2_384_192 => run::<Hmac<sha2::Sha384>>(key, data),
+            Self::HmacSha2_512_256 => run::<Hmac<sha2::Sha512>>(key, data),
+        };
+        // HMAC takes keys of any length; SkKeys::new checked it is the suite's anyway.
+        mac.map(Zeroizing::new).ok_or_else(|| SkError::KeyLength {
+            what: "integrity",
+            expected: self.key_len(),
+            got: key.len(),
+        })
     }
 }
 
