@@ -316,15 +316,15 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         listen = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
         owamp_listen = vec!["0.0.0.0:861".parse()?, "[::]:861".parse()?];
     }
-    let ike = match (&file.ike, a.ike_listen.is_empty()) {
-        (None, true) => None,
-        (section, _) => Some(crate::ike::settings(
-            section
-                .as_ref()
-                .unwrap_or(&crate::ike::IkeSection::default()),
+    let ike = if file.ike.is_none() && a.ike_listen.is_empty() {
+        None
+    } else {
+        let empty = crate::ike::IkeSection::default();
+        Some(crate::ike::settings(
+            file.ike.as_ref().unwrap_or(&empty),
             &a.ike_listen,
             a.ike_control.as_deref(),
-        )?),
+        )?)
     };
     Ok(Settings {
         ike,
