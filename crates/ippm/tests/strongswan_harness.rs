@@ -161,14 +161,15 @@ fn established(c: &Charon, conn: &str) -> Vec<SaInfo> {
 }
 
 /// Both charons have exactly one established IKE SA of `conn` with the same SPIs; both
-/// logged the same keys for it, which recompute; returns it as the initiator lists it.
+/// logged the same keys for it, which recompute; returns it as `ini` lists it.
 fn check_sa(ini: &Charon, resp: &Charon, conn: &str) -> SaInfo {
     let (a, b) = (established(ini, conn), established(resp, conn));
     assert_eq!(a.len(), 1, "{conn} on the initiator: {a:?}");
     assert_eq!(b.len(), 1, "{conn} on the responder: {b:?}");
     let (a, b) = (&a[0], &b[0]);
     assert_eq!((&a.spi_i, &a.spi_r), (&b.spi_i, &b.spi_r), "SPIs of {conn}");
-    assert!(a.initiator && !b.initiator);
+    // (The side that rekeys an IKE SA is the new SA's initiator, RFC 7296 §2.18.)
+    assert!(a.initiator != b.initiator, "one initiator: {a:?} {b:?}");
     let (ka, kb) = (ini.keys(), resp.keys());
     let ((x, xchain), (y, _)) = (find_keys(&ka, a), find_keys(&kb, b));
     assert_eq!(x.sk_d, y.sk_d, "SK_d of {conn}");
@@ -240,8 +241,8 @@ fn strongswan_psk_rsa_rekey_terminate() {
         Some(&(psk.spi_i.clone(), psk.spi_r.clone()))
     );
     assert_eq!(chain.len(), 1);
-    // Rekey once more: a chain of two, now logged under the rekeyed SA's own ID.
-    ini.rekey_ike("psk");
+    // Rekey once more, now from the original responder: a chain of two.
+    resp.rekey_ike("psk");
     let again = |c: &Charon| {
         established(c, "psk")
             .first()

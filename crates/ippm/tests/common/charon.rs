@@ -143,8 +143,8 @@ impl NetPair {
             run(Command::new("ip").args(["netns", "add", &ns]));
             pair.created.push(ns);
         }
-        // Interface names are at most 15 octets and unique in the root namespace too: the
-        // kernel creates both ends there by name before moving them.
+        // Interface names (at most 15 octets) are unique per process and test, so that tests
+        // running in parallel never clash, wherever the kernel checks the names.
         let (va, vb) = (format!("ip{u}a"), format!("ip{u}b"));
         assert!(va.len() <= 15, "interface name {va} too long");
         run(Command::new("ip").args([
@@ -630,7 +630,7 @@ impl Charon {
             up && !c.exited(),
             "charon did not start:\n{}\n{}",
             fs::read_to_string(c.dir.path().join("charon.stdout")).unwrap_or_default(),
-            c.log_text()
+            c.log_summary()
         );
         let written: i32 = fs::read_to_string(&pidfile)
             .unwrap()
@@ -674,8 +674,8 @@ impl Charon {
         match out {
             Ok(s) => s,
             Err(e) => panic!(
-                "swanctl {args:?} failed:\n{e}\n--- charon log:\n{}",
-                self.log_text()
+                "swanctl {args:?} failed:\n{e}\n--- charon log (without enc):\n{}",
+                self.log_summary()
             ),
         }
     }
@@ -731,6 +731,24 @@ impl Charon {
     /// charon's log (filelog, `ike = 4`) so far.
     pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(self.dir.path().join("charon.log")).unwrap_or_default()
+    }
+
+    /// The log without the `[ENC]` lines (enc = 4 is very verbose) and without hex dumps:
+    /// for failure messages.
+    pub(crate) fn log_summary(&self) -> String {
+        let dump_line = |l: &str| {
+            let text = l.split("> ").nth(1).or_else(|| l.split("] ").nth(1));
+            text.and_then(|t| t.trim_start().split_once(": "))
+                .is_some_and(|(o, _)| !o.is_empty() && o.chars().all(|c| c.is_ascii_digit()))
+        };
+        let mut s = String::new();
+        for l in self.log_text().lines() {
+            if !l.contains("[ENC]") && !dump_line(l) {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+        s
     }
 
     /// The keys of every IKE SA in the log so far, in the order they were derived.
