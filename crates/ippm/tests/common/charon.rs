@@ -6,6 +6,27 @@
 //!
 //! Needs root, `ip` (iproute2), `unshare`, `openssl` and Debian's strongSwan packages
 //! ([`PACKAGES`]); a missing tool fails the test with a message naming the packages.
+//!
+//! Typical use (ours in side B, charon in side A):
+//!
+//! ```ignore
+//! let net = NetPair::new();                       // ippm-<pid>-<n>-a / -b, deleted on drop
+//! let dir = tempfile::tempdir().unwrap();
+//! let pki = Pki::generate(dir.path(), KeyType::Rsa);
+//! let charon = Charon::start(&net, Side::A, CharonConfig::new(Some(&pki), Role::Responder));
+//! let ours = net.command_b(IPPM).args(["serve", ...]).spawn();   // 192.0.2.2
+//! // ... ours initiates to 192.0.2.1:500 with PSK_ID_INITIATOR / PSK, or charon.initiate("psk")
+//! let sa = &charon.list_sas()[0];
+//! let keys = charon.keys().into_iter().find(|k| k.spi_i == sa.spi_i && k.spi_r == sa.spi_r);
+//! // compare keys.ippm_secret with ours
+//! ```
+//!
+//! Key log notes: at `ike = 4` charon logs g^ir, SKEYSEED and SK_d .. SK_pr, and the AUTH
+//! octets (which hold the IKE_SA_INIT messages and nonces); `enc = 4` adds the plain text of
+//! every SK payload, which is where the nonces and SPIs of an IKE rekey come from. A rekey's
+//! keys are logged by the thread that ran the exchange, under the old SA's ID on the side that
+//! rekeyed and under the new SA's ID on the other; the side that rekeys is the new SA's
+//! initiator.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
