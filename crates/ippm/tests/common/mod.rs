@@ -1,6 +1,8 @@
 //! A real `ippm serve` for the CLI tests, and a key file.
 #![allow(dead_code)]
 
+pub(crate) mod charon;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
