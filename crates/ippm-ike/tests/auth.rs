@@ -839,8 +839,8 @@ fn openssl_keys_and_certificates() {
         ]);
         assert_eq!(String::from_utf8(v).unwrap().trim(), "Verified OK");
     }
-    // Signatures made by openssl verify: RFC 7427 (RSA and ECDSA with SHA-256, RSA with
-    // SHA-384 and SHA-512) and method 1 (RSA PKCS#1 with SHA-1).
+    // Signatures made by openssl verify: RFC 7427 (RSA and ECDSA with SHA-256, SHA-384 and
+    // SHA-512) and method 1 (RSA PKCS#1 with SHA-1).
     let ee_rsa = std::fs::read(dir.join("rsa.der")).unwrap();
     let ee_ec = std::fs::read(dir.join("ec.der")).unwrap();
     let id = Identity::Fqdn("moon.example".into());
@@ -855,6 +855,7 @@ fn openssl_keys_and_certificates() {
         ("rsa.key", "-sha512", RFC_SHA512_RSA, &ee_rsa),
         ("ec.key", "-sha256", RFC_ECDSA_SHA256, &ee_ec),
         ("ec.key", "-sha384", RFC_ECDSA_SHA384, &ee_ec),
+        ("ec.key", "-sha512", "300a06082a8648ce3d040304", &ee_ec),
     ];
     for (key, hash, algid, ee) in cases {
         o(&["dgst", hash, "-sign", key, "-out", "osig.bin", "octets.bin"]);
