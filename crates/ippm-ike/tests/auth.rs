@@ -839,8 +839,8 @@ fn openssl_keys_and_certificates() {
         ]);
         assert_eq!(String::from_utf8(v).unwrap().trim(), "Verified OK");
     }
-    // Signatures made by openssl verify: RFC 7427 (RSA and ECDSA with SHA-256, RSA with
-    // SHA-384 and SHA-512) and method 1 (RSA PKCS#1 with SHA-1).
+    // Signatures made by openssl verify: RFC 7427 (RSA and ECDSA with SHA-256, SHA-384 and
+    // SHA-512) and method 1 (RSA PKCS#1 with SHA-1).
     let ee_rsa = std::fs::read(dir.join("rsa.der")).unwrap();
     let ee_ec = std::fs::read(dir.join("ec.der")).unwrap();
     let id = Identity::Fqdn("moon.example".into());
@@ -855,6 +855,7 @@ fn openssl_keys_and_certificates() {
         ("rsa.key", "-sha512", RFC_SHA512_RSA, &ee_rsa),
         ("ec.key", "-sha256", RFC_ECDSA_SHA256, &ee_ec),
         ("ec.key", "-sha384", RFC_ECDSA_SHA384, &ee_ec),
+        ("ec.key", "-sha512", "300a06082a8648ce3d040304", &ee_ec),
     ];
     for (key, hash, algid, ee) in cases {
         o(&["dgst", hash, "-sign", key, "-out", "osig.bin", "octets.bin"]);
@@ -896,6 +897,31 @@ fn openssl_keys_and_certificates() {
         "sha1.bin",
         "octets.bin",
     ]);
+    // Our RFC 4754 signature (method 9, r|s) verifies with openssl once python3 wraps r and s
+    // in the DER SEQUENCE openssl reads.
+    let cred = LocalCredential::load(&[&dir.join("ec.crt")], &dir.join("ec.key")).unwrap();
+    let (m, rs) = cred.sign(&octets, None).unwrap();
+    assert_eq!((m, rs.len()), (AuthMethod::ECDSA_256, 64));
+    let der = python(&format!(
+        "rs=bytes.fromhex('{}')\n\
+         def i(b):\n b=b.lstrip(bytes(1)) or bytes(1)\n b=bytes(1)+b if b[0]&0x80 else b\n return bytes([2,len(b)])+b\n\
+         body=i(rs[:32])+i(rs[32:])\nprint((bytes([0x30,len(body)])+body).hex())",
+        hex::encode(&rs)
+    ));
+    std::fs::write(dir.join("rs.der"), hex::decode(der).unwrap()).unwrap();
+    o(&[
+        "x509", "-in", "ec.crt", "-noout", "-pubkey", "-out", "ec.pub",
+    ]);
+    let v = o(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        "ec.pub",
+        "-signature",
+        "rs.der",
+        "octets.bin",
+    ]);
+    assert_eq!(String::from_utf8(v).unwrap().trim(), "Verified OK");
     let sig = std::fs::read(dir.join("sha1.bin")).unwrap();
     store
         .verify_peer(&ee_rsa, &[], &id, AuthMethod::RSA_SIG, &sig, &octets, now)

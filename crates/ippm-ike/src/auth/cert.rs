@@ -476,7 +476,7 @@ impl TrustStore {
     /// subjectAltName entries, names case-insensitively; a DN against the subject), then
     /// verifies the AUTH data: method 1 (RSA PKCS#1 SHA-1), 9 and 10 (ECDSA P-256/SHA-256,
     /// P-384/SHA-384, r|s), 14 (RFC 7427: RSA PKCS#1 with SHA-256/384/512, ECDSA with
-    /// SHA-256/384).
+    /// SHA-256/384 (ring) or SHA-512 (p256/p384, which ring lacks)).
     #[allow(clippy::too_many_arguments)]
     pub fn verify_peer(
         &self,
@@ -585,17 +585,19 @@ fn verify_signature(
         method,
         key: key.name(),
     };
-    let (alg, sig): (&'static dyn signature::VerificationAlgorithm, &[u8]) = match method {
+    let (verifier, sig) = match method {
         AuthMethod::RSA_SIG if key == PeerKey::Rsa => (
-            &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            Verifier::Ring(&signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY),
             auth_data,
         ),
-        AuthMethod::ECDSA_256 if key == PeerKey::Ec(Curve::P256) => {
-            (&signature::ECDSA_P256_SHA256_FIXED, auth_data)
-        }
-        AuthMethod::ECDSA_384 if key == PeerKey::Ec(Curve::P384) => {
-            (&signature::ECDSA_P384_SHA384_FIXED, auth_data)
-        }
+        AuthMethod::ECDSA_256 if key == PeerKey::Ec(Curve::P256) => (
+            Verifier::Ring(&signature::ECDSA_P256_SHA256_FIXED),
+            auth_data,
+        ),
+        AuthMethod::ECDSA_384 if key == PeerKey::Ec(Curve::P384) => (
+            Verifier::Ring(&signature::ECDSA_P384_SHA384_FIXED),
+            auth_data,
+        ),
         AuthMethod::RSA_SIG | AuthMethod::ECDSA_256 | AuthMethod::ECDSA_384 => {
             return Err(mismatch());
         }
@@ -610,16 +612,60 @@ fn verify_signature(
         }
         other => return Err(AuthError::UnsupportedMethod(other)),
     };
-    signature::UnparsedPublicKey::new(alg, cert.public_key().subject_public_key.data.as_ref())
-        .verify(octets, sig)
-        .map_err(|_| AuthError::BadSignature)
+    let public = cert.public_key().subject_public_key.data.as_ref();
+    let ok = match verifier {
+        Verifier::Ring(alg) => signature::UnparsedPublicKey::new(alg, public)
+            .verify(octets, sig)
+            .is_ok(),
+        Verifier::EcdsaSha512(curve) => ecdsa_sha512_verify(curve, public, octets, sig),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::BadSignature)
+    }
 }
 
-/// ring's verification algorithm for an RFC 7427 AlgorithmIdentifier and key.
-fn rfc7427_algorithm(
-    algid: &[u8],
-    key: PeerKey,
-) -> Result<&'static dyn signature::VerificationAlgorithm, AuthError> {
+/// How an AUTH signature is checked.
+enum Verifier {
+    /// By ring.
+    Ring(&'static dyn signature::VerificationAlgorithm),
+    /// ECDSA with SHA-512 (RFC 7427 ecdsa-with-SHA512), which ring does not verify: by the
+    /// RustCrypto p256/p384 crates.
+    EcdsaSha512(Curve),
+}
+
+fn ecdsa_sha512_verify(curve: Curve, public: &[u8], octets: &[u8], sig: &[u8]) -> bool {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let digest = sha2::Sha512::digest(octets);
+    match curve {
+        Curve::P256 => {
+            let (Ok(key), Ok(sig)) = (
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(public),
+                p256::ecdsa::Signature::from_der(sig),
+            ) else {
+                return false;
+            };
+            key.verify_prehash(&digest, &sig).is_ok()
+        }
+        Curve::P384 => {
+            let (Ok(key), Ok(sig)) = (
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(public),
+                p384::ecdsa::Signature::from_der(sig),
+            ) else {
+                return false;
+            };
+            key.verify_prehash(&digest, &sig).is_ok()
+        }
+    }
+}
+
+/// The verifier for an RFC 7427 AlgorithmIdentifier and key.
+fn rfc7427_algorithm(algid: &[u8], key: PeerKey) -> Result<Verifier, AuthError> {
+    let wrong_key = || AuthError::MethodKeyMismatch {
+        method: AuthMethod::DIGITAL_SIGNATURE,
+        key: key.name(),
+    };
     let rsa = [
         (ALG_RSA_SHA256, &signature::RSA_PKCS1_2048_8192_SHA256),
         (ALG_RSA_SHA384, &signature::RSA_PKCS1_2048_8192_SHA384),
@@ -627,36 +673,30 @@ fn rfc7427_algorithm(
     ];
     if let Some((_, alg)) = rsa.iter().find(|(a, _)| *a == algid) {
         return match key {
-            PeerKey::Rsa => Ok(*alg),
-            _ => Err(AuthError::MethodKeyMismatch {
-                method: AuthMethod::DIGITAL_SIGNATURE,
-                key: key.name(),
-            }),
+            PeerKey::Rsa => Ok(Verifier::Ring(*alg)),
+            _ => Err(wrong_key()),
         };
     }
-    let ecdsa: Option<[&'static signature::EcdsaVerificationAlgorithm; 2]> =
-        if algid == ALG_ECDSA_SHA256 {
-            Some([
-                &signature::ECDSA_P256_SHA256_ASN1,
-                &signature::ECDSA_P384_SHA256_ASN1,
-            ])
-        } else if algid == ALG_ECDSA_SHA384 {
-            Some([
-                &signature::ECDSA_P256_SHA384_ASN1,
-                &signature::ECDSA_P384_SHA384_ASN1,
-            ])
-        } else {
-            None
-        };
-    match (ecdsa, key) {
-        (Some([p256, _]), PeerKey::Ec(Curve::P256)) => Ok(p256),
-        (Some([_, p384]), PeerKey::Ec(Curve::P384)) => Ok(p384),
-        (Some(_), _) => Err(AuthError::MethodKeyMismatch {
-            method: AuthMethod::DIGITAL_SIGNATURE,
-            key: key.name(),
-        }),
-        // ecdsa-with-SHA512 is recognised but ring has no ECDSA/SHA-512 verifier.
-        (None, _) if algid == ALG_ECDSA_SHA512 => Err(AuthError::UnsupportedSignatureAlgorithm),
-        (None, _) => Err(AuthError::UnsupportedSignatureAlgorithm),
+    let curve = match key {
+        PeerKey::Ec(c) => Some(c),
+        _ => None,
+    };
+    let known_ecdsa = [ALG_ECDSA_SHA256, ALG_ECDSA_SHA384, ALG_ECDSA_SHA512].contains(&algid);
+    match (curve, algid) {
+        (_, _) if !known_ecdsa => Err(AuthError::UnsupportedSignatureAlgorithm),
+        (None, _) => Err(wrong_key()),
+        (Some(Curve::P256), ALG_ECDSA_SHA256) => {
+            Ok(Verifier::Ring(&signature::ECDSA_P256_SHA256_ASN1))
+        }
+        (Some(Curve::P384), ALG_ECDSA_SHA256) => {
+            Ok(Verifier::Ring(&signature::ECDSA_P384_SHA256_ASN1))
+        }
+        (Some(Curve::P256), ALG_ECDSA_SHA384) => {
+            Ok(Verifier::Ring(&signature::ECDSA_P256_SHA384_ASN1))
+        }
+        (Some(Curve::P384), ALG_ECDSA_SHA384) => {
+            Ok(Verifier::Ring(&signature::ECDSA_P384_SHA384_ASN1))
+        }
+        (Some(c), _) => Ok(Verifier::EcdsaSha512(c)),
     }
 }

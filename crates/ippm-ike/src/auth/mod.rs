@@ -2,7 +2,8 @@
 //! certificate signatures (RFC 7296 methods 1, RFC 4754 methods 9 and 10, RFC 7427 method 14),
 //! chain validation and identities.
 //!
-//! Signing and signature verification are ring's, chain validation is rustls-webpki's,
+//! Signing and signature verification are ring's (but for ECDSA with SHA-512, which ring
+//! lacks: the p256/p384 crates'), chain validation is rustls-webpki's,
 //! certificate fields are read with x509-parser. The only ASN.1 written here are RFC 7427
 //! Appendix A's fixed AlgorithmIdentifier octet strings.
 
