@@ -33,6 +33,8 @@ use crate::sk::{self, SkKeys};
 const NONCE_LEN: usize = 32;
 /// CERT encoding: X.509 Certificate - Signature (RFC 7296 §3.6).
 const CERT_X509_SIGNATURE: u8 = 4;
+/// After a refused rekey, the next attempt.
+const REKEY_RETRY: Duration = Duration::from_secs(60);
 /// IKE_SA_INIT retries after COOKIE or INVALID_KE_PAYLOAD before giving up.
 const MAX_INIT_RETRIES: u8 = 3;
 
@@ -302,6 +304,8 @@ struct IkeSa {
     last_response: Option<(u32, Vec<u8>)>,
     created: Instant,
     established_at: Option<Instant>,
+    /// When to rekey on our own (None: not now).
+    next_rekey: Option<Instant>,
     last_heard: Instant,
     /// Set once a rekey replaced this SA (no further rekeys of it).
     superseded: bool,
@@ -653,12 +657,10 @@ impl Engine {
                 let retransmit = s.outstanding.as_ref().map(|o| o.next);
                 let half_open =
                     (s.state == State::InitAnswered).then(|| s.created + l.half_open_timeout);
-                let est = s.established_at.filter(|_| s.state == State::Established);
-                let rekey = est
-                    .zip(l.rekey_time)
-                    .filter(|_| !s.superseded)
-                    .map(|(t, d)| t + d);
-                let dpd = est.and(l.dpd_delay).map(|d| s.last_heard + d);
+                let est = s.state == State::Established;
+                let rekey = s.next_rekey.filter(|_| est && !s.superseded);
+                let idle = est && s.outstanding.is_none() && s.queued.is_empty();
+                let dpd = l.dpd_delay.filter(|_| idle).map(|d| s.last_heard + d);
                 [retransmit, half_open, rekey, dpd]
             })
             .flatten()
@@ -710,19 +712,11 @@ impl Engine {
             });
         }
         if sa.state == State::Established {
-            if let (Some(t), Some(d)) = (sa.established_at, l.rekey_time)
-                && now >= t + d
-                && !sa.superseded
-                && !sa.queued.contains(&QueuedRequest::Rekey)
-                && !matches!(
-                    sa.outstanding,
-                    Some(Outstanding {
-                        kind: RequestKind::Rekey(_),
-                        ..
-                    })
-                )
-            {
-                sa.queued.push_back(QueuedRequest::Rekey);
+            if sa.next_rekey.is_some_and(|t| now >= t) && !sa.superseded {
+                sa.next_rekey = None;
+                if !sa.queued.contains(&QueuedRequest::Rekey) {
+                    sa.queued.push_back(QueuedRequest::Rekey);
+                }
             }
             if let Some(d) = l.dpd_delay
                 && now >= sa.last_heard + d
@@ -1549,6 +1543,11 @@ impl Engine {
         };
         sa.state = State::Established;
         sa.ippm_secret = Some(crypto.keys.ippm_secret());
+        sa.next_rekey = self
+            .config
+            .limits
+            .rekey_time
+            .map(|d| sa.established_at.unwrap_or(sa.last_heard) + d);
         sa.dh = None;
         let connection = sa
             .conn
@@ -1601,6 +1600,7 @@ impl Engine {
         if let Some(e) = first_error(p) {
             // The old SA stands; try again later.
             tracing::warn!(spis = %sa.spis, "rekey refused by the peer: {e:?}");
+            sa.next_rekey = Some(now + REKEY_RETRY);
             return Ok(true);
         }
         let props = sa_payload(p).ok_or_else(|| ignore("rekey response without SA"))?;
@@ -2085,6 +2085,7 @@ impl IkeSa {
             last_response: None,
             created: now,
             established_at: None,
+            next_rekey: None,
             last_heard: now,
             superseded: false,
         }
