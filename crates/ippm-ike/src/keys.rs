@@ -210,7 +210,10 @@ impl IkeKeys {
         seed.extend_from_slice(nr);
         seed.extend_from_slice(spi_i);
         seed.extend_from_slice(spi_r);
-        Self::from_skeyseed(prf, &skeyseed, &seed, lengths)
+        // When the new SA negotiated another PRF, prf+ also runs with the old SA's PRF (the
+        // exchange belongs to the old SA, §2.18), as strongSwan does; the keys take the new
+        // PRF's lengths, and the new SA uses the new PRF from then on.
+        Self::from_skeyseed_with(self.prf, prf, &skeyseed, &seed, lengths)
     }
 
     fn from_skeyseed(
@@ -219,9 +222,20 @@ impl IkeKeys {
         seed: &[u8],
         l: KeyLengths,
     ) -> Result<Self, KeyError> {
+        Self::from_skeyseed_with(prf, prf, skeyseed, seed, l)
+    }
+
+    /// prf+ with `plus`; the keys of an SA whose PRF is `prf`.
+    fn from_skeyseed_with(
+        plus: Prf,
+        prf: Prf,
+        skeyseed: &[u8],
+        seed: &[u8],
+        l: KeyLengths,
+    ) -> Result<Self, KeyError> {
         let p = prf.output_len();
         let total = p + 2 * l.integ + 2 * l.encr + 2 * p;
-        let km = prf.prf_plus(skeyseed, seed, total)?;
+        let km = plus.prf_plus(skeyseed, seed, total)?;
         let mut at = 0;
         let mut take = |n: usize| {
             let k = Zeroizing::new(km[at..at + n].to_vec());
