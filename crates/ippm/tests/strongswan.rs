@@ -434,3 +434,241 @@ fn strongswan_ippm_responder_rsa() {
 fn strongswan_ippm_responder_ecdsa() {
     charon_initiates(Auth::Cert, KeyType::Ecdsa);
 }
+
+/// `ippm serve` with an `[ike]` section, in side B, stopped with SIGTERM (by its PID) when
+/// dropped.
+struct Served {
+    child: std::process::Child,
+    control: std::path::PathBuf,
+}
+
+impl Served {
+    fn start(net: &NetPair, config: &Path, control: &Path, log: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = net
+            .command_b(common::IPPM)
+            .args(["serve", "--twamp-listen", "192.0.2.2:0", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,ippm_ike=debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!(
+                    "ippm serve ended: {seen}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            seen.push_str(&line);
+            if line.starts_with("ike control ") {
+                break;
+            }
+        }
+        assert!(seen.contains("listening ike 192.0.2.2:500"), "{seen}");
+        Self {
+            child,
+            control: control.to_owned(),
+        }
+    }
+
+    /// `ippm ike --control SOCK ARGS...`: (success, stdout).
+    fn ike(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(common::IPPM)
+            .arg("ike")
+            .arg("--control")
+            .arg(&self.control)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// The established SAs `ippm ike list --json` shows, as (SPIi, SPIr) hex.
+    fn listed(&self) -> Vec<(String, String)> {
+        let (ok, out) = self.ike(&["list", "--json"]);
+        assert!(ok, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["sas"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|s| s["state"] == "established")
+                    .map(|s| {
+                        let spis = s["spis"].as_str().unwrap();
+                        let (i, r) = spis.split_once(' ').unwrap();
+                        (
+                            i.trim_end_matches("_i").to_owned(),
+                            r.trim_end_matches("_r").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The daemon keeps a configured connection up, and `ippm ike` lists, rekeys, deletes and
+/// brings it up again; a delete by the peer is repaired; stopping the daemon deletes the SA.
+#[test]
+fn strongswan_daemon_keeps_connections_up_and_ike_cli_steers_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let net = NetPair::new();
+    let charon = Charon::start(&net, Side::A, CharonConfig::new(None, Role::Responder));
+    let psk = dir.path().join("core.psk");
+    std::fs::write(&psk, format!("{PSK}\n")).unwrap();
+    std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let control = dir.path().join("ike.sock");
+    let config = dir.path().join("ippm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[ike]
+listen = ["192.0.2.2:500"]
+control = "{}"
+rekey_time = 0
+dpd_delay = 0
+retransmit_timeout = 0.5
+
+[[ike.connection]]
+name = "core"
+remote = "192.0.2.1"
+start = true
+auth = "psk"
+local_id = "{PSK_ID_INITIATOR}"
+remote_id = "{PSK_ID_RESPONDER}"
+psk_file = "{}"
+"#,
+            control.display(),
+            psk.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut served = Served::start(&net, &config, &control, &log);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let charon_spis = |c: &Charon| -> Vec<(String, String)> {
+        c.list_sas()
+            .into_iter()
+            .filter(|s| s.state == "ESTABLISHED")
+            .map(|s| (s.spi_i, s.spi_r))
+            .collect()
+    };
+    let same = |served: &Served, c: &Charon| {
+        let l = served.listed();
+        l.len() == 1 && charon_spis(c) == l
+    };
+
+    // Brought up at start.
+    assert!(
+        wait_until(|| same(&served, &charon), WAIT),
+        "not up: {:?} vs {:?}\n{}",
+        served.listed(),
+        charon.list_sas(),
+        log_text()
+    );
+    let first = served.listed()[0].clone();
+    let (ok, out) = served.ike(&["list"]);
+    assert!(
+        ok && out.contains("core: ") && out.contains("psk-responder.example"),
+        "{out}"
+    );
+    assert!(out.contains("aes128-sha256-prfsha256-x25519"), "{out}");
+
+    // Rekey from the CLI.
+    let (ok, out) = served.ike(&["rekey", "core"]);
+    assert!(ok, "{out}");
+    assert!(
+        wait_until(
+            || same(&served, &charon) && served.listed()[0] != first,
+            WAIT
+        ),
+        "rekey: {:?} vs {:?}",
+        served.listed(),
+        charon.list_sas()
+    );
+
+    // Down from the CLI: gone on both, and not brought back.
+    let (ok, out) = served.ike(&["down", "core"]);
+    assert!(ok && out.contains("deleting IKE SA"), "{out}");
+    assert!(
+        wait_until(
+            || charon_spis(&charon).is_empty() && served.listed().is_empty(),
+            WAIT
+        ),
+        "down: {:?} vs {:?}",
+        served.listed(),
+        charon.list_sas()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(served.listed().is_empty());
+
+    // Up from the CLI waits for the SA.
+    let (ok, out) = served.ike(&["up", "core"]);
+    assert!(ok && out.contains("established"), "{out}\n{}", log_text());
+    assert!(wait_until(|| same(&served, &charon), WAIT));
+    let (ok, out) = served.ike(&["up", "nosuch"]);
+    assert!(!ok && out.contains("no connection named"), "{out}");
+
+    // The peer deletes it: the daemon brings it up again (start = true).
+    let before = served.listed()[0].clone();
+    charon.terminate("psk");
+    assert!(
+        wait_until(
+            || same(&served, &charon) && served.listed()[0] != before,
+            WAIT
+        ),
+        "not repaired: {:?} vs {:?}\n{}",
+        served.listed(),
+        charon.list_sas(),
+        log_text()
+    );
+
+    // Stopping the daemon deletes its SA at the peer, and removes the control socket.
+    assert!(served.stop().success(), "{}", log_text());
+    assert!(
+        charon.wait_for(|c| charon_spis(c).is_empty(), WAIT),
+        "stop: charon keeps {:?}",
+        charon.list_sas()
+    );
+    assert!(!control.exists());
+    // The log never carries key material.
+    let text = log_text();
+    for k in charon.keys() {
+        for secret in [&k.sk_d, &k.sk_ei, &k.sk_ai, &k.ippm_secret] {
+            assert!(!secret.is_empty() && !text.contains(secret.as_str()));
+        }
+    }
+    assert!(!text.contains(PSK));
+}
