@@ -12,6 +12,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, watch};
 use zeroize::Zeroizing;
 
+/// Where the daemon puts its [`IkeHandle`] once the IKE service runs, for the O/TWAMP servers
+/// that look up RFC 7717 secrets.
+pub type IkeSlot = Arc<std::sync::OnceLock<IkeHandle>>;
+
 /// Largest IKE datagram accepted (an IKE_AUTH with a certificate chain, unfragmented).
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -139,6 +143,49 @@ impl IkeHandle {
     /// RFC 7717 (server side): the secret of the IKE SA a KeyID names, if it is with `peer`.
     pub fn ippm_secret(&self, spis: Spis, peer: IpAddr) -> Option<Zeroizing<Vec<u8>>> {
         lock(&self.shared).ippm_secret(spis, Some(peer), Instant::now())
+    }
+
+    /// RFC 7717 (server side, by the KeyID alone): the secret of the IKE SA with these SPIs.
+    pub fn ippm_secret_by_spis(&self, spis: Spis) -> Option<Zeroizing<Vec<u8>>> {
+        lock(&self.shared).ippm_secret(spis, None, Instant::now())
+    }
+
+    /// Brings up an IKE SA to `peer` with the connection configured for that address and
+    /// waits (up to `timeout`) until it is established: the newest SA and its secret.
+    pub async fn ippm_secret_initiate(
+        &self,
+        peer: IpAddr,
+        timeout: Duration,
+    ) -> Result<(Spis, Zeroizing<Vec<u8>>), EngineError> {
+        if let Some(found) = self.ippm_secret_for_peer(peer) {
+            return Ok(found);
+        }
+        let name = lock(&self.shared)
+            .config()
+            .connections
+            .iter()
+            .find(|c| c.remote_addr.is_some_and(|a| a.ip() == peer))
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                EngineError::Local(format!("no IKE connection configured for {peer}"))
+            })?;
+        tracing::info!(connection = %name, %peer, "RFC 7717: no IKE SA with the server; initiating one");
+        let spis = self.up(&name)?;
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(found) = self.ippm_secret_for_peer(peer) {
+                return Ok(found);
+            }
+            if !self.list().iter().any(|s| s.spis.i == spis.i) {
+                return Err(EngineError::Local(format!(
+                    "IKE SA with {peer} failed (see the daemon's log)"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(EngineError::Local(format!(
+            "no IKE SA with {peer} after {timeout:?}"
+        )))
     }
 
     /// RFC 7717 (client side): the newest IKE SA with `peer` and its secret.

@@ -3,8 +3,11 @@
 //! `ippm ike list|up|down|rekey` speak it. It never serves a key.
 //!
 //! Requests: `{"cmd":"list"}`, `{"cmd":"up","name":"CONN"}`, `{"cmd":"down","target":T}`,
-//! `{"cmd":"rekey","target":T}` (T: a connection name, a peer address or SPIs). Answers:
-//! `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
+//! `{"cmd":"rekey","target":T}` (T: a connection name, a peer address or SPIs), and for local
+//! `ippm twping/owping`, `{"cmd":"secret","peer":"ADDR","initiate":BOOL}`: the SPIs of the
+//! newest IKE SA with that peer and its RFC 7717 secret `prf(SK_d, "IPPM")` (hex) - the only
+//! secret the socket serves; never SK_d or any other IKE key. Answers: `{"ok":true,...}` or
+//! `{"ok":false,"error":"..."}`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use crate::ike::IkeHandle;
+use ippm_ike::engine::EngineError;
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 4096;
@@ -41,6 +45,50 @@ pub enum Request {
         /// A connection name, a peer address or SPIs.
         target: String,
     },
+    /// RFC 7717, client side: the newest IKE SA with `peer` and its derived secret.
+    Secret {
+        /// The O/TWAMP server's address.
+        peer: std::net::IpAddr,
+        /// With no SA, bring one up (with the connection configured for that address).
+        #[serde(default)]
+        initiate: bool,
+    },
+}
+
+/// An RFC 7717 secret in hex, zeroized on drop, never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretHex(zeroize::Zeroizing<String>);
+
+impl SecretHex {
+    /// The secret's octets (None if the hex is malformed).
+    pub fn octets(&self) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let s = self.0.as_bytes();
+        if s.len() % 2 != 0 {
+            return None;
+        }
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(s.len() / 2));
+        for pair in s.chunks(2) {
+            let hex = std::str::from_utf8(pair).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        }
+        Some(out)
+    }
+
+    fn of(octets: &[u8]) -> Self {
+        let mut s = zeroize::Zeroizing::new(String::with_capacity(octets.len() * 2));
+        for b in octets {
+            s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            s.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+        }
+        Self(s)
+    }
+}
+
+impl std::fmt::Debug for SecretHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretHex([redacted])")
+    }
 }
 
 /// One IKE SA as listed: never keys.
@@ -77,9 +125,12 @@ pub struct Answer {
     /// The SAs (list).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sas: Vec<SaEntry>,
-    /// The SAs acted on (up, down, rekey).
+    /// The SAs acted on (up, down, rekey), or the one whose secret this is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spis: Vec<String>,
+    /// The RFC 7717 secret (secret requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretHex>,
 }
 
 impl Answer {
@@ -89,6 +140,7 @@ impl Answer {
             error: Some(e.to_string()),
             sas: Vec::new(),
             spis: Vec::new(),
+            secret: None,
         }
     }
 
@@ -98,13 +150,32 @@ impl Answer {
             error: None,
             sas: Vec::new(),
             spis: spis.into_iter().map(|s| s.to_string()).collect(),
+            secret: None,
         }
     }
 }
 
+/// How long a secret request waits for an IKE SA it initiates.
+const INITIATE_WAIT: Duration = Duration::from_secs(20);
+
 /// Carries out one request.
-pub fn answer(h: &IkeHandle, req: Request) -> Answer {
+pub async fn answer(h: &IkeHandle, req: Request) -> Answer {
     match req {
+        Request::Secret { peer, initiate } => {
+            let found = if initiate {
+                h.ippm_secret_initiate(peer, INITIATE_WAIT).await
+            } else {
+                h.ippm_secret_for_peer(peer)
+                    .ok_or_else(|| EngineError::Local(format!("no IKE SA with {peer}")))
+            };
+            match found {
+                Ok((spis, secret)) => Answer {
+                    secret: Some(SecretHex::of(&secret)),
+                    ..Answer::spis([spis])
+                },
+                Err(e) => Answer::error(e),
+            }
+        }
         Request::List => Answer {
             ok: true,
             error: None,
@@ -124,6 +195,7 @@ pub fn answer(h: &IkeHandle, req: Request) -> Answer {
                 })
                 .collect(),
             spis: Vec::new(),
+            secret: None,
         },
         Request::Up { name } => match h.up(&name) {
             Ok(s) => Answer::spis([s]),
@@ -202,7 +274,7 @@ async fn conversation(s: UnixStream, h: &IkeHandle) -> std::io::Result<()> {
             return Ok(());
         }
         let a = match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => answer(h, req),
+            Ok(req) => answer(h, req).await,
             Err(e) => Answer::error(format!("bad request: {e}")),
         };
         let mut out = serde_json::to_vec(&a).map_err(std::io::Error::other)?;

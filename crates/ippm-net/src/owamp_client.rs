@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ippm_proto::schedule::{Schedule, Slot};
-use ippm_proto::session::{ClientConfig, ClientEvent, Error, Secret, make_sid};
+use ippm_proto::session::{ClientConfig, ClientEvent, Error, IkeCredential, Secret, make_sid};
 use ippm_proto::time::{bits_to_duration, duration_to_bits};
 use ippm_proto::wire::owamp::{
     DataRecord, FetchSessionRepr, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr,
@@ -31,6 +31,8 @@ pub struct OwpingOptions {
     pub modes: Vec<SecurityMode>,
     /// Identity and passphrase for the protected modes.
     pub identity: Option<(Vec<u8>, Secret)>,
+    /// RFC 7717: an IKE SA's SPIs and derived secret, used when the server offers it.
+    pub ike: Option<IkeCredential>,
     /// Packets per direction.
     pub count: u32,
     /// Gaps between packets.
@@ -101,6 +103,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
         .filter(|m| *m != SecurityMode::Mixed)
         .collect();
     cfg.identity = opts.identity.clone();
+    cfg.ike = opts.ike.clone();
     cfg.max_count = opts.max_count;
     cfg.response_timeout = opts.control_timeout;
     let (mut ctl, local_ctrl) =

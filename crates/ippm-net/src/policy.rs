@@ -25,6 +25,9 @@ pub struct Policy {
     pub default: Option<Limits>,
     /// Limits of unauthenticated (open mode) clients; `None` refuses them.
     pub open: Option<Limits>,
+    /// RFC 7717: the IKE service whose SAs key clients that name them (filled once the
+    /// service runs).
+    pub ike: Option<crate::ike::IkeSlot>,
 }
 
 impl Policy {
@@ -41,6 +44,18 @@ impl Policy {
 impl SecretStore for Policy {
     fn passphrase(&self, identity: &[u8]) -> Option<Secret> {
         self.passphrases.passphrase(identity)
+    }
+
+    fn ike_secret(&self, spi_i: [u8; 8], spi_r: [u8; 8]) -> Option<Secret> {
+        let handle = self.ike.as_ref()?.get()?;
+        let spis = ippm_ike::engine::Spis { i: spi_i, r: spi_r };
+        match handle.ippm_secret_by_spis(spis) {
+            Some(s) => Some(Secret::new(s.to_vec())),
+            None => {
+                tracing::warn!(%spis, "RFC 7717: a client names an IKE SA we do not have (Accept = 6)");
+                None
+            }
+        }
     }
 
     fn permits(&self, identity: Option<&KeyIdentity>, mode: SecurityMode) -> bool {

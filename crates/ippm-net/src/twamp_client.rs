@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ippm_proto::schedule::ExpGenerator;
-use ippm_proto::session::{ClientConfig, ClientEvent, Error, Secret};
+use ippm_proto::session::{ClientConfig, ClientEvent, Error, IkeCredential, Secret};
 use ippm_proto::wire::owamp::TypeP;
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
@@ -40,6 +40,8 @@ pub struct TwpingOptions {
     pub modes: Vec<SecurityMode>,
     /// Identity and passphrase for the protected modes.
     pub identity: Option<(Vec<u8>, Secret)>,
+    /// RFC 7717: an IKE SA's SPIs and derived secret, used when the server offers it.
+    pub ike: Option<IkeCredential>,
     /// Packets to send.
     pub count: u32,
     /// Gaps between packets.
@@ -147,6 +149,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     let mut cfg = ClientConfig::open();
     cfg.modes = opts.modes.clone();
     cfg.identity = opts.identity.clone();
+    cfg.ike = opts.ike.clone();
     cfg.max_count = opts.max_count;
     cfg.response_timeout = opts.control_timeout;
     let mut wanted = Modes::NONE;

@@ -38,6 +38,7 @@ fn options(server: SocketAddr, mode: SecurityMode, interval: Interval) -> Owping
                 Secret::new(b"correct horse battery staple".to_vec()),
             )
         }),
+        ike: None,
         count: 20,
         interval,
         padding: 0,

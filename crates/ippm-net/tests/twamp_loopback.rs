@@ -36,6 +36,7 @@ fn options(server: SocketAddr, mode: SecurityMode) -> TwpingOptions {
                 Secret::new(b"correct horse battery staple".to_vec()),
             )
         }),
+        ike: None,
         count: 20,
         interval: Interval::Fixed(Duration::from_millis(2)),
         padding: None,

@@ -108,7 +108,7 @@ fn remote_addr(s: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, 500))
 }
 
-fn secret_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn secret_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;

@@ -198,14 +198,25 @@ fn dir_out(w: &OneWay, raw: bool) -> DirOut {
 
 pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
     let server = a.t.server(&a.host, 861)?;
-    let modes = a.t.modes()?;
+    let modes = a.t.modes(a.t.ike_required())?;
     if modes == [SecurityMode::Mixed] {
         bail!("OWAMP has no mixed mode (-A M)");
     }
+    let (ike, keeper) = a.t.ike_credential(server.ip()).await?;
+    let modes = if ike.is_some() {
+        a.t.modes(true)?
+    } else {
+        modes
+    };
     let opts = OwpingOptions {
         server,
         modes,
-        identity: a.t.identity()?,
+        identity: if a.t.ike_required() {
+            None
+        } else {
+            a.t.identity()?
+        },
+        ike,
         count: a.t.count,
         interval: a.t.interval()?,
         padding: a.padding,
@@ -218,9 +229,15 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
         to_server: !a.from,
         from_server: !a.to,
     };
-    let r = owping(&opts)
-        .await
-        .with_context(|| format!("owping {server}"))?;
+    let r = owping(&opts).await;
+    keeper.finish().await;
+    let r = r.with_context(|| {
+        if a.t.ike_required() {
+            format!("owping {server} (keyed from an IKE SA: the server must offer RFC 7717)")
+        } else {
+            format!("owping {server}")
+        }
+    })?;
     if a.t.json {
         #[derive(Serialize)]
         struct Out {

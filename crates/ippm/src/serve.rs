@@ -200,7 +200,7 @@ struct Settings {
     listen_defaults: bool,
     options: TwampServerOptions,
     owamp: OwampServerOptions,
-    ike: Option<crate::ike::IkeSettings>,
+    ike: Option<(crate::ike::IkeSettings, ippm_net::ike::IkeSlot)>,
 }
 
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
@@ -213,12 +213,24 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         Some(p) => ippm_net::keyfile::load(p)?,
         None => PassphraseStore::new(),
     };
+    let ike = if file.ike.is_none() && a.ike_listen.is_empty() {
+        None
+    } else {
+        let empty = crate::ike::IkeSection::default();
+        Some(crate::ike::settings(
+            file.ike.as_ref().unwrap_or(&empty),
+            &a.ike_listen,
+            a.ike_control.as_deref(),
+        )?)
+    };
+    // RFC 7717: with IKE, the protected modes can be keyed from IKE SAs alone.
+    let ike_slot: Option<ippm_net::ike::IkeSlot> = ike.as_ref().map(|_| Default::default());
     let letters = a
         .modes
         .clone()
         .or_else(|| file.twamp.modes.clone())
         .unwrap_or_else(|| {
-            if keys_path.is_some() {
+            if keys_path.is_some() || ike.is_some() {
                 "OAEM".into()
             } else {
                 "O".into()
@@ -226,11 +238,18 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         });
     let offered = modes_of(&letters, "modes")?;
     for m in SecurityMode::all() {
-        if offered.contains(m.bit()) && m.needs_secret() && passphrases.is_empty() {
-            bail!("mode {m} needs a key file (--keys FILE, or keys = \"FILE\" in the config)");
+        if offered.contains(m.bit()) && m.needs_secret() && passphrases.is_empty() && ike.is_none()
+        {
+            bail!(
+                "mode {m} needs a key file (--keys FILE, or keys = \"FILE\" in the config) or IKE \
+                 ([ike] or --ike-listen) for RFC 7717 keys"
+            );
         }
     }
     let mut modes = offered;
+    if ike.is_some() {
+        modes |= Modes::TWAMP_IKEV2_DERIVED;
+    }
     if !a.no_extensions && file.twamp.extensions.unwrap_or(true) {
         modes |= Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL
             | Modes::TWAMP_REFLECT_OCTETS
@@ -272,6 +291,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
             max_sessions,
         }),
         open,
+        ike: ike_slot.clone(),
     });
     let count = a.count.or(file.twamp.count).unwrap_or(2048);
     ippm_proto::crypto::check_count(count, u32::MAX).context("PBKDF2 count")?;
@@ -297,6 +317,9 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     // OWAMP: the same modes without mixed and the TWAMP extension bits.
     let mut owamp_control = (*options.control).clone();
     owamp_control.modes = offered & Modes::security_bits(ippm_proto::Protocol::Owamp);
+    if ike.is_some() {
+        owamp_control.modes |= Modes::OWAMP_IKEV2_DERIVED;
+    }
     let mut owamp = OwampServerOptions::new(Arc::new(owamp_control));
     owamp.test_ports = options.test_ports.clone();
     owamp.max_connections = options.max_connections;
@@ -316,18 +339,8 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         listen = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
         owamp_listen = vec!["0.0.0.0:861".parse()?, "[::]:861".parse()?];
     }
-    let ike = if file.ike.is_none() && a.ike_listen.is_empty() {
-        None
-    } else {
-        let empty = crate::ike::IkeSection::default();
-        Some(crate::ike::settings(
-            file.ike.as_ref().unwrap_or(&empty),
-            &a.ike_listen,
-            a.ike_control.as_deref(),
-        )?)
-    };
     Ok(Settings {
-        ike,
+        ike: ike.map(|i| (i, ike_slot.unwrap_or_default())),
         owamp_listen,
         owamp,
         listen,
@@ -343,6 +356,28 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = Arc::new(ippm_net::owamp_server::Store::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    // IKE first: the O/TWAMP servers look RFC 7717 secrets up in it.
+    if let Some((ike, slot)) = s.ike {
+        let (handle, task) = ippm_net::ike::start(ike.options, stop_rx.clone()).await?;
+        let _ = slot.set(handle.clone());
+        for a in handle.local_addrs() {
+            announce(format_args!("listening ike {a}"));
+        }
+        let listener = ippm_net::ike_control::bind(&ike.control).with_context(|| {
+            format!(
+                "cannot create the IKE control socket {}",
+                ike.control.display()
+            )
+        })?;
+        announce(format_args!("ike control {}", ike.control.display()));
+        tasks.push(task);
+        tasks.push(tokio::spawn(ippm_net::ike_control::serve(
+            listener,
+            ike.control,
+            handle,
+            stop_rx.clone(),
+        )));
+    }
     for addr in s.owamp_listen {
         let listener = match bind(addr) {
             Ok(l) => l,
@@ -352,7 +387,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
         };
-        println!("listening owamp {}", listener.local_addr()?);
+        announce(format_args!("listening owamp {}", listener.local_addr()?));
         tasks.push(tokio::spawn(ippm_net::owamp_server::serve(
             listener,
             owamp_opts.clone(),
@@ -370,28 +405,8 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
         };
         // Tests and scripts read the bound port from here.
-        println!("listening twamp {}", listener.local_addr()?);
+        announce(format_args!("listening twamp {}", listener.local_addr()?));
         tasks.push(tokio::spawn(serve(listener, opts.clone(), stop_rx.clone())));
-    }
-    if let Some(ike) = s.ike {
-        let (handle, task) = ippm_net::ike::start(ike.options, stop_rx.clone()).await?;
-        for a in handle.local_addrs() {
-            println!("listening ike {a}");
-        }
-        let listener = ippm_net::ike_control::bind(&ike.control).with_context(|| {
-            format!(
-                "cannot create the IKE control socket {}",
-                ike.control.display()
-            )
-        })?;
-        println!("ike control {}", ike.control.display());
-        tasks.push(task);
-        tasks.push(tokio::spawn(ippm_net::ike_control::serve(
-            listener,
-            ike.control,
-            handle,
-            stop_rx.clone(),
-        )));
     }
     info!(modes = ?opts.control.modes, "ippm serve running");
     wait_for_signal().await;
@@ -401,6 +416,17 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells scripts and tests what the daemon listens on (stdout, one line each). A closed
+/// stdout is no reason for a daemon to stop.
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

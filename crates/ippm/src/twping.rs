@@ -32,10 +32,16 @@ pub(crate) struct TwpingArgs {
 
 pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
     let server = a.t.server(&a.host, 862)?;
+    let (ike, keeper) = a.t.ike_credential(server.ip()).await?;
     let opts = TwpingOptions {
         server,
-        modes: a.t.modes()?,
-        identity: a.t.identity()?,
+        modes: a.t.modes(ike.is_some())?,
+        identity: if a.t.ike_required() {
+            None
+        } else {
+            a.t.identity()?
+        },
+        ike,
         count: a.t.count,
         interval: a.t.interval()?,
         padding: a.padding,
@@ -49,9 +55,15 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         reflect: a.reflect,
         symmetrical: a.symmetrical,
     };
-    let result = twping(&opts)
-        .await
-        .with_context(|| format!("twping {server}"))?;
+    let result = twping(&opts).await;
+    keeper.finish().await;
+    let result = result.with_context(|| {
+        if a.t.ike_required() {
+            format!("twping {server} (keyed from an IKE SA: the server must offer RFC 7717)")
+        } else {
+            format!("twping {server}")
+        }
+    })?;
     let out = report::twoway(&result);
     if a.t.json {
         println!(

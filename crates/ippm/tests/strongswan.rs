@@ -20,6 +20,7 @@ use ippm_ike::proposal::IkeProposal;
 use ippm_net::ike::{IkeHandle, IkeServiceOptions};
 
 mod common;
+use common::IkeDaemon;
 use common::charon::{
     CERT_ID_INITIATOR, CERT_ID_RESPONDER, Charon, CharonConfig, KeyType, NetPair, PSK,
     PSK_ID_INITIATOR, PSK_ID_RESPONDER, Pki, Role, SaKeys, Side, hex, wait_until,
@@ -435,108 +436,6 @@ fn strongswan_ippm_responder_ecdsa() {
     charon_initiates(Auth::Cert, KeyType::Ecdsa);
 }
 
-/// `ippm serve` with an `[ike]` section, in side B, stopped with SIGTERM (by its PID) when
-/// dropped.
-struct Served {
-    child: std::process::Child,
-    control: std::path::PathBuf,
-}
-
-impl Served {
-    fn start(net: &NetPair, config: &Path, control: &Path, log: &Path) -> Self {
-        use std::io::BufRead;
-        let mut child = net
-            .command_b(common::IPPM)
-            .args(["serve", "--twamp-listen", "192.0.2.2:0", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info,ippm_ike=debug")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 {
-                panic!(
-                    "ippm serve ended: {seen}\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            seen.push_str(&line);
-            if line.starts_with("ike control ") {
-                break;
-            }
-        }
-        assert!(seen.contains("listening ike 192.0.2.2:500"), "{seen}");
-        Self {
-            child,
-            control: control.to_owned(),
-        }
-    }
-
-    /// `ippm ike --control SOCK ARGS...`: (success, stdout).
-    fn ike(&self, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(common::IPPM)
-            .arg("ike")
-            .arg("--control")
-            .arg(&self.control)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    }
-
-    /// The established SAs `ippm ike list --json` shows, as (SPIi, SPIr) hex.
-    fn listed(&self) -> Vec<(String, String)> {
-        let (ok, out) = self.ike(&["list", "--json"]);
-        assert!(ok, "{out}");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["sas"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|s| s["state"] == "established")
-                    .map(|s| {
-                        let spis = s["spis"].as_str().unwrap();
-                        let (i, r) = spis.split_once(' ').unwrap();
-                        (
-                            i.trim_end_matches("_i").to_owned(),
-                            r.trim_end_matches("_r").to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn stop(&mut self) -> std::process::ExitStatus {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        }
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// The daemon keeps a configured connection up, and `ippm ike` lists, rekeys, deletes and
 /// brings it up again; a delete by the peer is repaired; stopping the daemon deletes the SA.
 #[test]
@@ -576,7 +475,7 @@ psk_file = "{}"
     )
     .unwrap();
     let log = dir.path().join("serve.log");
-    let mut served = Served::start(&net, &config, &control, &log);
+    let mut served = IkeDaemon::start(&net, Side::B, &config, &control, &log);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     let charon_spis = |c: &Charon| -> Vec<(String, String)> {
         c.list_sas()
@@ -585,7 +484,7 @@ psk_file = "{}"
             .map(|s| (s.spi_i, s.spi_r))
             .collect()
     };
-    let same = |served: &Served, c: &Charon| {
+    let same = |served: &IkeDaemon, c: &Charon| {
         let l = served.listed();
         l.len() == 1 && charon_spis(c) == l
     };

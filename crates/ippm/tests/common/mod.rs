@@ -99,3 +99,114 @@ pub(crate) fn keyfile(dir: &Path) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
+
+/// `ippm serve` with an `[ike]` section, in one side of a [`charon::NetPair`]; killed (by its
+/// PID) when dropped unless stopped first with [`IkeDaemon::stop`] (SIGTERM).
+pub(crate) struct IkeDaemon {
+    child: Child,
+    control: PathBuf,
+}
+
+impl IkeDaemon {
+    /// Starts `ippm serve --config CONFIG` in `side` and waits for its IKE control socket
+    /// (O/TWAMP listen where the file says, else on ports 861 and 862).
+    pub(crate) fn start(
+        net: &charon::NetPair,
+        side: charon::Side,
+        config: &Path,
+        control: &Path,
+        log: &Path,
+    ) -> Self {
+        let mut child = net
+            .command(side, IPPM)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,ippm_ike=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!(
+                    "ippm serve ended: {seen}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            seen.push_str(&line);
+            if line.starts_with("ike control ") {
+                break;
+            }
+        }
+        // Keep reading what it prints later (its O/TWAMP listeners).
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        assert!(seen.contains("listening ike "), "{seen}");
+        Self {
+            child,
+            control: control.to_owned(),
+        }
+    }
+
+    /// `ippm ike --control SOCK ARGS...`: (success, stdout).
+    pub(crate) fn ike(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(IPPM)
+            .arg("ike")
+            .arg("--control")
+            .arg(&self.control)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// The established SAs `ippm ike list --json` shows, as (SPIi, SPIr) hex.
+    pub(crate) fn listed(&self) -> Vec<(String, String)> {
+        let (ok, out) = self.ike(&["list", "--json"]);
+        assert!(ok, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["sas"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|s| s["state"] == "established")
+                    .map(|s| {
+                        let spis = s["spis"].as_str().unwrap();
+                        let (i, r) = spis.split_once(' ').unwrap();
+                        (
+                            i.trim_end_matches("_i").to_owned(),
+                            r.trim_end_matches("_r").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for IkeDaemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
