@@ -718,3 +718,66 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// `--ike inline`: a client with no daemon of its own runs the IKE initiator in-process for
+/// one test, and deletes the SA when it ends.
+#[test]
+fn rfc7717_inline_ike_initiator() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let net = NetPair::new();
+    let b = host(&net, d, Side::B, &config(d, Side::B, None, false, ""));
+    // A's configuration, but no daemon on A.
+    let a_conf = config(d, Side::A, None, false, "");
+    let conf = a_conf.to_str().unwrap();
+    let (o, v) = client(
+        &net,
+        Side::A,
+        &[
+            "twping",
+            "--ike",
+            "inline",
+            "--ike-config",
+            conf,
+            "-A",
+            "E",
+            "-c",
+            "20",
+            "-i",
+            "0.01f",
+            "192.0.2.2",
+        ],
+    );
+    assert_twamp_clean(&o, &v, "encrypted", 20);
+    assert!(
+        text(&o).contains("keyed from an inline IKE SA"),
+        "{}",
+        text(&o)
+    );
+    // The client deleted its SA on the way out.
+    assert!(
+        wait_until(|| b.daemon.listed().is_empty(), WAIT),
+        "{:?}\n{}",
+        b.daemon.listed(),
+        b.log()
+    );
+    let (o, v) = client(
+        &net,
+        Side::A,
+        &[
+            "owping",
+            "--ike",
+            "inline",
+            "--ike-config",
+            conf,
+            "-A",
+            "A",
+            "-c",
+            "20",
+            "-i",
+            "0.01f",
+            "192.0.2.2",
+        ],
+    );
+    assert_owamp_clean(&o, &v, "authenticated", 20);
+}
