@@ -571,3 +571,38 @@ psk_file = "{}"
     }
     assert!(!text.contains(PSK));
 }
+
+/// A peer that proposes a Child SA in IKE_AUTH (charon with `childless = never` and a child
+/// config): the Child SA is refused (NO_PROPOSAL_CHOSEN) and the IKE SA stands on both sides,
+/// with keys both agree on.
+#[test]
+fn strongswan_child_sa_refused_ike_sa_stands() {
+    let net = NetPair::new();
+    let ours = Ours::start(
+        &net,
+        Config {
+            connections: vec![connection(
+                "from-charon",
+                Auth::Psk,
+                None,
+                false,
+                CASES[0].0,
+            )],
+            limits: limits(),
+            ..Config::default()
+        },
+    );
+    let mut cc = CharonConfig::new(None, Role::Initiator);
+    cc.childless = common::charon::Childless::Never;
+    cc.child = true;
+    let charon = Charon::start(&net, Side::A, cc);
+    let out = charon.try_swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+    assert!(out.is_err(), "the Child SA must fail: {out:?}");
+    let log = charon.log_summary();
+    assert!(log.contains("NO_PROPOSAL_CHOSEN"), "{log}");
+    let l = wait_ours(&ours, |l| l.len() == 1, "IKE SA stands");
+    check_agree(&ours, &charon, l[0].spis, "IKE SA with a refused Child SA");
+    let sas = charon.list_sas();
+    assert_eq!(sas.len(), 1, "{sas:?}");
+    assert_eq!(sas[0].state, "ESTABLISHED");
+}

@@ -435,6 +435,9 @@ pub(crate) struct CharonConfig {
     pub(crate) port: u16,
     /// Extra lines in strongswan.conf's `charon { }` section.
     pub(crate) extra_charon: String,
+    /// Give both connections a Child SA `net` (`swanctl --initiate --child net` proposes it
+    /// in IKE_AUTH).
+    pub(crate) child: bool,
 }
 
 impl CharonConfig {
@@ -470,6 +473,7 @@ impl CharonConfig {
             remote_port: 500,
             port: 500,
             extra_charon: String::new(),
+            child: false,
         }
     }
 }
@@ -871,10 +875,16 @@ fn swanctl_conf(side: Side, c: &CharonConfig, swanctl: &Path) -> String {
     proposals = {props}
     childless = {childless}
     mobike = no
-",
+{children}",
         rport = c.remote_port,
         props = c.proposals,
         childless = c.childless.as_str(),
+        children = if c.child {
+            "    children {\n      net {\n        local_ts = dynamic\n        remote_ts = dynamic\n        \
+             esp_proposals = aes128-sha256\n      }\n    }\n"
+        } else {
+            ""
+        },
     );
     let mut conf = format!(
         "# written by ippm's test harness (tests/common/charon.rs)
