@@ -455,6 +455,12 @@ fn id_to_payload(id: &Identity, initiator: bool) -> Payload {
 }
 
 impl Engine {
+    fn connection_of(&self, sa: &IkeSa) -> Result<Connection, Failure> {
+        sa.conn
+            .map(|c| self.config.connections[c].clone())
+            .ok_or_else(|| Failure::Local("no connection".into()))
+    }
+
     /// An engine for `config`, with `rng` as its randomness.
     pub fn new(config: Config, mut rng: Box<dyn Random>) -> Result<Self, RandomError> {
         let mut cookie_secret = Zeroizing::new([0u8; 32]);
@@ -1364,9 +1370,7 @@ impl Engine {
             return self.resend_init(sa, now);
         }
         if let Some(d) = find_notify(p, NotifyType::INVALID_KE_PAYLOAD) {
-            let group = (d.len() == 2)
-                .then(|| DhGroup::from_id(u16::from_be_bytes([d[0], d[1]])))
-                .flatten();
+            let group = wanted_group(d);
             let conn = sa.conn.map(|c| &self.config.connections[c]);
             let ours =
                 conn.is_some_and(|c| group.is_some_and(|g| c.proposals.iter().any(|p| p.dh == g)));
@@ -1443,21 +1447,11 @@ impl Engine {
     }
 
     fn send_auth(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), Reject> {
-        let conn = sa
-            .conn
-            .map(|c| self.config.connections[c].clone())
-            .ok_or_else(|| Reject::Fail(Failure::Local("no connection".into())))?;
-        let crypto = sa
-            .crypto
-            .as_ref()
-            .ok_or_else(|| Reject::Fail(Failure::Local("no keys".into())))?;
-        let octets = auth::signed_octets(
-            crypto.proposal.prf,
-            &sa.own_init,
-            &sa.nr,
-            &crypto.keys.sk_pi,
-            &conn.local_id,
-        );
+        let conn = self.connection_of(sa).map_err(Reject::Fail)?;
+        let octets = sa
+            .signed_octets(true, &conn.local_id)
+            .map_err(Reject::Fail)?;
+        let crypto = sa.crypto().map_err(Reject::Fail)?;
         let mut inner = vec![id_to_payload(&conn.local_id, true)];
         let (method, auth_data) = local_auth(&conn, &octets, crypto, sa.peer_hashes.as_deref())?;
         if let LocalAuth::Cert(cred) = &conn.local_auth {
@@ -1504,10 +1498,7 @@ impl Engine {
             // none); any error here means no IKE SA.
             return Err(Reject::Fail(Failure::PeerError(e)));
         }
-        let conn = sa
-            .conn
-            .map(|c| self.config.connections[c].clone())
-            .ok_or_else(|| Reject::Fail(Failure::Local("no connection".into())))?;
+        let conn = self.connection_of(sa).map_err(Reject::Fail)?;
         let idr = id_payload(p, false)
             .ok_or_else(|| protocol("no IDr"))?
             .map_err(|e| protocol(format!("IDr: {e}")))?;
@@ -1518,18 +1509,15 @@ impl Engine {
                 "responder is {idr}, not {want}"
             ))));
         }
-        let crypto = sa
-            .crypto
-            .as_ref()
-            .ok_or_else(|| Reject::Fail(Failure::Local("no keys".into())))?;
-        let octets = auth::signed_octets(
-            crypto.proposal.prf,
-            &sa.peer_init,
-            &sa.ni,
-            &crypto.keys.sk_pr,
+        let octets = sa.signed_octets(false, &idr).map_err(Reject::Fail)?;
+        verify_peer(
+            &conn,
+            sa.crypto().map_err(Reject::Fail)?,
             &idr,
-        );
-        verify_peer(&conn, crypto, &idr, p, &octets, wall)?;
+            p,
+            &octets,
+            wall,
+        )?;
         sa.peer_id = Some(idr);
         sa.conn_established(now);
         sa.next_request_id = 2;
@@ -1581,10 +1569,7 @@ impl Engine {
         p: &[Payload],
     ) -> Result<bool, Reject> {
         if let Some(d) = find_notify(p, NotifyType::INVALID_KE_PAYLOAD) {
-            let group = (d.len() == 2)
-                .then(|| DhGroup::from_id(u16::from_be_bytes([d[0], d[1]])))
-                .flatten();
-            if let Some(g) = group
+            if let Some(g) = wanted_group(d)
                 && r.retries < MAX_INIT_RETRIES
                 && r.proposals.iter().any(|p| p.dh == g)
             {
@@ -1783,22 +1768,15 @@ impl Engine {
             return fail(self, sa, Failure::NoConnection(idi.to_string()));
         };
         let conn = self.config.connections[idx].clone();
-        let proof = {
-            let Some(crypto) = sa.crypto.as_ref() else {
-                return Err(Reject::Fail(Failure::Local("no keys".into())));
-            };
-            let prf = crypto.proposal.prf;
-            let theirs = auth::signed_octets(prf, &sa.peer_init, &sa.nr, &crypto.keys.sk_pi, &idi);
-            let ours = auth::signed_octets(
-                prf,
-                &sa.own_init,
-                &sa.ni,
-                &crypto.keys.sk_pr,
-                &conn.local_id,
-            );
-            verify_peer(&conn, crypto, &idi, p, &theirs, wall)
-                .and_then(|()| local_auth(&conn, &ours, crypto, sa.peer_hashes.as_deref()))
-        };
+        let proof = (|| {
+            let crypto = sa.crypto().map_err(Reject::Fail)?;
+            let theirs = sa.signed_octets(true, &idi).map_err(Reject::Fail)?;
+            let ours = sa
+                .signed_octets(false, &conn.local_id)
+                .map_err(Reject::Fail)?;
+            verify_peer(&conn, crypto, &idi, p, &theirs, wall)?;
+            local_auth(&conn, &ours, crypto, sa.peer_hashes.as_deref())
+        })();
         let (method, auth_data) = match proof {
             Ok(a) => a,
             Err(Reject::Fail(f)) => return fail(self, sa, f),
@@ -1950,6 +1928,12 @@ impl Engine {
     }
 }
 
+/// The group an INVALID_KE_PAYLOAD notification asks for, if it is one we know.
+fn wanted_group(data: &[u8]) -> Option<DhGroup> {
+    let id: [u8; 2] = data.try_into().ok()?;
+    DhGroup::from_id(u16::from_be_bytes(id))
+}
+
 fn sa_payload_ike(p: &[Payload]) -> Option<&[crate::message::Proposal]> {
     sa_payload(p).filter(|props| props.iter().any(|x| x.protocol == ProtocolId::IKE))
 }
@@ -2053,6 +2037,31 @@ fn verify_peer(
 }
 
 impl IkeSa {
+    fn crypto(&self) -> Result<&Crypto, Failure> {
+        self.crypto
+            .as_ref()
+            .ok_or_else(|| Failure::Local("no keys".into()))
+    }
+
+    /// RFC 7296 §2.15: the octets the initiator's (`by_initiator`) or the responder's AUTH
+    /// covers: its own IKE_SA_INIT message, the other side's nonce, prf(SK_p, ID').
+    fn signed_octets(&self, by_initiator: bool, id: &Identity) -> Result<Vec<u8>, Failure> {
+        let c = self.crypto()?;
+        let (message, nonce, sk_p) = match (by_initiator, self.initiator) {
+            (true, true) => (&self.own_init, &self.nr, &c.keys.sk_pi),
+            (true, false) => (&self.peer_init, &self.nr, &c.keys.sk_pi),
+            (false, true) => (&self.peer_init, &self.ni, &c.keys.sk_pr),
+            (false, false) => (&self.own_init, &self.ni, &c.keys.sk_pr),
+        };
+        Ok(auth::signed_octets(
+            c.proposal.prf,
+            message,
+            nonce,
+            sk_p,
+            id,
+        ))
+    }
+
     fn new(
         spis: Spis,
         initiator: bool,
