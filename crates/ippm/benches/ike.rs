@@ -35,15 +35,12 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use ippm_ike::auth::{Identity, LocalCredential, TrustStore};
-use ippm_ike::config::{Config, Connection, Limits, LocalAuth, Psk, RemoteAuth};
+use ippm_ike::config::{Config, Connection, Limits};
 use ippm_ike::engine::Spis;
 use ippm_ike::proposal::IkeProposal;
-use ippm_net::ike::{IkeHandle, IkeServiceOptions};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -52,10 +49,10 @@ use common::{SENDER_CPU, SERVER_CPU, pin};
 
 #[path = "../tests/common/charon.rs"]
 mod charon;
-use charon::{
-    CERT_ID_INITIATOR, CERT_ID_RESPONDER, Charon, CharonConfig, KeyType, NetPair, PSK,
-    PSK_ID_INITIATOR, PSK_ID_RESPONDER, Pki, Role, Side,
-};
+#[path = "../tests/common/ours.rs"]
+mod ours;
+use charon::{Charon, CharonConfig, KeyType, NetPair, Pki, Role, Side};
+use ours::Ours;
 
 const PROPOSAL: &str = "aes128-sha256-x25519";
 const WAIT: Duration = Duration::from_secs(15);
@@ -116,57 +113,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Established {
     }
 }
 
-/// Our IKE service in one side's namespace, on its own thread (pinned) and runtime.
-struct Ours {
-    handle: IkeHandle,
-    stop: tokio::sync::watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Ours {
-    fn start(net: &NetPair, side: Side, listen: &str, cpu: usize, config: Config) -> Self {
-        let ns = std::fs::File::open(format!("/run/netns/{}", net.ns(side))).unwrap();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let opts = IkeServiceOptions {
-            config,
-            listen: vec![listen.parse().unwrap()],
-            start: Vec::new(),
-            retry: Duration::from_secs(1),
-        };
-        let thread = std::thread::spawn(move || {
-            pin(cpu);
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let (h, task) = ippm_net::ike::start(opts, stop_rx).await.unwrap();
-                tx.send(h).unwrap();
-                task.await.unwrap();
-            });
-        });
-        Self {
-            handle: rx.recv_timeout(WAIT).expect("our IKE service starts"),
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Whether no IKE SA with this initiator SPI is left.
-    fn gone(&self, spi_i: [u8; 8]) -> bool {
-        self.handle.list().iter().all(|s| s.spis.i != spi_i)
-    }
-}
-
-impl Drop for Ours {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Whether no IKE SA with this initiator SPI is left.
+fn gone(ours: &Ours, spi_i: [u8; 8]) -> bool {
+    ours.handle.list().iter().all(|s| s.spis.i != spi_i)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,37 +150,8 @@ fn connection(
     initiator: bool,
     remote: Option<&str>,
 ) -> Connection {
-    let (local, peer) = match (auth, initiator) {
-        (Auth::Psk, true) => (PSK_ID_INITIATOR, PSK_ID_RESPONDER),
-        (Auth::Psk, false) => (PSK_ID_RESPONDER, PSK_ID_INITIATOR),
-        (_, true) => (CERT_ID_INITIATOR, CERT_ID_RESPONDER),
-        (_, false) => (CERT_ID_RESPONDER, CERT_ID_INITIATOR),
-    };
-    let (local_auth, remote_auth) = if auth == Auth::Psk {
-        let k = Psk::new(PSK.as_bytes().to_vec());
-        (LocalAuth::Psk(k.clone()), RemoteAuth::Psk(k))
-    } else {
-        let me = if initiator {
-            &pki.initiator
-        } else {
-            &pki.responder
-        };
-        let cred = LocalCredential::load(&[me.cert.as_path()], &me.key).unwrap();
-        let store = TrustStore::load(&[pki.ca_cert.as_path()]).unwrap();
-        (
-            LocalAuth::Cert(Arc::new(cred)),
-            RemoteAuth::Cert(Arc::new(store)),
-        )
-    };
-    Connection {
-        name: name.into(),
-        local_id: Identity::parse(local).unwrap(),
-        remote_id: Some(Identity::parse(peer).unwrap()),
-        local_auth,
-        remote_auth,
-        remote_addr: remote.map(|r| r.parse().unwrap()),
-        proposals: vec![IkeProposal::parse(PROPOSAL).unwrap()],
-    }
+    let pki = (auth != Auth::Psk).then_some(pki);
+    ours::connection(name, pki, initiator, PROPOSAL, remote)
 }
 
 fn config(connections: Vec<Connection>) -> Config {
@@ -432,7 +352,7 @@ impl Bed {
             &net,
             Side::A,
             OURS_A,
-            SERVER_CPU,
+            || pin(SERVER_CPU),
             config(vec![
                 connection("psk-in", Auth::Psk, &pki, false, None),
                 connection("cert-in", auth, &pki, false, None),
@@ -442,7 +362,7 @@ impl Bed {
             &net,
             Side::B,
             OURS_B,
-            SENDER_CPU,
+            || pin(SENDER_CPU),
             config(vec![
                 connection("psk", Auth::Psk, &pki, true, Some(CHARON_A)),
                 connection("cert", auth, &pki, true, Some(CHARON_A)),
@@ -523,7 +443,7 @@ impl Bed {
         });
         self.ours_b.handle.down(&full).unwrap();
         let end = Instant::now() + WAIT;
-        while !(self.ours_b.gone(spis.i) && (!to_ours || self.ours_a.gone(spis.i))) {
+        while !(gone(&self.ours_b, spis.i) && (!to_ours || gone(&self.ours_a, spis.i))) {
             assert!(Instant::now() < end, "ippm {conn}: delete hangs");
             std::thread::sleep(Duration::from_micros(200));
         }

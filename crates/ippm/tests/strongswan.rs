@@ -10,21 +10,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use ippm_ike::auth::{Identity, LocalCredential, TrustStore};
-use ippm_ike::config::{Config, Connection, Limits, LocalAuth, Psk, RemoteAuth};
+use ippm_ike::config::{Config, Connection, Limits};
 use ippm_ike::engine::{SaInfo as OurSa, Spis};
 use ippm_ike::proposal::IkeProposal;
-use ippm_net::ike::{IkeHandle, IkeServiceOptions};
 
 mod common;
 use common::IkeDaemon;
 use common::charon::{
-    CERT_ID_INITIATOR, CERT_ID_RESPONDER, Charon, CharonConfig, KeyType, NetPair, PSK,
-    PSK_ID_INITIATOR, PSK_ID_RESPONDER, Pki, Role, SaKeys, Side, hex, wait_until,
+    Charon, CharonConfig, KeyType, NetPair, PSK, PSK_ID_INITIATOR, PSK_ID_RESPONDER, Pki, Role,
+    SaKeys, Side, hex, wait_until,
 };
+use common::ours::Ours;
 
 const WAIT: Duration = Duration::from_secs(15);
 const CHARON_ADDR: &str = "192.0.2.1:500";
@@ -40,67 +38,25 @@ const CASES: [(&str, &str); 3] = [
     ("aes256-sha384-modp2048", "aes256-sha384-modp2048"),
 ];
 
-/// Our IKE service, running in side B's namespace on its own thread and runtime.
-struct Ours {
-    handle: IkeHandle,
-    stop: tokio::sync::watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+fn secret(ours: &Ours, spis: Spis) -> String {
+    let s = ours
+        .handle
+        .ippm_secret(spis, CHARON_ADDR.parse::<SocketAddr>().unwrap().ip())
+        .unwrap_or_else(|| panic!("we have no secret for {spis}"));
+    hex(&s)
 }
 
-impl Ours {
-    fn start(net: &NetPair, config: Config) -> Self {
-        let ns = std::fs::File::open(format!("/run/netns/{}", net.ns(Side::B))).unwrap();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let opts = IkeServiceOptions {
-            config,
-            listen: vec![OUR_ADDR.parse().unwrap()],
-            start: Vec::new(),
-            retry: Duration::from_secs(1),
-        };
-        let thread = std::thread::spawn(move || {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let (h, task) = ippm_net::ike::start(opts, stop_rx).await.unwrap();
-                tx.send(h).unwrap();
-                task.await.unwrap();
-            });
-        });
-        Self {
-            handle: rx.recv_timeout(WAIT).expect("our IKE service starts"),
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn established(&self) -> Vec<OurSa> {
-        self.handle
-            .list()
-            .into_iter()
-            .filter(|s| s.state == "established")
-            .collect()
-    }
-
-    fn secret(&self, spis: Spis) -> String {
-        let s = self
-            .handle
-            .ippm_secret(spis, CHARON_ADDR.parse::<SocketAddr>().unwrap().ip())
-            .unwrap_or_else(|| panic!("we have no secret for {spis}"));
-        hex(&s)
-    }
+fn established(ours: &Ours) -> Vec<OurSa> {
+    ours.handle
+        .list()
+        .into_iter()
+        .filter(|s| s.state == "established")
+        .collect()
 }
 
-impl Drop for Ours {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Our service in side B.
+fn start_ours(net: &NetPair, config: Config) -> Ours {
+    Ours::start(net, Side::B, OUR_ADDR, || {}, config)
 }
 
 fn limits() -> Limits {
@@ -127,41 +83,12 @@ fn connection(
     initiator: bool,
     proposal: &str,
 ) -> Connection {
-    let (local, remote) = match (auth, initiator) {
-        (Auth::Psk, true) => (PSK_ID_INITIATOR, PSK_ID_RESPONDER),
-        (Auth::Psk, false) => (PSK_ID_RESPONDER, PSK_ID_INITIATOR),
-        (Auth::Cert, true) => (CERT_ID_INITIATOR, CERT_ID_RESPONDER),
-        (Auth::Cert, false) => (CERT_ID_RESPONDER, CERT_ID_INITIATOR),
+    let pki = if matches!(auth, Auth::Cert) {
+        pki
+    } else {
+        None
     };
-    let (local_auth, remote_auth) = match auth {
-        Auth::Psk => {
-            let k = Psk::new(PSK.as_bytes().to_vec());
-            (LocalAuth::Psk(k.clone()), RemoteAuth::Psk(k))
-        }
-        Auth::Cert => {
-            let pki = pki.expect("a PKI for certificates");
-            let me = if initiator {
-                &pki.initiator
-            } else {
-                &pki.responder
-            };
-            let cred = LocalCredential::load(&[me.cert.as_path()], &me.key).unwrap();
-            let store = TrustStore::load(&[pki.ca_cert.as_path()]).unwrap();
-            (
-                LocalAuth::Cert(Arc::new(cred)),
-                RemoteAuth::Cert(Arc::new(store)),
-            )
-        }
-    };
-    Connection {
-        name: name.into(),
-        local_id: Identity::parse(local).unwrap(),
-        remote_id: Some(Identity::parse(remote).unwrap()),
-        local_auth,
-        remote_auth,
-        remote_addr: Some(CHARON_ADDR.parse().unwrap()),
-        proposals: vec![IkeProposal::parse(proposal).unwrap()],
-    }
+    common::ours::connection(name, pki, initiator, proposal, Some(CHARON_ADDR))
 }
 
 fn spis_hex(s: Spis) -> (String, String) {
@@ -200,7 +127,7 @@ fn check_agree(ours: &Ours, c: &Charon, s: Spis, what: &str) {
     let k = charon_keys(c, s);
     assert!(!k.ippm_secret.is_empty());
     assert_eq!(
-        ours.secret(s),
+        secret(ours, s),
         k.ippm_secret,
         "{what}: RFC 7717 secret of {s}: ni={} nr={} g_ir={} prop={} rekey_of={:?}",
         k.ni,
@@ -212,8 +139,8 @@ fn check_agree(ours: &Ours, c: &Charon, s: Spis, what: &str) {
 }
 
 fn wait_ours(ours: &Ours, pred: impl Fn(&[OurSa]) -> bool, what: &str) -> Vec<OurSa> {
-    let ok = wait_until(|| pred(&ours.established()), WAIT);
-    let now = ours.established();
+    let ok = wait_until(|| pred(&established(ours)), WAIT);
+    let now = established(ours);
     assert!(ok, "{what}: our SAs are {now:?}");
     now
 }
@@ -240,7 +167,7 @@ fn ippm_initiates(auth: Auth, kt: KeyType) {
         .enumerate()
         .map(|(n, c)| connection(&format!("c{n}"), auth, pki.as_ref(), true, c.0))
         .collect();
-    let ours = Ours::start(
+    let ours = start_ours(
         &net,
         Config {
             connections: conns,
@@ -327,7 +254,7 @@ fn charon_initiates(auth: Auth, kt: KeyType) {
     } else {
         "cert"
     };
-    let ours = Ours::start(
+    let ours = start_ours(
         &net,
         Config {
             connections: vec![connection(
@@ -578,7 +505,7 @@ psk_file = "{}"
 #[test]
 fn strongswan_child_sa_refused_ike_sa_stands() {
     let net = NetPair::new();
-    let ours = Ours::start(
+    let ours = start_ours(
         &net,
         Config {
             connections: vec![connection(
