@@ -108,6 +108,11 @@ impl Host {
     }
 }
 
+/// Runs `ippm ARGS` (split at spaces) in side A with `--json`.
+fn ping(net: &NetPair, args: &str) -> (Output, serde_json::Value) {
+    client(net, Side::A, &args.split_whitespace().collect::<Vec<_>>())
+}
+
 /// Runs `ippm ARGS` in `side` with `--json`; the output and the parsed JSON (Null if none).
 fn client(net: &NetPair, side: Side, args: &[&str]) -> (Output, serde_json::Value) {
     let out = net
@@ -359,23 +364,11 @@ fn rfc7717_strongswan_keys_a_twping_to_ippm() {
     let spis = format!("{spi_i}:{spi_r}");
     let sec = secret.to_str().unwrap();
     let run = |spis: &str, mode: &str| {
-        client(
+        ping(
             &net,
-            Side::A,
-            &[
-                "twping",
-                "--ike-spi",
-                spis,
-                "--ike-secret-file",
-                sec,
-                "-A",
-                mode,
-                "-c",
-                "20",
-                "-i",
-                "0.01f",
-                "192.0.2.2",
-            ],
+            &format!(
+                "twping --ike-spi {spis} --ike-secret-file {sec} -A {mode} -c 20 -i 0.01f 192.0.2.2"
+            ),
         )
     };
     let mut said = Vec::new();
@@ -384,23 +377,9 @@ fn rfc7717_strongswan_keys_a_twping_to_ippm() {
         assert_twamp_clean(&o, &v, name, 20);
         said.push(text(&o));
     }
-    let (o, v) = client(
+    let (o, v) = ping(
         &net,
-        Side::A,
-        &[
-            "owping",
-            "--ike-spi",
-            &spis,
-            "--ike-secret-file",
-            sec,
-            "-A",
-            "A",
-            "-c",
-            "20",
-            "-i",
-            "0.01f",
-            "192.0.2.2",
-        ],
+        &format!("owping --ike-spi {spis} --ike-secret-file {sec} -A A -c 20 -i 0.01f 192.0.2.2"),
     );
     assert_owamp_clean(&o, &v, "authenticated", 20);
     said.push(text(&o));
@@ -596,46 +575,14 @@ fn rfc7717_legacy_interop() {
     let ctl = ctl.to_str().unwrap();
     let k = keys.to_str().unwrap();
     // B offers RFC 7717 and passphrases: a client without RFC 7717 uses the passphrase.
-    let (o, v) = client(
+    let (o, v) = ping(
         &net,
-        Side::A,
-        &[
-            "twping",
-            "--ike",
-            "off",
-            "-u",
-            "alice",
-            "-k",
-            k,
-            "-A",
-            "A",
-            "-c",
-            "10",
-            "-i",
-            "0.01f",
-            "192.0.2.2",
-        ],
+        &format!("twping --ike off -u alice -k {k} -A A -c 10 -i 0.01f 192.0.2.2"),
     );
     assert_twamp_clean(&o, &v, "authenticated", 10);
-    let (o, v) = client(
+    let (o, v) = ping(
         &net,
-        Side::A,
-        &[
-            "owping",
-            "--ike",
-            "off",
-            "-u",
-            "alice",
-            "-k",
-            k,
-            "-A",
-            "E",
-            "-c",
-            "10",
-            "-i",
-            "0.01f",
-            "192.0.2.2",
-        ],
+        &format!("owping --ike off -u alice -k {k} -A E -c 10 -i 0.01f 192.0.2.2"),
     );
     assert_owamp_clean(&o, &v, "encrypted", 10);
     drop(b);
@@ -667,42 +614,14 @@ fn rfc7717_legacy_interop() {
             .unwrap();
         assert!(line.starts_with("listening"), "{line}");
     }
-    let (o, v) = client(
+    let (o, v) = ping(
         &net,
-        Side::A,
-        &[
-            "twping",
-            "--ike-control",
-            ctl,
-            "-u",
-            "alice",
-            "-k",
-            k,
-            "-A",
-            "A",
-            "-c",
-            "10",
-            "-i",
-            "0.01f",
-            "192.0.2.2",
-        ],
+        &format!("twping --ike-control {ctl} -u alice -k {k} -A A -c 10 -i 0.01f 192.0.2.2"),
     );
     assert_twamp_clean(&o, &v, "authenticated", 10);
-    let (o, _) = client(
+    let (o, _) = ping(
         &net,
-        Side::A,
-        &[
-            "twping",
-            "--ike",
-            "require",
-            "--ike-control",
-            ctl,
-            "-A",
-            "A",
-            "-c",
-            "10",
-            "192.0.2.2",
-        ],
+        &format!("twping --ike require --ike-control {ctl} -A A -c 10 192.0.2.2"),
     );
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("RFC 7717"), "{}", text(&o));
@@ -730,23 +649,9 @@ fn rfc7717_inline_ike_initiator() {
     // A's configuration, but no daemon on A.
     let a_conf = config(d, Side::A, None, false, "");
     let conf = a_conf.to_str().unwrap();
-    let (o, v) = client(
+    let (o, v) = ping(
         &net,
-        Side::A,
-        &[
-            "twping",
-            "--ike",
-            "inline",
-            "--ike-config",
-            conf,
-            "-A",
-            "E",
-            "-c",
-            "20",
-            "-i",
-            "0.01f",
-            "192.0.2.2",
-        ],
+        &format!("twping --ike inline --ike-config {conf} -A E -c 20 -i 0.01f 192.0.2.2"),
     );
     assert_twamp_clean(&o, &v, "encrypted", 20);
     assert!(
@@ -761,23 +666,9 @@ fn rfc7717_inline_ike_initiator() {
         b.daemon.listed(),
         b.log()
     );
-    let (o, v) = client(
+    let (o, v) = ping(
         &net,
-        Side::A,
-        &[
-            "owping",
-            "--ike",
-            "inline",
-            "--ike-config",
-            conf,
-            "-A",
-            "A",
-            "-c",
-            "20",
-            "-i",
-            "0.01f",
-            "192.0.2.2",
-        ],
+        &format!("owping --ike inline --ike-config {conf} -A A -c 20 -i 0.01f 192.0.2.2"),
     );
     assert_owamp_clean(&o, &v, "authenticated", 20);
 }
