@@ -96,8 +96,8 @@ pub(crate) struct ServeArgs {
     /// Do not advertise the RFC 5938 and RFC 6038 extensions.
     #[arg(long)]
     no_extensions: bool,
-    /// IKEv2 UDP address to listen on (repeatable; overrides [ike] listen). IKE runs when
-    /// this or an [ike] section is given.
+    /// IKEv2 UDP address to listen on (repeatable; overrides `[ike] listen`). IKE runs when
+    /// this or an `[ike]` section is given.
     #[arg(long = "ike-listen", value_name = "ADDR:PORT")]
     ike_listen: Vec<SocketAddr>,
     /// The IKE control socket for `ippm ike` (default /run/ippm/ike.sock).

@@ -67,7 +67,7 @@ pub(crate) struct TestArgs {
     /// The local daemon's IKE control socket.
     #[arg(long, value_name = "PATH", default_value = crate::ike::DEFAULT_CONTROL)]
     ike_control: PathBuf,
-    /// With --ike inline: a TOML file with an [ike] section (as for `ippm serve`) whose
+    /// With --ike inline: a TOML file with an `[ike]` section (as for `ippm serve`) whose
     /// connection to the server's address to use.
     #[arg(long, value_name = "FILE")]
     ike_config: Option<PathBuf>,
