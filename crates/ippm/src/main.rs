@@ -2,6 +2,7 @@
 
 mod ike;
 mod owping;
+mod plot;
 mod report;
 mod serve;
 mod test_args;

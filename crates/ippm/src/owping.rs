@@ -10,6 +10,7 @@ use ippm_proto::{SecurityMode, Timestamp};
 use ippm_stats::oneway::{OneWayReport, Record, one_way};
 use serde::Serialize;
 
+use crate::plot;
 use crate::test_args::TestArgs;
 
 /// Options of `ippm owping`.
@@ -28,6 +29,9 @@ pub(crate) struct OwpingArgs {
     /// Padding octets per packet.
     #[arg(short = 's', default_value_t = 0)]
     padding: u32,
+    /// Also draw the delays (over time, and their distribution) to FILE: .svg or .png.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
 }
 
 fn records(w: &OneWay) -> (Vec<Record>, Timestamp) {
@@ -268,6 +272,13 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
                 text(&format!("from {server}"), w, &report(w), a.t.raw)
             );
         }
+    }
+    if let Some(path) = &a.plot {
+        let mut data = plot::from_owping(&r);
+        for s in &mut data.series {
+            s.label = s.label.replace("server", &server.to_string());
+        }
+        plot::render(&data, path)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Args;
 use ippm_net::twamp_client::{TwpingOptions, twping};
 
-use crate::report;
 use crate::test_args::TestArgs;
+use crate::{plot, report};
 
 /// Options of `ippm twping`.
 #[derive(Debug, Args)]
@@ -28,6 +28,9 @@ pub(crate) struct TwpingArgs {
     /// RFC 6038: use the symmetrical-size sender packet format.
     #[arg(long)]
     symmetrical: bool,
+    /// Also draw the delays (over time, and their distribution) to FILE: .svg or .png.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
@@ -75,6 +78,9 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
             print!("{}", report::raw(&result));
         }
         print!("{}", out.text(&result));
+    }
+    if let Some(path) = &a.plot {
+        plot::render(&plot::from_twping(&result), path)?;
     }
     Ok(ExitCode::SUCCESS)
 }

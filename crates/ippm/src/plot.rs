@@ -1,0 +1,680 @@
+//! Plots of measurement results for operators: delay over time and the delay distribution of
+//! each direction (or the round trip) of a session, as SVG or PNG.
+//!
+//! The picture has the title on top and two panels under it:
+//!
+//! - **delay over time**: one line per series in its own colour, through the delays of the
+//!   packets that arrived (with a dot on each sample when a series has fewer than
+//!   [`MARKERS_BELOW`] of them). Each lost packet is a short vertical tick in the series'
+//!   colour in a band below the delays, one row of ticks per series that lost any.
+//! - **delay distribution**: on the left the empirical CDF of each series (a step function);
+//!   on the right a histogram ([`HISTOGRAM_BINS`] bins, as the fraction of the series'
+//!   samples in each bin, drawn as an outline so that series can overlap).
+//!
+//! **Axis choice.** The delay axes are linear. A log axis would make the usual case (delays
+//! spread over a few per cent of their value) hard to read to save a rare one; instead the
+//! range is robust to outliers: it spans the samples from the 1st to the 99th percentile of
+//! all series together, widened by three times that spread (at least 5% of the delay, at
+//! least 1 µs) on each side, but no further than the smallest and largest sample. Samples
+//! beyond the range are drawn on its edge (so an outlier stays visible as a point on the
+//! top edge) and the time panel's caption says how many there are and where the edge is.
+//! The CDF and the histogram use the same range, so clipped samples show up as a step at
+//! the edge of the CDF and in the edge bin of the histogram.
+//!
+//! **Large series.** Every sample is drawn in the time panel (one polyline per series, so
+//! 100 000 samples render in well under a second); loss ticks are merged to one per pixel
+//! column; a CDF of more than [`CDF_POINTS`] samples is drawn through that many evenly
+//! spaced ranks, which looks the same at this size.
+//!
+//! Text is drawn with DejaVu Sans, embedded in the binary (`assets/DejaVuSans.ttf`, its
+//! licence beside it), so PNGs come out the same on any machine; an SVG names the generic
+//! `sans-serif` family and leaves the font to its viewer.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ippm_net::owamp_client::{OneWay, OwpingResult};
+use ippm_net::twamp_client::{Reply, TwpingResult};
+use ippm_proto::Timestamp;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+/// Width of a plot, in pixels.
+pub(crate) const WIDTH: u32 = 1200;
+/// Height of a plot, in pixels.
+pub(crate) const HEIGHT: u32 = 800;
+/// A series with fewer received samples than this gets a dot on each.
+pub(crate) const MARKERS_BELOW: usize = 100;
+/// A CDF with more samples than this is drawn through this many ranks (plus the last).
+pub(crate) const CDF_POINTS: usize = 2000;
+/// Bins of the histogram.
+pub(crate) const HISTOGRAM_BINS: usize = 40;
+
+/// The colours of the series, in order (then again from the start).
+pub(crate) const PALETTE: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4), // blue
+    RGBColor(0xd6, 0x27, 0x28), // red
+    RGBColor(0x2c, 0xa0, 0x2c), // green
+    RGBColor(0xff, 0x7f, 0x0e), // orange
+    RGBColor(0x94, 0x67, 0xbd), // purple
+    RGBColor(0x8c, 0x56, 0x4b), // brown
+];
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+/// One series: delay samples of one direction (or the round trip) of one session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Series {
+    /// What it is, e.g. "round trip", "to 192.0.2.2", "from 192.0.2.2".
+    pub(crate) label: String,
+    /// (seconds since the start, delay in ms or `None` for a lost packet), in sending
+    /// order. Samples whose time or delay is not a finite number are left out.
+    pub(crate) points: Vec<(f64, Option<f64>)>,
+}
+
+/// What one plot shows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PlotData {
+    /// The title on top.
+    pub(crate) title: String,
+    /// The series, each in its own colour ([`PALETTE`], in order).
+    pub(crate) series: Vec<Series>,
+}
+
+/// Why a plot could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PlotError {
+    /// The file name ends in neither `.svg` nor `.png`.
+    #[error("{}: unknown plot format (the file name must end in .svg or .png)", .0.display())]
+    UnknownFormat(PathBuf),
+    /// The embedded font could not be read.
+    #[error("the embedded plot font could not be loaded")]
+    Font,
+    /// Drawing failed.
+    #[error("drawing the plot: {0}")]
+    Draw(String),
+    /// Encoding the PNG failed.
+    #[error("encoding the PNG: {0}")]
+    Png(#[from] png::EncodingError),
+    /// Writing the file failed.
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> PlotError {
+    PlotError::Draw(e.to_string())
+}
+
+/// Registers the embedded font with plotters, once.
+fn font() -> Result<(), PlotError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    if *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
+        Ok(())
+    } else {
+        Err(PlotError::Font)
+    }
+}
+
+/// The formats [`render`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Svg,
+    Png,
+}
+
+fn format_of(path: &Path) -> Result<Format, PlotError> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("svg") => Ok(Format::Svg),
+        Some("png") => Ok(Format::Png),
+        _ => Err(PlotError::UnknownFormat(path.to_path_buf())),
+    }
+}
+
+/// Renders `data` to `path`, as SVG or PNG by the file's extension (`.svg`, `.png`, any
+/// case; anything else is [`PlotError::UnknownFormat`], checked before drawing).
+pub(crate) fn render(data: &PlotData, path: &Path) -> Result<(), PlotError> {
+    let bytes = match format_of(path)? {
+        Format::Svg => render_svg(data)?.into_bytes(),
+        Format::Png => render_png(data)?,
+    };
+    std::fs::write(path, bytes).map_err(|source| PlotError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Renders `data` as an SVG document of [`WIDTH`] × [`HEIGHT`].
+pub(crate) fn render_svg(data: &PlotData) -> Result<String, PlotError> {
+    font()?;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, data)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(out)
+}
+
+/// Renders `data` as an 8-bit RGB PNG of [`WIDTH`] × [`HEIGHT`].
+pub(crate) fn render_png(data: &PlotData) -> Result<Vec<u8>, PlotError> {
+    font()?;
+    let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, data)?;
+        root.present().map_err(draw_err)?;
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, WIDTH, HEIGHT);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header()?;
+        w.write_image_data(&rgb)?;
+        w.finish()?;
+    }
+    Ok(out)
+}
+
+/// One series made ready to draw.
+struct Prepared<'a> {
+    label: &'a str,
+    colour: RGBColor,
+    /// (time, delay) of the packets that arrived.
+    received: Vec<(f64, f64)>,
+    /// Times of the lost packets.
+    lost: Vec<f64>,
+    /// The delays, ascending.
+    sorted: Vec<f64>,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(i: usize, s: &'a Series) -> Self {
+        let mut received = Vec::new();
+        let mut lost = Vec::new();
+        for &(t, d) in &s.points {
+            match d {
+                _ if !t.is_finite() => {}
+                Some(d) if d.is_finite() => received.push((t, d)),
+                Some(_) => {}
+                None => lost.push(t),
+            }
+        }
+        let mut sorted: Vec<f64> = received.iter().map(|&(_, d)| d).collect();
+        sorted.sort_by(f64::total_cmp);
+        Self {
+            label: &s.label,
+            colour: PALETTE[i % PALETTE.len()],
+            received,
+            lost,
+            sorted,
+        }
+    }
+
+    fn legend(&self) -> String {
+        let n = self.received.len() + self.lost.len();
+        let mut s = format!("{}: {} of {n} arrived", self.label, self.received.len());
+        if let (Some(lo), Some(hi)) = (self.sorted.first(), self.sorted.last()) {
+            let median = self.sorted[self.sorted.len() / 2];
+            let _ = write!(
+                s,
+                ", delay {} / {} / {} ms (min / median / max)",
+                num(*lo),
+                num(median),
+                num(*hi)
+            );
+        }
+        s
+    }
+}
+
+/// A delay in ms with as many digits as make sense.
+fn num(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// The value at fraction `p` of the way through `sorted` (which is not empty).
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The delay range shown, robust to outliers (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DelayRange {
+    lo: f64,
+    hi: f64,
+}
+
+impl DelayRange {
+    /// From all delays together, ascending; `None` when there are none.
+    fn of(sorted: &[f64]) -> Option<Self> {
+        let (&min, &max) = (sorted.first()?, sorted.last()?);
+        let (q01, q99) = (quantile(sorted, 0.01), quantile(sorted, 0.99));
+        let spread = (q99 - q01).max(0.05 * q01.abs().max(q99.abs())).max(0.001);
+        let lo = min.max(q01 - 3.0 * spread);
+        let hi = max.min(q99 + 3.0 * spread);
+        let width = if hi > lo { hi - lo } else { spread };
+        let pad = 0.05 * width;
+        // Keep a non-negative axis non-negative (delays are, clocks allowing).
+        let lo = if lo >= 0.0 {
+            (lo - pad).max(0.0)
+        } else {
+            lo - pad
+        };
+        Some(Self { lo, hi: hi + pad })
+    }
+
+    fn clamp(self, d: f64) -> f64 {
+        d.clamp(self.lo, self.hi)
+    }
+}
+
+/// The time axis: from 0 (or the first sample, if earlier) to the last sample.
+fn time_range(series: &[Prepared<'_>]) -> (f64, f64) {
+    let times = series.iter().flat_map(|s| {
+        s.received
+            .iter()
+            .map(|&(t, _)| t)
+            .chain(s.lost.iter().copied())
+    });
+    let (lo, hi) = times.fold((0.0f64, f64::NEG_INFINITY), |(lo, hi), t| {
+        (lo.min(t), hi.max(t))
+    });
+    if hi > lo { (lo, hi) } else { (lo, lo + 1.0) }
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &PlotData) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(draw_err)?;
+    let body = root.titled(&data.title, (FAMILY, 26)).map_err(draw_err)?;
+    let series: Vec<Prepared<'_>> = data
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Prepared::new(i, s))
+        .collect();
+    let mut all: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.sorted.iter().copied())
+        .collect();
+    all.sort_by(f64::total_cmp);
+    let range = DelayRange::of(&all);
+
+    let (upper, lower) = body.split_vertically(HEIGHT * 55 / 100);
+    let (cdf, histogram) = lower.split_horizontally(WIDTH / 2);
+    time_panel(&upper, &series, range, &all)?;
+    match range {
+        Some(range) => {
+            cdf_panel(&cdf, &series, range)?;
+            histogram_panel(&histogram, &series, range)?;
+        }
+        None => {
+            let msg = if series.iter().any(|s| !s.lost.is_empty()) {
+                "no packet arrived: no delays to show"
+            } else {
+                "no samples"
+            };
+            lower
+                .draw(&Text::new(
+                    msg,
+                    (WIDTH as i32 / 2 - 150, lower.dim_in_pixel().1 as i32 / 2),
+                    (FAMILY, 22),
+                ))
+                .map_err(draw_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn time_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Prepared<'_>],
+    range: Option<DelayRange>,
+    all: &[f64],
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let range = range.unwrap_or(DelayRange { lo: 0.0, hi: 1.0 });
+    let (t0, t1) = time_range(series);
+    // A band below the delays for the loss ticks, one row per series that lost packets.
+    let lossy: Vec<usize> = (0..series.len())
+        .filter(|&i| !series[i].lost.is_empty())
+        .collect();
+    let row = 0.05 * (range.hi - range.lo);
+    let bottom = range.lo - row * lossy.len() as f64;
+
+    let mut caption = String::from("delay over time");
+    let above = all.iter().filter(|&&d| d > range.hi).count();
+    let below = all.iter().filter(|&&d| d < range.lo).count();
+    if above > 0 {
+        let _ = write!(
+            caption,
+            "; {above} above {} ms drawn at the top",
+            num(range.hi)
+        );
+    }
+    if below > 0 {
+        let _ = write!(
+            caption,
+            "; {below} below {} ms drawn at the bottom",
+            num(range.lo)
+        );
+    }
+    if !lossy.is_empty() {
+        caption.push_str("; ticks at the bottom: lost packets");
+    }
+
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FAMILY, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(t0..t1, bottom..range.hi)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the start (s)")
+        .y_desc("delay (ms)")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(draw_err)?;
+
+    for s in series {
+        let colour = s.colour;
+        let points = s.received.iter().map(|&(t, d)| (t, range.clamp(d)));
+        let line = LineSeries::new(points, colour.stroke_width(1)).point_size(
+            if s.received.len() < MARKERS_BELOW {
+                2
+            } else {
+                0
+            },
+        );
+        chart
+            .draw_series(line)
+            .map_err(draw_err)?
+            .label(s.legend())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3)));
+    }
+
+    // One tick per pixel column with a loss, per series.
+    let plot_width = f64::from(chart.plotting_area().dim_in_pixel().0.max(1));
+    for (row_index, &i) in lossy.iter().enumerate() {
+        let s = &series[i];
+        let y0 = range.lo - row * (row_index as f64 + 0.9);
+        let y1 = range.lo - row * (row_index as f64 + 0.1);
+        let mut columns: Vec<i64> = s
+            .lost
+            .iter()
+            .map(|&t| ((t - t0) / (t1 - t0) * plot_width).round() as i64)
+            .collect();
+        columns.sort_unstable();
+        columns.dedup();
+        let colour = s.colour;
+        chart
+            .draw_series(columns.into_iter().map(|c| {
+                let t = t0 + c as f64 / plot_width * (t1 - t0);
+                PathElement::new([(t, y0), (t, y1)], colour.stroke_width(1))
+            }))
+            .map_err(draw_err)?;
+    }
+
+    if !series.is_empty() {
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, 14))
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// The points of the step function that is the empirical CDF of `sorted` (not empty),
+/// clamped to `range`.
+fn cdf_points(sorted: &[f64], range: DelayRange) -> Vec<(f64, f64)> {
+    let n = sorted.len();
+    let nf = n as f64;
+    if n <= CDF_POINTS {
+        sorted
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &d)| {
+                let x = range.clamp(d);
+                [(x, i as f64 / nf), (x, (i + 1) as f64 / nf)]
+            })
+            .collect()
+    } else {
+        (0..=CDF_POINTS)
+            .map(|k| {
+                let r = k * (n - 1) / CDF_POINTS;
+                (range.clamp(sorted[r]), (r + 1) as f64 / nf)
+            })
+            .collect()
+    }
+}
+
+fn cdf_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Prepared<'_>],
+    range: DelayRange,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption("delay distribution (CDF)", (FAMILY, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(range.lo..range.hi, 0.0..1.0)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("delay (ms)")
+        .y_desc("fraction of arrived packets")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(draw_err)?;
+    for s in series.iter().filter(|s| !s.sorted.is_empty()) {
+        chart
+            .draw_series(LineSeries::new(
+                cdf_points(&s.sorted, range),
+                s.colour.stroke_width(2),
+            ))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// The fraction of `sorted` (not empty) in each of [`HISTOGRAM_BINS`] equal bins over `range`
+/// (values beyond it count in the edge bins).
+fn histogram(sorted: &[f64], range: DelayRange) -> Vec<f64> {
+    let mut bins = vec![0usize; HISTOGRAM_BINS];
+    let width = (range.hi - range.lo) / HISTOGRAM_BINS as f64;
+    for &d in sorted {
+        let b = ((range.clamp(d) - range.lo) / width).floor() as usize;
+        bins[b.min(HISTOGRAM_BINS - 1)] += 1;
+    }
+    let n = sorted.len() as f64;
+    bins.into_iter().map(|c| c as f64 / n).collect()
+}
+
+fn histogram_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Prepared<'_>],
+    range: DelayRange,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let hists: Vec<(RGBColor, Vec<f64>)> = series
+        .iter()
+        .filter(|s| !s.sorted.is_empty())
+        .map(|s| (s.colour, histogram(&s.sorted, range)))
+        .collect();
+    let top = hists
+        .iter()
+        .flat_map(|(_, h)| h.iter().copied())
+        .fold(0.0f64, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption("delay distribution (histogram)", (FAMILY, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(range.lo..range.hi, 0.0..top.max(0.01))
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("delay (ms)")
+        .y_desc("fraction per bin")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(draw_err)?;
+    let width = (range.hi - range.lo) / HISTOGRAM_BINS as f64;
+    for (colour, h) in hists {
+        let mut outline = Vec::with_capacity(2 * HISTOGRAM_BINS + 2);
+        outline.push((range.lo, 0.0));
+        for (b, &f) in h.iter().enumerate() {
+            outline.push((range.lo + b as f64 * width, f));
+            outline.push((range.lo + (b + 1) as f64 * width, f));
+        }
+        outline.push((range.hi, 0.0));
+        chart
+            .draw_series(LineSeries::new(outline, colour.stroke_width(2)))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// Seconds from `base` to `t`.
+fn secs(t: Timestamp, base: Timestamp) -> f64 {
+    t.nanos_since(base) as f64 / 1e9
+}
+
+/// Milliseconds from `from` to `to`.
+fn millis(from: Timestamp, to: Timestamp) -> f64 {
+    to.nanos_since(from) as f64 / 1e6
+}
+
+/// The series of a twping run: the round trip, (T4 - T1) - (T3 - T2), of every packet sent
+/// (`None` for one without a reply; of duplicates the first reply counts), at T1 since the
+/// first packet. When every reply says all three clocks are synchronized, also the one-way
+/// delays "to" (T2 - T1) and "from" (T4 - T3) the reflector.
+pub(crate) fn from_twping(r: &TwpingResult) -> PlotData {
+    let mut first: HashMap<u32, &Reply> = HashMap::with_capacity(r.replies.len());
+    for p in &r.replies {
+        first.entry(p.reflector.sender_seq).or_insert(p);
+    }
+    let base = r.sent.first().map_or(Timestamp::ZERO, |s| s.time);
+    let one_way = !first.is_empty()
+        && first.values().all(|p| {
+            p.recv_error.synchronized()
+                && p.reflector.error_estimate.synchronized()
+                && p.reflector.sender_error_estimate.synchronized()
+        });
+    let mut round = Vec::with_capacity(r.sent.len());
+    let (mut to, mut from) = (Vec::new(), Vec::new());
+    for s in &r.sent {
+        let t = secs(s.time, base);
+        let reply = first.get(&s.seq);
+        round.push((
+            t,
+            reply.map(|p| {
+                let f = &p.reflector;
+                millis(f.sender_timestamp, p.recv_time) - millis(f.receive_timestamp, f.timestamp)
+            }),
+        ));
+        if one_way {
+            to.push((
+                t,
+                reply.map(|p| millis(p.reflector.sender_timestamp, p.reflector.receive_timestamp)),
+            ));
+            from.push((t, reply.map(|p| millis(p.reflector.timestamp, p.recv_time))));
+        }
+    }
+    let peer = r.reflector;
+    let mut series = vec![Series {
+        label: "round trip".into(),
+        points: round,
+    }];
+    if one_way {
+        series.push(Series {
+            label: format!("to {}", peer.ip()),
+            points: to,
+        });
+        series.push(Series {
+            label: format!("from {}", peer.ip()),
+            points: from,
+        });
+    }
+    PlotData {
+        title: format!("TWAMP delay, {} (reflector {peer})", r.mode),
+        series,
+    }
+}
+
+/// One direction of an owping run: recv - send of each record by sequence number (`None`
+/// for a lost packet; of duplicates the first record counts), at its send time since the
+/// direction's first packet.
+fn one_way_series(label: &str, w: &OneWay) -> Series {
+    let mut records: Vec<_> = w.records.iter().collect();
+    records.sort_by_key(|r| r.seq);
+    records.dedup_by_key(|r| r.seq);
+    let base = records
+        .iter()
+        .map(|r| r.send_time)
+        .min()
+        .unwrap_or(Timestamp::ZERO);
+    Series {
+        label: label.into(),
+        points: records
+            .iter()
+            .map(|r| {
+                (
+                    secs(r.send_time, base),
+                    (!r.is_lost()).then(|| millis(r.send_time, r.recv_time)),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The series of an owping run: "to server" and "from server", for the directions measured
+/// (the caller may put the server's name in the labels).
+pub(crate) fn from_owping(r: &OwpingResult) -> PlotData {
+    let series = [("to server", &r.to_server), ("from server", &r.from_server)]
+        .into_iter()
+        .filter_map(|(label, w)| w.as_ref().map(|w| one_way_series(label, w)))
+        .collect();
+    PlotData {
+        title: format!("OWAMP one-way delay, {}", r.mode),
+        series,
+    }
+}
