@@ -33,6 +33,9 @@ pub struct OwpingOptions {
     pub identity: Option<(Vec<u8>, Secret)>,
     /// RFC 7717: an IKE SA's SPIs and derived secret, used when the server offers it.
     pub ike: Option<IkeCredential>,
+    /// Where to report the packets received from the server as they arrive (the records of
+    /// the other direction come with Fetch-Session at the end).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<DataRecord>>,
     /// Packets per direction.
     pub count: u32,
     /// Gaps between packets.
@@ -265,14 +268,18 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
                     if records.len() % 64 == 0 {
                         cs = ClockState::read();
                     }
-                    records.push(DataRecord {
+                    let record = DataRecord {
                         seq: p.seq,
                         send_error: p.error_estimate,
                         recv_error: cs.error_estimate(),
                         send_time: p.timestamp,
                         recv_time,
                         ttl: m.ttl.unwrap_or(255),
-                    });
+                    };
+                    if let Some(tx) = &opts.progress {
+                        let _ = tx.send(record);
+                    }
+                    records.push(record);
                     seen.insert(p.seq);
                     if seen.len() >= opts.count as usize && to_sid.is_none() {
                         return records;

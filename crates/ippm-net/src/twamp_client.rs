@@ -66,6 +66,24 @@ pub struct TwpingOptions {
     pub reflect: Option<u16>,
     /// RFC 6038 symmetrical size sender packet format.
     pub symmetrical: bool,
+    /// Where to report the session as it runs (packets sent and replies, as they happen).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+}
+
+/// What a running test reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The test session is accepted and about to start.
+    Started {
+        /// Its SID.
+        sid: [u8; 16],
+        /// The mode in use.
+        mode: SecurityMode,
+    },
+    /// A test packet left.
+    Sent(Sent),
+    /// A TWAMP reply arrived.
+    Reply(Reply),
 }
 
 /// One test packet sent.
@@ -263,6 +281,9 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     }
     let setup_time = t0.elapsed();
     debug!(%reflector, sid = %crate::twamp_server::hex(&sid), ?setup_time, "test session started");
+    if let Some(p) = &opts.progress {
+        let _ = p.send(Progress::Started { sid, mode });
+    }
 
     let shape = Shape {
         layout,
@@ -376,11 +397,15 @@ async fn run_test(
             if let Err(e) = socket.send_to(&wire, reflector).await {
                 debug!(error = %e, seq, "send failed");
             }
-            sent.push(Sent {
+            let s = Sent {
                 seq: seq as u32,
                 time,
                 error,
-            });
+            };
+            if let Some(p) = &opts.progress {
+                let _ = p.send(Progress::Sent(s));
+            }
+            sent.push(s);
         }
         let _ = done_tx.send(Some(tokio::time::Instant::now()));
     };
@@ -416,7 +441,11 @@ async fn run_test(
                     if replies.len() % 64 == 0 {
                         clock_state = ClockState::read();
                     }
-                    replies.push(Reply { reflector: r, recv_time, recv_error: clock_state.error_estimate(), ttl: m.ttl });
+                    let reply = Reply { reflector: r, recv_time, recv_error: clock_state.error_estimate(), ttl: m.ttl };
+                    if let Some(p) = &opts.progress {
+                        let _ = p.send(Progress::Reply(reply));
+                    }
+                    replies.push(reply);
                     unique.insert(r.sender_seq);
                     if unique.len() >= count && done_rx.borrow().is_some() {
                         return;

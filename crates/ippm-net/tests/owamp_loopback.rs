@@ -39,6 +39,7 @@ fn options(server: SocketAddr, mode: SecurityMode, interval: Interval) -> Owping
             )
         }),
         ike: None,
+        progress: None,
         count: 20,
         interval,
         padding: 0,

@@ -37,6 +37,7 @@ fn options(server: SocketAddr, mode: SecurityMode) -> TwpingOptions {
             )
         }),
         ike: None,
+        progress: None,
         count: 20,
         interval: Interval::Fixed(Duration::from_millis(2)),
         padding: None,

@@ -68,6 +68,7 @@ fn options(server: SocketAddr, rate: u64, n: u64, both: bool) -> OwpingOptions {
         modes: vec![SecurityMode::Authenticated],
         identity: Some((b"bench".to_vec(), Secret::new(b"bench secret".to_vec()))),
         ike: None,
+        progress: None,
         count: n as u32,
         interval: Interval::Fixed(Duration::from_nanos(1_000_000_000 / rate)),
         padding: 0,

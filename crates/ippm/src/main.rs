@@ -1,9 +1,12 @@
 //! `ippm`: OWAMP and TWAMP measurement with keys from IKEv2.
 
 mod ike;
+mod measure;
 mod owping;
 mod plot;
+mod progress;
 mod report;
+mod results;
 mod serve;
 mod test_args;
 mod twping;
@@ -33,6 +36,20 @@ enum Command {
     Owping(owping::OwpingArgs),
     /// Inspect and steer the daemon's IKE SAs (list, up, down, rekey).
     Ike(ike::IkeArgs),
+    /// List and export what the daemon's continuous measurements archived.
+    Results(results::ResultsArgs),
+    /// Plot an archived session: delay over time and its distribution (SVG or PNG).
+    Report(results::ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ippm.1, ippm-serve.1, ...) into a directory.
+    Man {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +65,21 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Results(a) => return results::run(a),
+        Command::Report(a) => return results::report(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ippm", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -57,6 +89,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Twping(a) => twping::run(a).await,
             Command::Owping(a) => owping::run(a).await,
             Command::Ike(a) => ike::run(a).await,
+            Command::Results(_)
+            | Command::Report(_)
+            | Command::Completions { .. }
+            | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         }
     })
 }

@@ -56,7 +56,7 @@ fn records(w: &OneWay) -> (Vec<Record>, Timestamp) {
     (recs, base)
 }
 
-fn report(w: &OneWay) -> OneWayReport {
+pub(crate) fn report(w: &OneWay) -> OneWayReport {
     let skips: Vec<(u32, u32)> = w.skip_ranges.iter().map(|s| (s.first, s.last)).collect();
     one_way(w.next_seqno, &skips, &records(w).0)
 }
@@ -212,6 +212,23 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
     } else {
         modes
     };
+    let (progress, status) = if crate::progress::wanted() && !a.t.json && !a.to {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let total = u64::from(a.t.count);
+        let status = tokio::spawn(crate::progress::show(
+            rx,
+            total,
+            "delay from the server",
+            |r: &ippm_proto::wire::owamp::DataRecord| {
+                Some(crate::progress::Tick::Received(
+                    r.recv_time.nanos_since(r.send_time) as f64 / 1e6,
+                ))
+            },
+        ));
+        (Some(tx), Some(status))
+    } else {
+        (None, None)
+    };
     let opts = OwpingOptions {
         server,
         modes,
@@ -221,6 +238,7 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
             a.t.identity()?
         },
         ike,
+        progress,
         count: a.t.count,
         interval: a.t.interval()?,
         padding: a.padding,
@@ -234,6 +252,10 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
         from_server: !a.to,
     };
     let r = owping(&opts).await;
+    drop(opts);
+    if let Some(s) = status {
+        let _ = s.await;
+    }
     keeper.finish().await;
     let r = r.with_context(|| {
         if a.t.ike_required() {

@@ -102,6 +102,11 @@ fn hops(v: &[u8]) -> String {
 }
 
 impl TwoWay {
+    /// The statistics.
+    pub(crate) fn report(&self) -> &TwoWayReport {
+        &self.report
+    }
+
     pub(crate) fn text(&self, r: &TwpingResult) -> String {
         let x = &self.report;
         let mut s = String::new();

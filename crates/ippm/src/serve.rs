@@ -103,6 +103,13 @@ pub(crate) struct ServeArgs {
     /// The IKE control socket for `ippm ike` (default /run/ippm/ike.sock).
     #[arg(long = "ike-control", value_name = "PATH")]
     ike_control: Option<PathBuf>,
+    /// After binding every socket (ports below 1024 need root), run as this user (and its
+    /// groups); the archive directory must be writable by it.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` (overrides `[metrics] listen`).
+    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +126,10 @@ struct ConfigFile {
     #[serde(default)]
     identity: Vec<IdentitySection>,
     ike: Option<crate::ike::IkeSection>,
+    archive: Option<crate::measure::ArchiveSection>,
+    metrics: Option<crate::measure::MetricsSection>,
+    #[serde(default)]
+    measure: Vec<crate::measure::MeasureSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +212,10 @@ struct Settings {
     options: TwampServerOptions,
     owamp: OwampServerOptions,
     ike: Option<(crate::ike::IkeSettings, ippm_net::ike::IkeSlot)>,
+    /// The archive's file and how long per-packet records stay.
+    archive: Option<(PathBuf, Option<Duration>)>,
+    metrics: Option<SocketAddr>,
+    measure: Vec<crate::measure::Spec>,
 }
 
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
@@ -339,7 +354,34 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         listen = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
         owamp_listen = vec!["0.0.0.0:861".parse()?, "[::]:861".parse()?];
     }
+    let measure = file
+        .measure
+        .iter()
+        .enumerate()
+        .map(|(n, m)| crate::measure::Spec::parse(m, n, &policy.passphrases))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let archive = match (&file.archive, measure.is_empty()) {
+        (None, true) => None,
+        (a, _) => {
+            let a = a.as_ref();
+            let keep = a.and_then(|a| a.keep_records_days).unwrap_or(7.0);
+            if !(0.0..=36_500.0).contains(&keep) {
+                bail!("config: [archive] keep_records_days = {keep}: between 0 and 36500");
+            }
+            Some((
+                a.and_then(|a| a.path.clone())
+                    .unwrap_or_else(|| crate::results::DEFAULT_ARCHIVE.into()),
+                (keep > 0.0).then(|| Duration::from_secs_f64(keep * 86_400.0)),
+            ))
+        }
+    };
+    let metrics = a
+        .metrics_listen
+        .or_else(|| file.metrics.as_ref().and_then(|m| m.listen));
     Ok(Settings {
+        archive,
+        metrics,
+        measure,
         ike: ike.map(|i| (i, ike_slot.unwrap_or_default())),
         owamp_listen,
         owamp,
@@ -351,6 +393,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
 
 pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let s = settings(&a)?;
+    let a_user = a.user.clone();
     let opts = Arc::new(s.options);
     let owamp_opts = Arc::new(s.owamp);
     let store = Arc::new(ippm_net::owamp_server::Store::default());
@@ -375,6 +418,20 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             listener,
             ike.control,
             handle,
+            stop_rx.clone(),
+        )));
+    }
+    let metrics = ippm_net::metrics::Metrics::new();
+    let ike_handle = ike_handle_of(&opts);
+    if let Some(addr) = s.metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        announce(format_args!("metrics http://{}/metrics", l.local_addr()?));
+        tasks.push(tokio::spawn(ippm_net::metrics::serve(
+            l,
+            metrics.clone(),
+            ike_handle.clone(),
             stop_rx.clone(),
         )));
     }
@@ -408,6 +465,32 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         announce(format_args!("listening twamp {}", listener.local_addr()?));
         tasks.push(tokio::spawn(serve(listener, opts.clone(), stop_rx.clone())));
     }
+    if let Some(user) = &a_user {
+        drop_privileges(user)?;
+    }
+    // The archive after the drop, so that its files belong to the user that writes them.
+    if let Some((path, keep)) = s.archive {
+        let archive = Arc::new(
+            ippm_archive::Archive::open(&path)
+                .with_context(|| format!("cannot open the archive {}", path.display()))?,
+        );
+        let n = archive.mark_interrupted(crate::results::now_ns())?;
+        if n > 0 {
+            tracing::warn!(sessions = n, "sessions left running by the last daemon marked interrupted");
+        }
+        announce(format_args!("archive {}", path.display()));
+        if let Some(keep) = keep {
+            tasks.push(tokio::spawn(prune(archive.clone(), keep, stop_rx.clone())));
+        }
+        let sinks = crate::measure::Sinks {
+            archive,
+            metrics: metrics.clone(),
+            ike: ike_handle.clone(),
+        };
+        for spec in s.measure {
+            tasks.push(tokio::spawn(crate::measure::run(spec, sinks.clone(), stop_rx.clone())));
+        }
+    }
     info!(modes = ?opts.control.modes, "ippm serve running");
     wait_for_signal().await;
     info!("shutting down");
@@ -416,6 +499,54 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Becomes `name` (its uid, gid and supplementary groups) for good.
+fn drop_privileges(name: &str) -> anyhow::Result<()> {
+    use nix::unistd::{Uid, User, initgroups, setgid, setuid};
+    let u = User::from_name(name)
+        .with_context(|| format!("--user {name}"))?
+        .with_context(|| format!("--user {name}: no such user"))?;
+    let cname = std::ffi::CString::new(name).context("--user: a NUL in the name")?;
+    initgroups(&cname, u.gid).context("initgroups")?;
+    setgid(u.gid).context("setgid")?;
+    setuid(u.uid).context("setuid")?;
+    if setuid(Uid::from_raw(0)).is_ok() && u.uid.as_raw() != 0 {
+        bail!("could regain root after dropping to {name}");
+    }
+    info!(user = name, uid = u.uid.as_raw(), "privileges dropped");
+    Ok(())
+}
+
+/// The IKE service's handle, once it runs (from the policy's slot).
+fn ike_handle_of(opts: &TwampServerOptions) -> Option<ippm_net::ike::IkeHandle> {
+    opts.policy
+        .as_ref()
+        .and_then(|p| p.ike.as_ref())
+        .and_then(|slot| slot.get().cloned())
+}
+
+/// Deletes per-packet records older than `keep`, hourly.
+async fn prune(
+    archive: Arc<ippm_archive::Archive>,
+    keep: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let a = archive.clone();
+                let before = crate::results::now_ns() - i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX);
+                match tokio::task::spawn_blocking(move || a.prune_records(before)).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(records = n, "archive: old per-packet records pruned"),
+                    Ok(Err(e)) => tracing::error!("archive prune: {e}"),
+                    _ => {}
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Tells scripts and tests what the daemon listens on (stdout, one line each). A closed

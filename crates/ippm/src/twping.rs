@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ippm_net::twamp_client::{TwpingOptions, twping};
+use ippm_net::twamp_client::{Progress, TwpingOptions, twping};
 
 use crate::test_args::TestArgs;
 use crate::{plot, report};
@@ -36,6 +36,24 @@ pub(crate) struct TwpingArgs {
 pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
     let server = a.t.server(&a.host, 862)?;
     let (ike, keeper) = a.t.ike_credential(server.ip()).await?;
+    let (progress, status) = if crate::progress::wanted() && !a.t.json {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let status = tokio::spawn(crate::progress::show(rx, u64::from(a.t.count), "RTT", |p| {
+            match p {
+                Progress::Sent(_) => Some(crate::progress::Tick::Sent),
+                Progress::Reply(r) => {
+                    let f = &r.reflector;
+                    let rtt = r.recv_time.nanos_since(f.sender_timestamp)
+                        - f.timestamp.nanos_since(f.receive_timestamp);
+                    Some(crate::progress::Tick::Received(rtt as f64 / 1e6))
+                }
+                Progress::Started { .. } => None,
+            }
+        }));
+        (Some(tx), Some(status))
+    } else {
+        (None, None)
+    };
     let opts = TwpingOptions {
         server,
         modes: a.t.modes(ike.is_some())?,
@@ -45,6 +63,7 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
             a.t.identity()?
         },
         ike,
+        progress,
         count: a.t.count,
         interval: a.t.interval()?,
         padding: a.padding,
@@ -59,6 +78,10 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         symmetrical: a.symmetrical,
     };
     let result = twping(&opts).await;
+    drop(opts);
+    if let Some(s) = status {
+        let _ = s.await;
+    }
     keeper.finish().await;
     let result = result.with_context(|| {
         if a.t.ike_required() {

@@ -1,0 +1,257 @@
+//! Continuous measurement: `ippm serve` with `[[measure]]` entries runs back-to-back TWAMP and
+//! OWAMP sessions against two other daemons on loopback for over a minute, with results in the
+//! archive while sessions run; SIGKILLed mid-session and restarted, it keeps every completed
+//! session intact and marks the interrupted ones. `ippm results` and `ippm report` read the
+//! archive.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{Daemon, IPPM};
+
+/// Packets per session (20/s for 5 s).
+const COUNT: u64 = 100;
+
+struct Measuring {
+    child: Child,
+    metrics: String,
+}
+
+/// Starts `ippm serve --config CONFIG` and waits until it announces its archive.
+fn start(config: &Path, log: &Path) -> Measuring {
+    let mut child = Command::new(IPPM)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut metrics = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "ippm serve ended:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        if let Some(m) = line.trim().strip_prefix("metrics ") {
+            metrics = m.to_owned();
+        }
+        if line.starts_with("archive ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Measuring { child, metrics }
+}
+
+impl Drop for Measuring {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn results(archive: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(IPPM)
+        .arg("results")
+        .arg("--archive")
+        .arg(archive)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sessions(archive: &Path) -> Vec<serde_json::Value> {
+    results(archive, &["list", "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A GET of `url` (http://host:port/path) over a plain TCP connection: the body.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+#[test]
+fn continuous_measurement_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let twamp = Daemon::start("127.0.0.1:0", &[], None);
+    let owamp = Daemon::start_owamp("127.0.0.1:0", &[]);
+    let archive = d.join("archive.db");
+    let config = d.join("ippm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[twamp]
+listen = ["127.0.0.1:0"]
+[owamp]
+listen = ["127.0.0.1:0"]
+[archive]
+path = "{}"
+[metrics]
+listen = "127.0.0.1:0"
+
+[[measure]]
+peer = "{}"
+protocol = "twamp"
+rate = 20
+schedule = "fixed"
+session = 5
+loss_timeout = 1
+
+[[measure]]
+peer = "{}"
+protocol = "owamp"
+rate = 20
+session = 5
+loss_timeout = 1
+"#,
+            archive.display(),
+            twamp.addr,
+            owamp.addr
+        ),
+    )
+    .unwrap();
+    let log = d.join("serve.log");
+    let t0 = Instant::now();
+    let mut a = start(&config, &log);
+
+    // Results appear while a session runs: packets and a running summary.
+    let mut seen_running = false;
+    while t0.elapsed() < Duration::from_secs(20) && !seen_running {
+        std::thread::sleep(Duration::from_millis(500));
+        if archive.exists() {
+            seen_running = sessions(&archive).iter().any(|s| {
+                s["status"] == "running"
+                    && s["protocol"] == "twamp"
+                    && s["records"].as_u64().unwrap_or(0) > 0
+                    && s["summary"]["loss"]["sent"].as_u64().unwrap_or(0) > 0
+            });
+        }
+    }
+    assert!(seen_running, "no running session with records: {:?}", sessions(&archive));
+
+    // Prometheus sees the sessions.
+    let body = http_get(&a.metrics);
+    assert!(body.contains("ippm_sessions_total"), "{body}");
+
+    // Over a minute of back-to-back sessions, then SIGKILL in the middle of one.
+    while t0.elapsed() < Duration::from_secs(62) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    loop {
+        let running = sessions(&archive)
+            .iter()
+            .any(|s| s["status"] == "running" && s["records"].as_u64().unwrap_or(0) > 10);
+        if running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = sessions(&archive);
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    drop(a);
+
+    // Restarted: the interrupted sessions are marked, new ones begin.
+    let log2 = d.join("serve2.log");
+    let a2 = start(&config, &log2);
+    let after = sessions(&archive);
+    let interrupted: Vec<_> = after
+        .iter()
+        .filter(|s| s["status"] == "interrupted")
+        .collect();
+    let were_running: Vec<_> = before
+        .iter()
+        .filter(|s| s["status"] == "running")
+        .map(|s| s["id"].clone())
+        .collect();
+    assert!(!were_running.is_empty());
+    for id in &were_running {
+        assert!(
+            interrupted.iter().any(|s| s["id"] == *id),
+            "session {id} was running at the kill and is not marked interrupted: {after:?}"
+        );
+    }
+    assert_eq!(interrupted.len(), were_running.len());
+
+    // Every completed session is intact: all its packets, and its summary.
+    let complete: Vec<_> = after.iter().filter(|s| s["status"] == "complete").collect();
+    let tw = complete.iter().filter(|s| s["protocol"] == "twamp").count();
+    let ow = complete.iter().filter(|s| s["protocol"] == "owamp").count();
+    assert!(tw >= 8 && ow >= 8, "{tw} TWAMP and {ow} OWAMP sessions complete");
+    for s in &complete {
+        let per_direction = if s["protocol"] == "twamp" { 1 } else { 2 };
+        assert_eq!(s["records"].as_u64(), Some(COUNT * per_direction), "{s}");
+        if s["protocol"] == "twamp" {
+            assert_eq!(s["summary"]["loss"]["sent"].as_u64(), Some(COUNT), "{s}");
+            assert_eq!(s["summary"]["loss"]["lost"].as_u64(), Some(0), "{s}");
+        } else {
+            for dir in ["to_server", "from_server"] {
+                assert_eq!(s["summary"][dir]["loss"]["sent"].as_u64(), Some(COUNT), "{s}");
+            }
+        }
+    }
+    // A session completed before the kill: its packets, exported.
+    let id = complete[complete.len() - 1]["id"].as_i64().unwrap().to_string();
+    let exported = results(&archive, &["export", "--session", &id]);
+    let recs = exported["sessions"][0]["records"].as_array().unwrap();
+    assert_eq!(recs.len() as u64, COUNT * if exported["sessions"][0]["session"]["protocol"] == "twamp" { 1 } else { 2 });
+
+    // New sessions after the restart.
+    let t1 = Instant::now();
+    let mut resumed = false;
+    while t1.elapsed() < Duration::from_secs(20) && !resumed {
+        std::thread::sleep(Duration::from_millis(500));
+        resumed = sessions(&archive)
+            .iter()
+            .any(|s| s["status"] == "complete" && !after.iter().any(|o| o["id"] == s["id"]));
+    }
+    assert!(resumed, "no session completed after the restart");
+    drop(a2);
+
+    // A plot of an archived session.
+    let svg = d.join("plot.svg");
+    let out = Command::new(IPPM)
+        .args(["report", "--archive"])
+        .arg(&archive)
+        .args(["--session", &id, "--plot"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") || text.starts_with("<?xml"), "{}", &text[..100.min(text.len())]);
+
+    // CSV export: a header and one row per session.
+    let out = Command::new(IPPM)
+        .args(["results", "--archive"])
+        .arg(&archive)
+        .args(["export", "--format", "csv"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().count(), sessions(&archive).len() + 1, "{csv}");
+}
