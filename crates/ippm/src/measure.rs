@@ -528,7 +528,7 @@ async fn twamp_session(
     }
 }
 
-fn quantiles(d: &ippm_stats::Digest) -> Vec<(f64, f64)> {
+fn quantiles(d: &ippm_stats::summary::Digest) -> Vec<(f64, f64)> {
     let mut q = vec![(0.5, d.median_ns / 1e9)];
     for p in &d.percentiles {
         if p.percentile != 50.0 {
@@ -619,7 +619,7 @@ async fn owamp_session(
         progress: Some(tx),
         count: spec.count,
         interval: spec.interval,
-        padding: spec.padding,
+        padding: spec.padding.unwrap_or(0),
         dscp: spec.dscp,
         loss_timeout: spec.loss_timeout,
         local: None,

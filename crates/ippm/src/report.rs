@@ -68,7 +68,7 @@ fn ms(ns: f64) -> String {
     }
 }
 
-fn utc(t: Timestamp) -> String {
+pub(crate) fn utc(t: Timestamp) -> String {
     let Some(d) = t.to_unix() else {
         return "-".into();
     };

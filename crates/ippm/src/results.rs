@@ -165,7 +165,7 @@ fn open(path: &Path) -> anyhow::Result<Archive> {
 
 fn time(ns: i64) -> String {
     let t = ippm_proto::Timestamp::from_unix(std::time::Duration::from_nanos(ns.max(0) as u64));
-    crate::report::iso(t)
+    crate::report::utc(t)
 }
 
 /// The packets and loss of a session's summary, for the list.

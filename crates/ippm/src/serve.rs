@@ -308,6 +308,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         open,
         ike: ike_slot.clone(),
     });
+    let measure_keys = policy.passphrases.clone();
     let count = a.count.or(file.twamp.count).unwrap_or(2048);
     ippm_proto::crypto::check_count(count, u32::MAX).context("PBKDF2 count")?;
     let mut control = ServerConfig::new(modes, policy.clone(), ippm_net::clock::now());
@@ -358,7 +359,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         .measure
         .iter()
         .enumerate()
-        .map(|(n, m)| crate::measure::Spec::parse(m, n, &policy.passphrases))
+        .map(|(n, m)| crate::measure::Spec::parse(m, n, &measure_keys))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let archive = match (&file.archive, measure.is_empty()) {
         (None, true) => None,
@@ -424,7 +425,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let metrics = ippm_net::metrics::Metrics::new();
     let ike_handle = ike_handle_of(&opts);
     if let Some(addr) = s.metrics {
-        let l = tokio::net::TcpListener::bind(addr)
+        let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
         announce(format_args!("metrics http://{}/metrics", l.local_addr()?));
