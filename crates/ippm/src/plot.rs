@@ -144,6 +144,12 @@ fn format_of(path: &Path) -> Result<Format, PlotError> {
     }
 }
 
+/// Checks that [`render`] knows the format of `path` (so a command can refuse a bad file name
+/// before it measures).
+pub(crate) fn check_format(path: &Path) -> Result<(), PlotError> {
+    format_of(path).map(|_| ())
+}
+
 /// Renders `data` to `path`, as SVG or PNG by the file's extension (`.svg`, `.png`, any
 /// case; anything else is [`PlotError::UnknownFormat`], checked before drawing).
 pub(crate) fn render(data: &PlotData, path: &Path) -> Result<(), PlotError> {
