@@ -201,6 +201,9 @@ fn dir_out(w: &OneWay, raw: bool) -> DirOut {
 }
 
 pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &a.plot {
+        plot::check_format(path)?;
+    }
     let server = a.t.server(&a.host, 861)?;
     let modes = a.t.modes(a.t.ike_required())?;
     if modes == [SecurityMode::Mixed] {

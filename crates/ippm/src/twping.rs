@@ -34,6 +34,9 @@ pub(crate) struct TwpingArgs {
 }
 
 pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &a.plot {
+        plot::check_format(path)?;
+    }
     let server = a.t.server(&a.host, 862)?;
     let (ike, keeper) = a.t.ike_credential(server.ip()).await?;
     let (progress, status) = if crate::progress::wanted() && !a.t.json {
