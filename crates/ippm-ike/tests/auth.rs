@@ -1102,7 +1102,10 @@ fn strongswan_pki_keys_and_certificates() {
 #[test]
 fn configured_identities_are_bounded_like_received_ones() {
     let long = vec!["C=A"; 342].join(",");
-    assert!(matches!(Identity::parse(&long), Err(AuthError::InvalidIdentity(_))));
+    assert!(matches!(
+        Identity::parse(&long),
+        Err(AuthError::InvalidIdentity(_))
+    ));
     let fits = vec!["C=A"; 340].join(",");
     let id = Identity::parse(&fits).unwrap();
     let (ty, data) = id.to_payload();
