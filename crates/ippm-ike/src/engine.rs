@@ -33,6 +33,8 @@ use crate::sk::{self, SkKeys};
 const NONCE_LEN: usize = 32;
 /// CERT encoding: X.509 Certificate - Signature (RFC 7296 §3.6).
 const CERT_X509_SIGNATURE: u8 = 4;
+/// How long an SA replaced by a peer's rekey waits for the peer's Delete before we send one.
+const SUPERSEDED_GRACE: Duration = Duration::from_secs(30);
 /// After a refused rekey, the next attempt.
 const REKEY_RETRY: Duration = Duration::from_secs(60);
 /// IKE_SA_INIT retries after COOKIE or INVALID_KE_PAYLOAD before giving up.
@@ -309,6 +311,8 @@ struct IkeSa {
     last_heard: Instant,
     /// Set once a rekey replaced this SA (no further rekeys of it).
     superseded: bool,
+    /// When a rekey replaced it; the peer that rekeyed deletes it, and we do if it does not.
+    superseded_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -665,9 +669,13 @@ impl Engine {
                     (s.state == State::InitAnswered).then(|| s.created + l.half_open_timeout);
                 let est = s.state == State::Established;
                 let rekey = s.next_rekey.filter(|_| est && !s.superseded);
+                let stale = s
+                    .superseded_at
+                    .filter(|_| est && !s.queued.contains(&QueuedRequest::Delete))
+                    .map(|t| t + SUPERSEDED_GRACE);
                 let idle = est && s.outstanding.is_none() && s.queued.is_empty();
                 let dpd = l.dpd_delay.filter(|_| idle).map(|d| s.last_heard + d);
-                [retransmit, half_open, rekey, dpd]
+                [retransmit, half_open, rekey, dpd, stale]
             })
             .flatten()
             .chain(self.retired.iter().map(|r| r.until))
@@ -718,6 +726,15 @@ impl Engine {
             });
         }
         if sa.state == State::Established {
+            // A peer that rekeyed should have deleted the old SA by now (§2.8); one that
+            // does not (or a Delete that got lost) must not leave SAs piling up.
+            if sa
+                .superseded_at
+                .is_some_and(|t| now >= t + SUPERSEDED_GRACE)
+                && !sa.queued.contains(&QueuedRequest::Delete)
+            {
+                sa.queued.push_back(QueuedRequest::Delete);
+            }
             if sa.next_rekey.is_some_and(|t| now >= t) && !sa.superseded {
                 sa.next_rekey = None;
                 if !sa.queued.contains(&QueuedRequest::Rekey) {
@@ -1628,6 +1645,7 @@ impl Engine {
 
     fn rekeyed(&mut self, old: &mut IkeSa, mut new: IkeSa, now: Instant) {
         old.superseded = true;
+        old.superseded_at = Some(now);
         self.retire(old, now);
         self.established(&mut new);
         tracing::info!(old = %old.spis, new = %new.spis, "IKE SA rekeyed");
@@ -2097,6 +2115,7 @@ impl IkeSa {
             next_rekey: None,
             last_heard: now,
             superseded: false,
+            superseded_at: None,
         }
     }
 

@@ -1096,3 +1096,20 @@ fn strongswan_pki_keys_and_certificates() {
         assert_eq!(cred.identity_dn().to_string(), dn);
     }
 }
+
+/// Found by the ike_cert fuzz target: a configured DN whose encoding is longer than any ID
+/// payload we accept loaded without error (and would have failed only at IKE_AUTH).
+#[test]
+fn configured_identities_are_bounded_like_received_ones() {
+    let long = vec!["C=A"; 342].join(",");
+    assert!(matches!(
+        Identity::parse(&long),
+        Err(AuthError::InvalidIdentity(_))
+    ));
+    let fits = vec!["C=A"; 340].join(",");
+    let id = Identity::parse(&fits).unwrap();
+    let (ty, data) = id.to_payload();
+    assert_eq!(Identity::from_payload(ty, &data).unwrap(), id);
+    let hex_dn = format!("dn:{}", "30".repeat(2100));
+    assert!(Identity::parse(&hex_dn).is_err());
+}

@@ -573,3 +573,21 @@ fn certificates_both_ways() {
         }
     )));
 }
+
+#[test]
+fn an_sa_replaced_by_a_peers_rekey_goes_even_without_the_peers_delete() {
+    let mut pair = Pair::psk();
+    let old = pair.up();
+    pair.a.rekey(pair.now, old).unwrap();
+    // Deliver the rekey, lose every INFORMATIONAL from A (its Delete of the old SA).
+    pair.run_with(|_, to_b, d| !(to_b && d.get(18) == Some(&37)));
+    assert_eq!(pair.b.list(pair.now).len(), 2, "B keeps the old SA for now");
+    for _ in 0..20 {
+        pair.tick(Duration::from_secs(10));
+        pair.run_with(|_, to_b, d| !(to_b && d.get(18) == Some(&37)));
+    }
+    let lb = pair.b.list(pair.now);
+    assert_eq!(lb.len(), 1, "{lb:?}");
+    assert_ne!(lb[0].spis, old);
+    assert!(pair.b.ippm_secret(lb[0].spis, None, pair.now).is_some());
+}

@@ -116,11 +116,12 @@ impl Identity {
         }
         if let Some(hex) = s.strip_prefix("dn:") {
             let der = decode_hex(hex.trim()).ok_or_else(|| invalid("dn: is not hex"))?;
-            check_dn(&der)?;
-            return Ok(Self::Dn(der));
+            // The same checks as for a received ID payload (length, DER): what we accept in
+            // the configuration, a peer accepts on the wire.
+            return Self::from_payload(IdType::DER_ASN1_DN, &der);
         }
         if s.contains('=') {
-            return Ok(Self::Dn(encode_dn(s)?));
+            return Self::from_payload(IdType::DER_ASN1_DN, &encode_dn(s)?);
         }
         if let Some(name) = s.strip_prefix('@') {
             return Self::from_payload(IdType::FQDN, name.as_bytes());
