@@ -11,6 +11,7 @@ mod control_client;
 pub mod ike;
 pub mod ike_control;
 pub mod keyfile;
+pub mod metrics;
 pub mod owamp_client;
 pub mod owamp_server;
 pub mod policy;

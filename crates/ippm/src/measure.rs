@@ -119,7 +119,11 @@ impl Spec {
             "owamp" => Protocol::Owamp,
             p => bail!("{what}: protocol = {p:?}: use \"twamp\" or \"owamp\""),
         };
-        let port = if protocol == Protocol::Twamp { 862 } else { 861 };
+        let port = if protocol == Protocol::Twamp {
+            862
+        } else {
+            861
+        };
         let server = crate::test_args::resolve(&m.peer, false, false, port)
             .with_context(|| format!("{what}: peer"))?;
         let ike = match m.ike.as_deref().unwrap_or("fallback") {
@@ -256,13 +260,12 @@ pub(crate) async fn run(spec: Spec, sinks: Sinks, mut stop: watch::Receiver<bool
 
 /// The RFC 7717 credential for a session, as the entry says.
 async fn credential(spec: &Spec, ike: Option<&IkeHandle>) -> Result<Option<IkeCredential>, String> {
-    let to_cred = |(spis, secret): (ippm_ike::engine::Spis, zeroize::Zeroizing<Vec<u8>>)| {
-        IkeCredential {
+    let to_cred =
+        |(spis, secret): (ippm_ike::engine::Spis, zeroize::Zeroizing<Vec<u8>>)| IkeCredential {
             spi_i: spis.i,
             spi_r: spis.r,
             secret: Secret::new(secret.to_vec()),
-        }
-    };
+        };
     let peer = spec.server.ip();
     match (spec.ike, ike) {
         (IkeUse::Off, _) => Ok(None),
@@ -479,15 +482,20 @@ async fn twamp_session(
             // Packets that never came back: records without a receive time.
             let answered: std::collections::HashSet<u32> =
                 r.replies.iter().map(|p| p.reflector.sender_seq).collect();
-            pending.extend(r.sent.iter().filter(|s| !answered.contains(&s.seq)).map(|s| Record {
-                direction: Direction::RoundTrip,
-                seq: s.seq,
-                t1_unix_ns: ts_ns(s.time),
-                t2_unix_ns: None,
-                t3_unix_ns: None,
-                t4_unix_ns: None,
-                ttl: None,
-            }));
+            pending.extend(
+                r.sent
+                    .iter()
+                    .filter(|s| !answered.contains(&s.seq))
+                    .map(|s| Record {
+                        direction: Direction::RoundTrip,
+                        seq: s.seq,
+                        t1_unix_ns: ts_ns(s.time),
+                        t2_unix_ns: None,
+                        t3_unix_ns: None,
+                        t4_unix_ns: None,
+                        ttl: None,
+                    }),
+            );
             let (summary, report) = twamp_summary(&r);
             let batch = std::mem::take(&mut pending);
             let s2 = summary.clone();
@@ -496,7 +504,9 @@ async fn twamp_session(
                 a.finish_session(id, Status::Complete, None, Some(&s2), now_ns())
             })
             .await;
-            sinks.metrics.observe_session(&twamp_figures(&spec.label, &report));
+            sinks
+                .metrics
+                .observe_session(&twamp_figures(&spec.label, &report));
             for _ in 0..r.bad_replies {
                 sinks.metrics.hmac_failure(&spec.label, pname);
             }
@@ -557,7 +567,11 @@ fn twamp_figures(peer: &str, r: &ippm_stats::TwoWayReport) -> SessionFigures {
     }
 }
 
-fn owamp_figures(peer: &str, direction: &'static str, r: &ippm_stats::OneWayReport) -> SessionFigures {
+fn owamp_figures(
+    peer: &str,
+    direction: &'static str,
+    r: &ippm_stats::OneWayReport,
+) -> SessionFigures {
     let d = r.delay.as_ref();
     SessionFigures {
         peer: peer.to_owned(),
@@ -590,15 +604,19 @@ fn owamp_records(w: &ippm_net::owamp_client::OneWay, direction: Direction) -> Ve
             ttl: Some(r.ttl),
         })
         .collect();
-    out.extend((0..w.next_seqno).filter(|s| !seen.contains(s)).map(|seq| Record {
-        direction,
-        seq,
-        t1_unix_ns: 0,
-        t2_unix_ns: None,
-        t3_unix_ns: None,
-        t4_unix_ns: None,
-        ttl: None,
-    }));
+    out.extend(
+        (0..w.next_seqno)
+            .filter(|s| !seen.contains(s))
+            .map(|seq| Record {
+                direction,
+                seq,
+                t1_unix_ns: 0,
+                t2_unix_ns: None,
+                t3_unix_ns: None,
+                t4_unix_ns: None,
+                ttl: None,
+            }),
+    );
     out
 }
 
@@ -705,7 +723,11 @@ async fn owamp_session(
             }
             summary.insert("mode".into(), r.mode.to_string().into());
             let summary = serde_json::Value::Object(summary).to_string();
-            let sid = r.to_server.as_ref().or(r.from_server.as_ref()).map(|w| hex(&w.sid));
+            let sid = r
+                .to_server
+                .as_ref()
+                .or(r.from_server.as_ref())
+                .map(|w| hex(&w.sid));
             archive_call(&sinks.archive, move |a| {
                 if let Some(sid) = sid {
                     a.set_sid(id, &sid)?;

@@ -176,7 +176,9 @@ fn packets(summary: Option<&serde_json::Value>) -> String {
     let one = |l: &serde_json::Value| {
         let (sent, lost) = (l["sent"].as_u64(), l["lost"].as_u64());
         match (sent, lost) {
-            (Some(s), Some(l)) if s > 0 => format!("{s} sent {l} lost ({:.2}%)", 100.0 * l as f64 / s as f64),
+            (Some(s), Some(l)) if s > 0 => {
+                format!("{s} sent {l} lost ({:.2}%)", 100.0 * l as f64 / s as f64)
+            }
             (Some(s), Some(l)) => format!("{s} sent {l} lost"),
             _ => "-".into(),
         }
@@ -258,7 +260,9 @@ pub(crate) fn run(a: ResultsArgs) -> anyhow::Result<ExitCode> {
                         &serde_json::json!({ "sessions": [{ "session": rows[0], "records": recs }] }),
                     )?;
                 }
-                (Format::Json, None) => archive.export_json(&select.filter()?, records, &mut out)?,
+                (Format::Json, None) => {
+                    archive.export_json(&select.filter()?, records, &mut out)?
+                }
             }
             out.flush()?;
         }
@@ -330,7 +334,11 @@ pub(crate) fn plot_data(title: String, records: &[Record]) -> crate::plot::PlotD
             })
             .collect();
         // Lost OWAMP packets carry no send time: place them by sequence order.
-        let known: Vec<f64> = points.iter().map(|p| p.0).filter(|x| x.is_finite()).collect();
+        let known: Vec<f64> = points
+            .iter()
+            .map(|p| p.0)
+            .filter(|x| x.is_finite())
+            .collect();
         let last = known.iter().copied().fold(0.0f64, f64::max);
         for p in &mut points {
             if !p.0.is_finite() {
@@ -379,6 +387,11 @@ pub(crate) fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     );
     crate::plot::render(&plot_data(title, &records), &a.plot)
         .with_context(|| format!("cannot render {}", a.plot.display()))?;
-    eprintln!("session {}: {} packets plotted to {}", row.id, records.len(), a.plot.display());
+    eprintln!(
+        "session {}: {} packets plotted to {}",
+        row.id,
+        records.len(),
+        a.plot.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -477,7 +477,10 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         let n = archive.mark_interrupted(crate::results::now_ns())?;
         if n > 0 {
-            tracing::warn!(sessions = n, "sessions left running by the last daemon marked interrupted");
+            tracing::warn!(
+                sessions = n,
+                "sessions left running by the last daemon marked interrupted"
+            );
         }
         announce(format_args!("archive {}", path.display()));
         if let Some(keep) = keep {
@@ -489,7 +492,11 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             ike: ike_handle.clone(),
         };
         for spec in s.measure {
-            tasks.push(tokio::spawn(crate::measure::run(spec, sinks.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(crate::measure::run(
+                spec,
+                sinks.clone(),
+                stop_rx.clone(),
+            )));
         }
     }
     info!(modes = ?opts.control.modes, "ippm serve running");

@@ -41,8 +41,11 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
     let (ike, keeper) = a.t.ike_credential(server.ip()).await?;
     let (progress, status) = if crate::progress::wanted() && !a.t.json {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let status = tokio::spawn(crate::progress::show(rx, u64::from(a.t.count), "RTT", |p| {
-            match p {
+        let status = tokio::spawn(crate::progress::show(
+            rx,
+            u64::from(a.t.count),
+            "RTT",
+            |p| match p {
                 Progress::Sent(_) => Some(crate::progress::Tick::Sent),
                 Progress::Reply(r) => {
                     let f = &r.reflector;
@@ -51,8 +54,8 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
                     Some(crate::progress::Tick::Received(rtt as f64 / 1e6))
                 }
                 Progress::Started { .. } => None,
-            }
-        }));
+            },
+        ));
         (Some(tx), Some(status))
     } else {
         (None, None)

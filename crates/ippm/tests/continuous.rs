@@ -86,10 +86,16 @@ fn http_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').unwrap();
     let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -151,7 +157,11 @@ loss_timeout = 1
             });
         }
     }
-    assert!(seen_running, "no running session with records: {:?}", sessions(&archive));
+    assert!(
+        seen_running,
+        "no running session with records: {:?}",
+        sessions(&archive)
+    );
 
     // Prometheus sees the sessions.
     let body = http_get(&a.metrics);
@@ -201,7 +211,10 @@ loss_timeout = 1
     let complete: Vec<_> = after.iter().filter(|s| s["status"] == "complete").collect();
     let tw = complete.iter().filter(|s| s["protocol"] == "twamp").count();
     let ow = complete.iter().filter(|s| s["protocol"] == "owamp").count();
-    assert!(tw >= 8 && ow >= 8, "{tw} TWAMP and {ow} OWAMP sessions complete");
+    assert!(
+        tw >= 8 && ow >= 8,
+        "{tw} TWAMP and {ow} OWAMP sessions complete"
+    );
     for s in &complete {
         let per_direction = if s["protocol"] == "twamp" { 1 } else { 2 };
         assert_eq!(s["records"].as_u64(), Some(COUNT * per_direction), "{s}");
@@ -210,15 +223,30 @@ loss_timeout = 1
             assert_eq!(s["summary"]["loss"]["lost"].as_u64(), Some(0), "{s}");
         } else {
             for dir in ["to_server", "from_server"] {
-                assert_eq!(s["summary"][dir]["loss"]["sent"].as_u64(), Some(COUNT), "{s}");
+                assert_eq!(
+                    s["summary"][dir]["loss"]["sent"].as_u64(),
+                    Some(COUNT),
+                    "{s}"
+                );
             }
         }
     }
     // A session completed before the kill: its packets, exported.
-    let id = complete[complete.len() - 1]["id"].as_i64().unwrap().to_string();
+    let id = complete[complete.len() - 1]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
     let exported = results(&archive, &["export", "--session", &id]);
     let recs = exported["sessions"][0]["records"].as_array().unwrap();
-    assert_eq!(recs.len() as u64, COUNT * if exported["sessions"][0]["session"]["protocol"] == "twamp" { 1 } else { 2 });
+    assert_eq!(
+        recs.len() as u64,
+        COUNT
+            * if exported["sessions"][0]["session"]["protocol"] == "twamp" {
+                1
+            } else {
+                2
+            }
+    );
 
     // New sessions after the restart.
     let t1 = Instant::now();
@@ -241,9 +269,17 @@ loss_timeout = 1
         .arg(&svg)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(text.starts_with("<svg") || text.starts_with("<?xml"), "{}", &text[..100.min(text.len())]);
+    assert!(
+        text.starts_with("<svg") || text.starts_with("<?xml"),
+        "{}",
+        &text[..100.min(text.len())]
+    );
 
     // CSV export: a header and one row per session.
     let out = Command::new(IPPM)
