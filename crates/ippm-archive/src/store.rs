@@ -21,7 +21,13 @@ pub(crate) const INTERRUPTED_REASON: &str = "daemon stopped before the session e
 const SESSION_COLUMNS: &str = "id, peer, protocol, mode, sid, status, reason, started_ns, \
                                ended_ns, updated_ns, params, summary, records";
 
-const INSERT_RECORD: &str = "INSERT INTO records \
+/// The first arrival of a (direction, seq): inserts nothing if there is one already.
+const INSERT_FIRST_ARRIVAL: &str = "INSERT INTO records \
+     (session_id, direction, seq, arrival, t1, t2, t3, t4, ttl) \
+     VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING";
+
+/// A further arrival (a duplicate packet): numbered after those already there.
+const INSERT_NEXT_ARRIVAL: &str = "INSERT INTO records \
      (session_id, direction, seq, arrival, t1, t2, t3, t4, ttl) \
      VALUES (?1, ?2, ?3, \
        (SELECT count(*) FROM records WHERE session_id = ?1 AND direction = ?2 AND seq = ?3), \
@@ -179,9 +185,9 @@ impl Archive {
             return Err(not_running(&tx, id)?);
         }
         {
-            let mut insert = tx.prepare_cached(INSERT_RECORD)?;
+            let mut first = tx.prepare_cached(INSERT_FIRST_ARRIVAL)?;
             for r in records {
-                insert.execute(params![
+                let values = params![
                     id,
                     r.direction.code(),
                     r.seq,
@@ -190,7 +196,10 @@ impl Archive {
                     r.t3_unix_ns,
                     r.t4_unix_ns,
                     r.ttl
-                ])?;
+                ];
+                if first.execute(values)? == 0 {
+                    tx.prepare_cached(INSERT_NEXT_ARRIVAL)?.execute(values)?;
+                }
             }
         }
         tx.commit()?;
