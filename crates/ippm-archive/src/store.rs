@@ -15,6 +15,9 @@ use crate::{
 /// How long a write waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The size (bytes) the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// The reason [`Archive::mark_interrupted`] records.
 pub(crate) const INTERRUPTED_REASON: &str = "daemon stopped before the session ended";
 
@@ -57,8 +60,8 @@ impl std::fmt::Debug for Archive {
 
 impl Archive {
     /// Opens the archive at `path`, creating its directory and the file if needed, bringing
-    /// the schema up to date, and setting WAL mode, a busy timeout, `synchronous = FULL` and
-    /// foreign keys. Opening does not touch sessions: the daemon calls
+    /// the schema up to date, and setting WAL mode (its file kept under 64 MiB after
+    /// checkpoints), a busy timeout, `synchronous = FULL` and foreign keys. Opening does not touch sessions: the daemon calls
     /// [`Archive::mark_interrupted`] itself at start.
     pub fn open(path: &Path) -> Result<Self, ArchiveError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -85,6 +88,8 @@ impl Archive {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // A daemon that writes for months: after each checkpoint, cut the WAL file back.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn)?;
         Ok(Self {
