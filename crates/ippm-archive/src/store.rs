@@ -15,13 +15,22 @@ use crate::{
 /// How long a write waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The size (bytes) the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// The reason [`Archive::mark_interrupted`] records.
 pub(crate) const INTERRUPTED_REASON: &str = "daemon stopped before the session ended";
 
 const SESSION_COLUMNS: &str = "id, peer, protocol, mode, sid, status, reason, started_ns, \
                                ended_ns, updated_ns, params, summary, records";
 
-const INSERT_RECORD: &str = "INSERT INTO records \
+/// The first arrival of a (direction, seq): inserts nothing if there is one already.
+const INSERT_FIRST_ARRIVAL: &str = "INSERT INTO records \
+     (session_id, direction, seq, arrival, t1, t2, t3, t4, ttl) \
+     VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING";
+
+/// A further arrival (a duplicate packet): numbered after those already there.
+const INSERT_NEXT_ARRIVAL: &str = "INSERT INTO records \
      (session_id, direction, seq, arrival, t1, t2, t3, t4, ttl) \
      VALUES (?1, ?2, ?3, \
        (SELECT count(*) FROM records WHERE session_id = ?1 AND direction = ?2 AND seq = ?3), \
@@ -51,8 +60,8 @@ impl std::fmt::Debug for Archive {
 
 impl Archive {
     /// Opens the archive at `path`, creating its directory and the file if needed, bringing
-    /// the schema up to date, and setting WAL mode, a busy timeout, `synchronous = FULL` and
-    /// foreign keys. Opening does not touch sessions: the daemon calls
+    /// the schema up to date, and setting WAL mode (its file kept under 64 MiB after
+    /// checkpoints), a busy timeout, `synchronous = FULL` and foreign keys. Opening does not touch sessions: the daemon calls
     /// [`Archive::mark_interrupted`] itself at start.
     pub fn open(path: &Path) -> Result<Self, ArchiveError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -79,6 +88,8 @@ impl Archive {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // A daemon that writes for months: after each checkpoint, cut the WAL file back.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn)?;
         Ok(Self {
@@ -179,9 +190,9 @@ impl Archive {
             return Err(not_running(&tx, id)?);
         }
         {
-            let mut insert = tx.prepare_cached(INSERT_RECORD)?;
+            let mut first = tx.prepare_cached(INSERT_FIRST_ARRIVAL)?;
             for r in records {
-                insert.execute(params![
+                let values = params![
                     id,
                     r.direction.code(),
                     r.seq,
@@ -190,7 +201,10 @@ impl Archive {
                     r.t3_unix_ns,
                     r.t4_unix_ns,
                     r.ttl
-                ])?;
+                ];
+                if first.execute(values)? == 0 {
+                    tx.prepare_cached(INSERT_NEXT_ARRIVAL)?.execute(values)?;
+                }
             }
         }
         tx.commit()?;
