@@ -21,11 +21,11 @@
 //! | `ippm_sessions_total` | counter | peer, protocol, status |
 //! | `ippm_sessions_running` | gauge | peer, protocol |
 //! | `ippm_hmac_failures_total` | counter | peer, protocol |
-//! | `ippm_ike_sas` | gauge | peer, connection, state (only when the IKE service runs) |
+//! | `ippm_ike_sas` | gauge | peer, connection, state (only when the IKE service runs; a connection with a configured peer address always has its `state="established"` series, 0 while it has no SA) |
 //! | `ippm_build_info` | info (a gauge of 1 in the Prometheus text format) | version |
 //!
 //! A family appears in the exposition once it has a series (the first session, HMAC failure,
-//! IKE SA...); `ippm_build_info` is always there.
+//! IKE SA or connection with a configured peer); `ippm_build_info` is always there.
 //!
 //! # Why the delay is a gauge with a `quantile` label, not a histogram
 //!
@@ -503,6 +503,15 @@ fn state_label(state: &str) -> String {
 /// registry (a registry made for this scrape).
 fn encode_ike(out: &mut String, ike: &IkeHandle) -> Result<(), MetricsError> {
     let family: Family<IkeLabels, Gauge> = Family::default();
+    // A connection with a configured peer is always there, established or not, so that
+    // "no established SA" is a 0 to alert on rather than a missing series.
+    for (name, addr) in ike.peer_connections() {
+        let _ = family.get_or_create(&IkeLabels {
+            peer: addr.ip().to_string(),
+            connection: name,
+            state: "established".to_owned(),
+        });
+    }
     for sa in ike.list() {
         let labels = match &sa.connection {
             Some(name) => IkeLabels {
