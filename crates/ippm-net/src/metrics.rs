@@ -266,8 +266,7 @@ fn quantile_label(q: f64) -> String {
 impl Metrics {
     /// The registry with every family registered (and no series yet but `ippm_build_info`).
     pub fn new() -> Arc<Self> {
-        let mut registry = Registry::with_prefix(PREFIX);
-        let m = Self {
+        let mut m = Self {
             sent: Family::default(),
             received: Family::default(),
             lost: Family::default(),
@@ -281,9 +280,9 @@ impl Metrics {
             running: Family::default(),
             hmac_failures: Family::default(),
             quantiles: Mutex::new(std::collections::HashMap::new()),
-            registry: Registry::default(),
+            registry: Registry::with_prefix(PREFIX),
         };
-        registry.register(
+        m.registry.register(
             "build",
             "The ippm version that runs",
             Info::new(vec![(
@@ -291,71 +290,71 @@ impl Metrics {
                 env!("CARGO_PKG_VERSION").to_owned(),
             )]),
         );
-        registry.register(
+        m.registry.register(
             "packets_sent",
             "Test packets sent, summed over measurement sessions",
             m.sent.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_received",
             "Test packets received, summed over measurement sessions",
             m.received.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_lost",
             "Test packets lost, summed over measurement sessions",
             m.lost.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_duplicate",
             "Duplicate test packets received, summed over measurement sessions",
             m.duplicate.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_reordered",
             "Reordered test packets (RFC 4737), summed over measurement sessions",
             m.reordered.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "delay",
             "Delay quantiles of the latest measurement session (per-session summary, not a histogram)",
             Unit::Seconds,
             m.delay.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "delay_min",
             "Smallest delay of the latest measurement session",
             Unit::Seconds,
             m.delay_min.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "delay_max",
             "Largest delay of the latest measurement session",
             Unit::Seconds,
             m.delay_max.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "jitter",
             "Delay variation (jitter) of the latest measurement session",
             Unit::Seconds,
             m.jitter.clone(),
         );
-        registry.register(
+        m.registry.register(
             "sessions",
             "Measurement sessions ended, by how they ended (complete, failed, interrupted)",
             m.sessions.clone(),
         );
-        registry.register(
+        m.registry.register(
             "sessions_running",
             "Measurement sessions running now",
             m.running.clone(),
         );
-        registry.register(
+        m.registry.register(
             "hmac_failures",
             "Test packets dropped for a bad HMAC",
             m.hmac_failures.clone(),
         );
-        Arc::new(Self { registry, ..m })
+        Arc::new(m)
     }
 
     /// Adds a session's counts and sets its delay figures (see [`SessionFigures`]).
