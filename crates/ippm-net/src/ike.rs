@@ -84,6 +84,17 @@ impl IkeHandle {
         lock(&self.shared).list(Instant::now())
     }
 
+    /// The configured connections that name the peer's address (those that can be started
+    /// as initiator): name and address.
+    pub fn peer_connections(&self) -> Vec<(String, SocketAddr)> {
+        lock(&self.shared)
+            .config()
+            .connections
+            .iter()
+            .filter_map(|c| c.remote_addr.map(|a| (c.name.clone(), a)))
+            .collect()
+    }
+
     /// Starts an IKE SA for a connection.
     pub fn up(&self, name: &str) -> Result<Spis, EngineError> {
         let mut e = lock(&self.shared);

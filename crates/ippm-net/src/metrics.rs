@@ -21,11 +21,11 @@
 //! | `ippm_sessions_total` | counter | peer, protocol, status |
 //! | `ippm_sessions_running` | gauge | peer, protocol |
 //! | `ippm_hmac_failures_total` | counter | peer, protocol |
-//! | `ippm_ike_sas` | gauge | peer, connection, state (only when the IKE service runs) |
+//! | `ippm_ike_sas` | gauge | peer, connection, state (only when the IKE service runs; a connection with a configured peer address always has its `state="established"` series, 0 while it has no SA) |
 //! | `ippm_build_info` | info (a gauge of 1 in the Prometheus text format) | version |
 //!
 //! A family appears in the exposition once it has a series (the first session, HMAC failure,
-//! IKE SA...); `ippm_build_info` is always there.
+//! IKE SA or connection with a configured peer); `ippm_build_info` is always there.
 //!
 //! # Why the delay is a gauge with a `quantile` label, not a histogram
 //!
@@ -266,8 +266,7 @@ fn quantile_label(q: f64) -> String {
 impl Metrics {
     /// The registry with every family registered (and no series yet but `ippm_build_info`).
     pub fn new() -> Arc<Self> {
-        let mut registry = Registry::with_prefix(PREFIX);
-        let m = Self {
+        let mut m = Self {
             sent: Family::default(),
             received: Family::default(),
             lost: Family::default(),
@@ -281,9 +280,9 @@ impl Metrics {
             running: Family::default(),
             hmac_failures: Family::default(),
             quantiles: Mutex::new(std::collections::HashMap::new()),
-            registry: Registry::default(),
+            registry: Registry::with_prefix(PREFIX),
         };
-        registry.register(
+        m.registry.register(
             "build",
             "The ippm version that runs",
             Info::new(vec![(
@@ -291,71 +290,71 @@ impl Metrics {
                 env!("CARGO_PKG_VERSION").to_owned(),
             )]),
         );
-        registry.register(
+        m.registry.register(
             "packets_sent",
             "Test packets sent, summed over measurement sessions",
             m.sent.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_received",
             "Test packets received, summed over measurement sessions",
             m.received.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_lost",
             "Test packets lost, summed over measurement sessions",
             m.lost.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_duplicate",
             "Duplicate test packets received, summed over measurement sessions",
             m.duplicate.clone(),
         );
-        registry.register(
+        m.registry.register(
             "packets_reordered",
             "Reordered test packets (RFC 4737), summed over measurement sessions",
             m.reordered.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "delay",
             "Delay quantiles of the latest measurement session (per-session summary, not a histogram)",
             Unit::Seconds,
             m.delay.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "delay_min",
             "Smallest delay of the latest measurement session",
             Unit::Seconds,
             m.delay_min.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "delay_max",
             "Largest delay of the latest measurement session",
             Unit::Seconds,
             m.delay_max.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "jitter",
             "Delay variation (jitter) of the latest measurement session",
             Unit::Seconds,
             m.jitter.clone(),
         );
-        registry.register(
+        m.registry.register(
             "sessions",
             "Measurement sessions ended, by how they ended (complete, failed, interrupted)",
             m.sessions.clone(),
         );
-        registry.register(
+        m.registry.register(
             "sessions_running",
             "Measurement sessions running now",
             m.running.clone(),
         );
-        registry.register(
+        m.registry.register(
             "hmac_failures",
             "Test packets dropped for a bad HMAC",
             m.hmac_failures.clone(),
         );
-        Arc::new(Self { registry, ..m })
+        Arc::new(m)
     }
 
     /// Adds a session's counts and sets its delay figures (see [`SessionFigures`]).
@@ -503,6 +502,15 @@ fn state_label(state: &str) -> String {
 /// registry (a registry made for this scrape).
 fn encode_ike(out: &mut String, ike: &IkeHandle) -> Result<(), MetricsError> {
     let family: Family<IkeLabels, Gauge> = Family::default();
+    // A connection with a configured peer is always there, established or not, so that
+    // "no established SA" is a 0 to alert on rather than a missing series.
+    for (name, addr) in ike.peer_connections() {
+        let _ = family.get_or_create(&IkeLabels {
+            peer: addr.ip().to_string(),
+            connection: name,
+            state: "established".to_owned(),
+        });
+    }
     for sa in ike.list() {
         let labels = match &sa.connection {
             Some(name) => IkeLabels {

@@ -604,7 +604,25 @@ async fn ike_sas_are_exported_at_scrape_time() {
             .await
             .body,
     );
-    assert!(!before.contains_key("ippm_ike_sas"), "no SA, no series");
+    // Before any SA: the connection with a configured peer shows 0 established.
+    let sas = &before["ippm_ike_sas"];
+    assert_eq!(sas.typ, "gauge");
+    assert_eq!(sas.samples.len(), 1, "{sas:?}");
+    let established = [
+        ("peer", "127.0.0.1"),
+        ("connection", "core"),
+        ("state", "established"),
+    ];
+    assert_eq!(sample(sas, "ippm_ike_sas", &established), 0.0);
+    // The responder has no connection with a peer address and no SA yet: no series.
+    let r_server = Server::start(m.clone(), Some(responder.clone()), ServeOptions::default()).await;
+    let body = request(r_server.addr, "GET", "/metrics", Some(PROMETHEUS_ACCEPT))
+        .await
+        .body;
+    assert!(
+        !parse("openmetrics", &body).contains_key("ippm_ike_sas"),
+        "{body}"
+    );
 
     initiator.up("core").unwrap();
     let end = Instant::now() + Duration::from_secs(10);
@@ -632,7 +650,6 @@ async fn ike_sas_are_exported_at_scrape_time() {
     }
 
     // The responder's view, through its own endpoint.
-    let r_server = Server::start(m, Some(responder.clone()), ServeOptions::default()).await;
     let body = request(r_server.addr, "GET", "/metrics", Some(PROMETHEUS_ACCEPT))
         .await
         .body;
