@@ -242,22 +242,15 @@ pub(crate) fn run(a: ResultsArgs) -> anyhow::Result<ExitCode> {
                 (Format::Csv, Some(id)) => archive.export_records_csv(id, &mut out)?,
                 (Format::Csv, None) => archive.export_csv(&select.filter()?, &mut out)?,
                 (Format::Json, Some(id)) => {
-                    let f = Filter {
-                        limit: None,
-                        ..select.filter()?
-                    };
-                    let rows: Vec<_> = archive
-                        .sessions(&f)?
-                        .into_iter()
-                        .filter(|r| r.id == id)
-                        .collect();
-                    if rows.is_empty() {
-                        bail!("no session {id}");
-                    }
-                    let recs = archive.records(id)?;
+                    let session = archive
+                        .session(id)?
+                        .with_context(|| format!("no session {id}"))?;
+                    let records = Some(archive.records(id)?);
                     serde_json::to_writer_pretty(
                         &mut out,
-                        &serde_json::json!({ "sessions": [{ "session": rows[0], "records": recs }] }),
+                        &ippm_archive::Export {
+                            sessions: vec![ippm_archive::ExportedSession { session, records }],
+                        },
                     )?;
                 }
                 (Format::Json, None) => {

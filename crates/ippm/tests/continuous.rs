@@ -152,7 +152,7 @@ loss_timeout = 1
             seen_running = sessions(&archive).iter().any(|s| {
                 s["status"] == "running"
                     && s["protocol"] == "twamp"
-                    && s["records"].as_u64().unwrap_or(0) > 0
+                    && s["record_count"].as_u64().unwrap_or(0) > 0
                     && s["summary"]["loss"]["sent"].as_u64().unwrap_or(0) > 0
             });
         }
@@ -163,9 +163,15 @@ loss_timeout = 1
         sessions(&archive)
     );
 
-    // Prometheus sees the sessions.
+    // Prometheus sees them running.
     let body = http_get(&a.metrics);
-    assert!(body.contains("ippm_sessions_total"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "ippm_sessions_running{{peer=\"{}\",protocol=\"twamp\"}} 1",
+            twamp.addr
+        )),
+        "{body}"
+    );
 
     // Over a minute of back-to-back sessions, then SIGKILL in the middle of one.
     while t0.elapsed() < Duration::from_secs(62) {
@@ -174,13 +180,31 @@ loss_timeout = 1
     loop {
         let running = sessions(&archive)
             .iter()
-            .any(|s| s["status"] == "running" && s["records"].as_u64().unwrap_or(0) > 10);
+            .any(|s| s["status"] == "running" && s["record_count"].as_u64().unwrap_or(0) > 10);
         if running {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let before = sessions(&archive);
+    // ... and the completed ones, with their packets.
+    let body = http_get(&a.metrics);
+    for needle in [
+        format!(
+            "ippm_sessions_total{{peer=\"{}\",protocol=\"twamp\",status=\"complete\"}}",
+            twamp.addr
+        ),
+        format!(
+            "ippm_packets_sent_total{{peer=\"{}\",protocol=\"owamp\",direction=\"from_server\"}}",
+            owamp.addr
+        ),
+        format!(
+            "ippm_delay_seconds{{peer=\"{}\",protocol=\"twamp\",direction=\"round_trip\",quantile=\"0.5\"}}",
+            twamp.addr
+        ),
+    ] {
+        assert!(body.contains(&needle), "{needle} missing:\n{body}");
+    }
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
     drop(a);
@@ -217,7 +241,11 @@ loss_timeout = 1
     );
     for s in &complete {
         let per_direction = if s["protocol"] == "twamp" { 1 } else { 2 };
-        assert_eq!(s["records"].as_u64(), Some(COUNT * per_direction), "{s}");
+        assert_eq!(
+            s["record_count"].as_u64(),
+            Some(COUNT * per_direction),
+            "{s}"
+        );
         if s["protocol"] == "twamp" {
             assert_eq!(s["summary"]["loss"]["sent"].as_u64(), Some(COUNT), "{s}");
             assert_eq!(s["summary"]["loss"]["lost"].as_u64(), Some(0), "{s}");
@@ -241,7 +269,7 @@ loss_timeout = 1
     assert_eq!(
         recs.len() as u64,
         COUNT
-            * if exported["sessions"][0]["session"]["protocol"] == "twamp" {
+            * if exported["sessions"][0]["protocol"] == "twamp" {
                 1
             } else {
                 2
