@@ -342,6 +342,24 @@ async fn failed_before_start(spec: &Spec, sinks: &Sinks, started: i64, why: &str
     }
 }
 
+/// A session that failed once started: its last packets and the reason to the archive.
+async fn session_failed(
+    spec: &Spec,
+    sinks: &Sinks,
+    id: SessionId,
+    batch: Vec<Record>,
+    why: String,
+    pname: &'static str,
+) {
+    tracing::warn!(peer = %spec.label, "measurement session failed: {why}");
+    archive_call(&sinks.archive, move |a| {
+        a.add_records(id, &batch, None, now_ns())?;
+        a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
+    })
+    .await;
+    sinks.metrics.session_ended(&spec.label, pname, "failed");
+}
+
 /// Runs a blocking archive call off the runtime; logs a failure.
 async fn archive_call<T: Send + 'static>(
     archive: &Arc<Archive>,
@@ -519,15 +537,15 @@ async fn twamp_session(
             true
         }
         (Err(e), Some(id)) => {
-            let why = e.to_string();
-            tracing::warn!(peer = %spec.label, "measurement session failed: {why}");
-            let batch = std::mem::take(&mut pending);
-            archive_call(&sinks.archive, move |a| {
-                a.add_records(id, &batch, None, now_ns())?;
-                a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
-            })
+            session_failed(
+                spec,
+                sinks,
+                id,
+                std::mem::take(&mut pending),
+                e.to_string(),
+                pname,
+            )
             .await;
-            sinks.metrics.session_ended(&spec.label, pname, "failed");
             false
         }
         (Ok(_), None) => false,
@@ -743,15 +761,15 @@ async fn owamp_session(
             true
         }
         Err(e) => {
-            let why = e.to_string();
-            tracing::warn!(peer = %spec.label, "measurement session failed: {why}");
-            let batch = std::mem::take(&mut pending);
-            archive_call(&sinks.archive, move |a| {
-                a.add_records(id, &batch, None, now_ns())?;
-                a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
-            })
+            session_failed(
+                spec,
+                sinks,
+                id,
+                std::mem::take(&mut pending),
+                e.to_string(),
+                pname,
+            )
             .await;
-            sinks.metrics.session_ended(&spec.label, pname, "failed");
             false
         }
     }
