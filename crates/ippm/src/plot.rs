@@ -53,6 +53,11 @@ pub(crate) const CDF_POINTS: usize = 2000;
 /// Bins of the histogram.
 pub(crate) const HISTOGRAM_BINS: usize = 40;
 
+/// The largest time (s) or delay (ms), either sign, that is drawn: about 317 years in ms,
+/// well beyond the ±68 years two NTP timestamps can differ by, and small enough that the
+/// axis arithmetic stays finite and precise.
+pub(crate) const LIMIT: f64 = 1e13;
+
 /// The colours of the series, in order (then again from the start).
 pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(0x1f, 0x77, 0xb4), // blue
@@ -72,7 +77,7 @@ pub(crate) struct Series {
     /// What it is, e.g. "round trip", "to 192.0.2.2", "from 192.0.2.2".
     pub(crate) label: String,
     /// (seconds since the start, delay in ms or `None` for a lost packet), in sending
-    /// order. Samples whose time or delay is not a finite number are left out.
+    /// order. Samples whose time or delay is not a number within ±[`LIMIT`] are left out.
     pub(crate) points: Vec<(f64, Option<f64>)>,
 }
 
@@ -212,10 +217,11 @@ impl<'a> Prepared<'a> {
     fn new(i: usize, s: &'a Series) -> Self {
         let mut received = Vec::new();
         let mut lost = Vec::new();
-        for &(t, d) in &s.points {
+        // NaN compares false, so it is out too.
+        let within = |v: f64| v.abs() <= LIMIT;
+        for &(t, d) in s.points.iter().filter(|&&(t, _)| within(t)) {
             match d {
-                _ if !t.is_finite() => {}
-                Some(d) if d.is_finite() => received.push((t, d)),
+                Some(d) if within(d) => received.push((t, d)),
                 Some(_) => {}
                 None => lost.push(t),
             }
@@ -311,7 +317,27 @@ fn time_range(series: &[Prepared<'_>]) -> (f64, f64) {
     let (lo, hi) = times.fold((0.0f64, f64::NEG_INFINITY), |(lo, hi), t| {
         (lo.min(t), hi.max(t))
     });
-    if hi > lo { (lo, hi) } else { (lo, lo + 1.0) }
+    if hi < lo {
+        return (0.0, 1.0); // no samples
+    }
+    // At least 1 µs wide, and wide enough for the precision of f64 at these times.
+    let least = 1e-6_f64.max(1e-9 * lo.abs().max(hi.abs()));
+    if hi - lo >= least {
+        (lo, hi)
+    } else {
+        (lo, lo + 1.0_f64.max(least))
+    }
+}
+
+/// An axis range, refused unless finite and not empty (plotters does not return on others).
+fn axis(lo: f64, hi: f64) -> Result<std::ops::Range<f64>, PlotError> {
+    if lo.is_finite() && hi.is_finite() && hi > lo {
+        Ok(lo..hi)
+    } else {
+        Err(PlotError::Draw(format!(
+            "cannot draw an axis from {lo} to {hi}"
+        )))
+    }
 }
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &PlotData) -> Result<(), PlotError>
@@ -403,7 +429,7 @@ where
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(t0..t1, bottom..range.hi)
+        .build_cartesian_2d(axis(t0, t1)?, axis(bottom, range.hi)?)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -500,7 +526,7 @@ where
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(range.lo..range.hi, 0.0..1.0)
+        .build_cartesian_2d(axis(range.lo, range.hi)?, 0.0..1.0)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -556,7 +582,7 @@ where
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(range.lo..range.hi, 0.0..top.max(0.01))
+        .build_cartesian_2d(axis(range.lo, range.hi)?, axis(0.0, top.max(0.01))?)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -976,6 +1002,30 @@ mod tests {
                 .any(|t| t.starts_with("only: 2 of 2 arrived"))
         );
 
+        // Absurd values: left out beyond LIMIT, and the axes stay finite up to it.
+        let svg = renders(&one(vec![
+            (0.0, Some(1e300)),
+            (1.0, Some(-1e300)),
+            (2.0, Some(f64::MAX)),
+            (3.0, Some(LIMIT)),
+            (4.0, Some(-LIMIT)),
+            (5.0, Some(f64::MIN_POSITIVE)),
+            (1e300, Some(1.0)),
+            (-LIMIT, Some(2.0)),
+            (LIMIT, None),
+        ]));
+        assert!(
+            texts(&parse(&svg))
+                .iter()
+                .any(|t| t.starts_with("only: 4 of 5 arrived")),
+        );
+        // Times too close together for a range.
+        renders(&one(vec![(1.0, Some(1.0)), (1.0 + 1e-12, Some(2.0))]));
+        renders(&one(vec![
+            (1e12, Some(1.0)),
+            (1e12 + 1e-4, Some(1.0 + 1e-12)),
+        ]));
+
         // Many series: the palette wraps.
         let many = PlotData {
             title: "many".into(),
@@ -1029,6 +1079,22 @@ mod tests {
         let r = DelayRange::of(&[5.0]).unwrap();
         assert!(r.lo < 5.0 && r.hi > 5.0, "{r:?}");
         assert_eq!(DelayRange::of(&[]), None);
+    }
+
+    #[test]
+    fn axes_must_be_finite_and_not_empty() {
+        assert_eq!(axis(1.0, 2.0).unwrap(), 1.0..2.0);
+        for (lo, hi) in [
+            (1.0, 1.0),
+            (2.0, 1.0),
+            (0.0, f64::INFINITY),
+            (f64::NAN, 1.0),
+        ] {
+            assert!(
+                matches!(axis(lo, hi), Err(PlotError::Draw(_))),
+                "{lo}..{hi}"
+            );
+        }
     }
 
     #[test]
