@@ -294,7 +294,7 @@ pub(crate) struct ReportArgs {
 }
 
 /// A session's records as plot series, per direction.
-pub(crate) fn plot_data(title: String, records: &[Record]) -> crate::plot::PlotData {
+pub(crate) fn plot_data(title: String, peer: &str, records: &[Record]) -> crate::plot::PlotData {
     let t0 = records
         .iter()
         .map(|r| r.t1_unix_ns)
@@ -303,9 +303,9 @@ pub(crate) fn plot_data(title: String, records: &[Record]) -> crate::plot::PlotD
         .unwrap_or(0);
     let mut series = Vec::new();
     for (dir, label) in [
-        (Direction::RoundTrip, "round trip"),
-        (Direction::ToServer, "to the server"),
-        (Direction::FromServer, "from the server"),
+        (Direction::RoundTrip, "round trip".to_owned()),
+        (Direction::ToServer, format!("to {peer}")),
+        (Direction::FromServer, format!("from {peer}")),
     ] {
         let mut points: Vec<(f64, Option<f64>)> = records
             .iter()
@@ -340,10 +340,7 @@ pub(crate) fn plot_data(title: String, records: &[Record]) -> crate::plot::PlotD
         }
         if !points.is_empty() {
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            series.push(crate::plot::Series {
-                label: label.into(),
-                points,
-            });
+            series.push(crate::plot::Series { label, points });
         }
     }
     crate::plot::PlotData { title, series }
@@ -378,7 +375,7 @@ pub(crate) fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         row.mode,
         time(row.started_unix_ns)
     );
-    crate::plot::render(&plot_data(title, &records), &a.plot)
+    crate::plot::render(&plot_data(title, &row.peer, &records), &a.plot)
         .with_context(|| format!("cannot render {}", a.plot.display()))?;
     eprintln!(
         "session {}: {} packets plotted to {}",
