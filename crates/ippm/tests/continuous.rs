@@ -319,3 +319,50 @@ loss_timeout = 1
     let csv = String::from_utf8(out.stdout).unwrap();
     assert_eq!(csv.lines().count(), sessions(&archive).len() + 1, "{csv}");
 }
+
+/// A peer that is down: each attempt is archived as failed with the reason, and the attempts
+/// come further and further apart (1 s, 2 s, 4 s, ...) instead of hammering the peer.
+#[test]
+fn continuous_measurement_backs_off_while_the_peer_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A port nobody listens on: bound and dropped.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let archive = d.join("archive.db");
+    let config = d.join("ippm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[twamp]\nlisten = [\"127.0.0.1:0\"]\n[owamp]\nlisten = [\"127.0.0.1:0\"]\n\
+             [archive]\npath = \"{}\"\n\n[[measure]]\npeer = \"{dead}\"\nprotocol = \"twamp\"\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let a = start(&config, &d.join("serve.log"));
+    std::thread::sleep(Duration::from_millis(7500));
+    drop(a);
+    let s = sessions(&archive);
+    // Attempts at about 0, 1, 3 and 7 s: four, not dozens.
+    assert!((3..=5).contains(&s.len()), "{} attempts: {s:?}", s.len());
+    for x in &s {
+        assert_eq!(x["status"], "failed", "{x}");
+        assert!(
+            x["reason"].as_str().unwrap_or("").contains("refused"),
+            "{x}"
+        );
+    }
+    let starts: Vec<i64> = s
+        .iter()
+        .rev()
+        .map(|x| x["started_unix_ns"].as_i64().unwrap())
+        .collect();
+    let gaps: Vec<i64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0]),
+        "gaps {gaps:?} do not grow"
+    );
+}
