@@ -567,6 +567,13 @@ impl Engine {
         let remote = remote
             .or(conn.remote_addr)
             .ok_or_else(|| EngineError::NoRemoteAddress(name.to_owned()))?;
+        let l = &self.config.limits;
+        if self.sas.len() >= l.established_max + l.half_open_max {
+            return Err(EngineError::Local(format!(
+                "{} IKE SAs: the limit (established_max + half_open_max) is reached",
+                self.sas.len()
+            )));
+        }
         let local_err = |e: &dyn fmt::Display| EngineError::Local(e.to_string());
         let first = *conn
             .proposals

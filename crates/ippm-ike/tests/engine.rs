@@ -591,3 +591,21 @@ fn an_sa_replaced_by_a_peers_rekey_goes_even_without_the_peers_delete() {
     assert_ne!(lb[0].spis, old);
     assert!(pair.b.ippm_secret(lb[0].spis, None, pair.now).is_some());
 }
+
+/// Found by the ike_engine fuzz target: operator `initiate` calls were not bounded by the SA
+/// table's limits.
+#[test]
+fn initiating_is_bounded_by_the_sa_limits() {
+    let pair = Pair::psk();
+    let mut ca = pair.a.config().clone();
+    ca.limits.established_max = 2;
+    ca.limits.half_open_max = 1;
+    let mut a = Engine::new(ca, Box::new(OsRandom)).unwrap();
+    let now = Instant::now();
+    for _ in 0..3 {
+        a.initiate(now, "to-b", addr(A), None).unwrap();
+    }
+    let e = a.initiate(now, "to-b", addr(A), None).unwrap_err();
+    assert!(e.to_string().contains("limit"), "{e}");
+    assert_eq!(a.list(now).len(), 3);
+}
