@@ -741,6 +741,8 @@ impl Engine {
                 && !sa.queued.contains(&QueuedRequest::Delete)
             {
                 sa.queued.push_back(QueuedRequest::Delete);
+                // Should the Delete not go out (no randomness), try again a grace later.
+                sa.superseded_at = Some(now);
             }
             if sa.next_rekey.is_some_and(|t| now >= t) && !sa.superseded {
                 sa.next_rekey = None;
@@ -757,6 +759,8 @@ impl Engine {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::warn!(spis = %sa.spis, "liveness check: {e}");
+                        // Try again a delay later rather than at once.
+                        sa.last_heard = now;
                         return true;
                     }
                 };

@@ -609,3 +609,43 @@ fn initiating_is_bounded_by_the_sa_limits() {
     assert!(e.to_string().contains("limit"), "{e}");
     assert_eq!(a.list(now).len(), 3);
 }
+
+/// A generator that can be made to fail.
+struct Flaky(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl ippm_ike::engine::Random for Flaky {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), ippm_ike::engine::RandomError> {
+        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ippm_ike::engine::RandomError);
+        }
+        OsRandom.fill(buf)
+    }
+}
+
+/// Found by the ike_engine fuzz target: a timer whose work could not be done (no randomness
+/// for the message) stayed due, so the driver would have spun on it.
+#[test]
+fn a_timer_that_cannot_act_is_postponed_not_spun_on() {
+    let pair = Pair::psk();
+    let mut ca = pair.a.config().clone();
+    ca.limits.dpd_delay = Some(Duration::from_secs(30));
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pair = Pair {
+        a: Engine::new(ca, Box::new(Flaky(failing.clone()))).unwrap(),
+        ..Pair::psk()
+    };
+    pair.up();
+    failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..5 {
+        pair.now += Duration::from_secs(31);
+        pair.a.handle_timeout(pair.now);
+        let next = pair.a.poll_timeout().unwrap();
+        assert!(next > pair.now, "due {:?} before now", pair.now - next);
+    }
+    // Randomness back: the liveness check goes out and is answered.
+    failing.store(false, std::sync::atomic::Ordering::Relaxed);
+    pair.now += Duration::from_secs(31);
+    pair.a.handle_timeout(pair.now);
+    pair.run();
+    assert_eq!(pair.a.list(pair.now).len(), 1);
+}
