@@ -3,11 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ippm_ike::auth::{Identity, LocalCredential, PrivateKey, TrustStore};
 use ippm_ike::config::{Config, Connection, Limits, LocalAuth, Psk, RemoteAuth};
-use ippm_ike::engine::{DeleteReason, Engine, Event, Failure, OsRandom, Spis, Transmit};
+use ippm_ike::engine::{
+    DeleteReason, Engine, Event, Failure, OsRandom, Random, RandomError, Spis, Transmit,
+};
 use ippm_ike::proposal::IkeProposal;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -611,12 +614,12 @@ fn initiating_is_bounded_by_the_sa_limits() {
 }
 
 /// A generator that can be made to fail.
-struct Flaky(std::sync::Arc<std::sync::atomic::AtomicBool>);
+struct Flaky(Arc<AtomicBool>);
 
-impl ippm_ike::engine::Random for Flaky {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), ippm_ike::engine::RandomError> {
-        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(ippm_ike::engine::RandomError);
+impl Random for Flaky {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RandomError> {
+        if self.0.load(Ordering::Relaxed) {
+            return Err(RandomError);
         }
         OsRandom.fill(buf)
     }
@@ -629,13 +632,13 @@ fn a_timer_that_cannot_act_is_postponed_not_spun_on() {
     let pair = Pair::psk();
     let mut ca = pair.a.config().clone();
     ca.limits.dpd_delay = Some(Duration::from_secs(30));
-    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failing = Arc::new(AtomicBool::new(false));
     let mut pair = Pair {
         a: Engine::new(ca, Box::new(Flaky(failing.clone()))).unwrap(),
         ..Pair::psk()
     };
     pair.up();
-    failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    failing.store(true, Ordering::Relaxed);
     for _ in 0..5 {
         pair.now += Duration::from_secs(31);
         pair.a.handle_timeout(pair.now);
@@ -643,7 +646,7 @@ fn a_timer_that_cannot_act_is_postponed_not_spun_on() {
         assert!(next > pair.now, "due {:?} before now", pair.now - next);
     }
     // Randomness back: the liveness check goes out and is answered.
-    failing.store(false, std::sync::atomic::Ordering::Relaxed);
+    failing.store(false, Ordering::Relaxed);
     pair.now += Duration::from_secs(31);
     pair.a.handle_timeout(pair.now);
     pair.run();
