@@ -254,6 +254,14 @@ enum RequestKind {
     Rekey(Box<RekeyRequest>),
 }
 
+/// What a responder contributes to a new IKE SA.
+struct ResponderPart {
+    dh: DhPrivate,
+    g_ir: Zeroizing<Vec<u8>>,
+    spi_r: [u8; 8],
+    nr: Vec<u8>,
+}
+
 struct RekeyRequest {
     new_spi_i: [u8; 8],
     ni: Vec<u8>,
@@ -900,11 +908,7 @@ impl Engine {
         if sa.superseded {
             return Ok(());
         }
-        let current = sa
-            .crypto
-            .as_ref()
-            .map(|c| c.proposal)
-            .ok_or_else(|| Failure::Local("no keys".into()))?;
+        let current = sa.crypto()?.proposal;
         // Offer the current proposal first, then the connection's (or the responder list).
         let mut proposals = vec![current];
         proposals.extend(self.pool(sa).into_iter().filter(|p| *p != current));
@@ -979,10 +983,7 @@ impl Engine {
         message_id: u32,
         inner: &[Payload],
     ) -> Result<Vec<u8>, Failure> {
-        let crypto = sa
-            .crypto
-            .as_ref()
-            .ok_or_else(|| Failure::Local("no keys".into()))?;
+        let crypto = sa.crypto()?;
         let mut iv = vec![0u8; crypto.out.iv_len()];
         self.rng
             .fill(&mut iv)
@@ -1117,10 +1118,10 @@ impl Engine {
     }
 
     fn cookie_ok(&self, cookie: &[u8], ni: &[u8], ip: IpAddr, spi_i: &[u8; 8]) -> bool {
-        if cookie.len() != 36 {
+        let (Some(v), 36) = (cookie.first_chunk::<4>(), cookie.len()) else {
             return false;
-        }
-        let version = u32::from_be_bytes([cookie[0], cookie[1], cookie[2], cookie[3]]);
+        };
+        let version = u32::from_be_bytes(*v);
         // The current secret only (a rotation invalidates cookies in flight; the initiator
         // gets a fresh one).
         version == self.cookie_version
@@ -1200,14 +1201,12 @@ impl Engine {
                 return Ok(());
             }
         };
-        let dh = self.dh(proposal.dh).map_err(Reject::Fail)?;
-        let g_ir = dh
-            .shared(ke_data)
-            .map_err(|e| ignore(format!("peer's KE payload: {e}")))?;
-        let mut spi_r = [0u8; 8];
-        self.rng.fill(&mut spi_r)?;
-        let mut nr = vec![0u8; NONCE_LEN];
-        self.rng.fill(&mut nr)?;
+        let ResponderPart {
+            dh,
+            g_ir,
+            spi_r,
+            nr,
+        } = self.responder_contribution(proposal.dh, ke_data)?;
         let spis = Spis {
             i: h.spi_i,
             r: spi_r,
@@ -1261,6 +1260,29 @@ impl Engine {
         self.half_open.insert((remote, h.spi_i), spi_r);
         self.sas.insert(spi_r, sa);
         Ok(())
+    }
+
+    /// A responder's part of a new IKE SA (IKE_SA_INIT, or a rekey): its Diffie-Hellman key
+    /// and the shared secret with the initiator's KE data, its SPI and its nonce.
+    fn responder_contribution(
+        &mut self,
+        group: DhGroup,
+        ke_data: &[u8],
+    ) -> Result<ResponderPart, Reject> {
+        let dh = self.dh(group).map_err(Reject::Fail)?;
+        let g_ir = dh
+            .shared(ke_data)
+            .map_err(|e| ignore(format!("the initiator's KE payload: {e}")))?;
+        let mut spi_r = [0u8; 8];
+        self.rng.fill(&mut spi_r)?;
+        let mut nr = vec![0u8; NONCE_LEN];
+        self.rng.fill(&mut nr)?;
+        Ok(ResponderPart {
+            dh,
+            g_ir,
+            spi_r,
+            nr,
+        })
     }
 
     fn certreq_data(&self) -> Vec<u8> {
@@ -1640,10 +1662,7 @@ impl Engine {
             i: r.new_spi_i,
             r: spi_r,
         };
-        let old = sa
-            .crypto
-            .as_ref()
-            .ok_or_else(|| Reject::Fail(Failure::Local("no keys".into())))?;
+        let old = sa.crypto().map_err(Reject::Fail)?;
         let crypto = derive(proposal, &r.ni, nr, &g_ir, new_spis, true, Some(&old.keys))?;
         let mut new = IkeSa::new(new_spis, true, sa.local, sa.remote, now);
         new.inherit(sa, crypto, r.ni.clone(), nr.to_vec(), now);
@@ -1924,19 +1943,14 @@ impl Engine {
             .as_slice()
             .try_into()
             .map_err(|_| ignore("rekey SPI is not 8 octets"))?;
-        let dh = self.dh(proposal.dh).map_err(Reject::Fail)?;
-        let g_ir = dh
-            .shared(ke_data)
-            .map_err(|e| ignore(format!("rekey KE: {e}")))?;
-        let mut spi_r = [0u8; 8];
-        self.rng.fill(&mut spi_r)?;
-        let mut nr = vec![0u8; NONCE_LEN];
-        self.rng.fill(&mut nr)?;
+        let ResponderPart {
+            dh,
+            g_ir,
+            spi_r,
+            nr,
+        } = self.responder_contribution(proposal.dh, ke_data)?;
         let new_spis = Spis { i: spi_i, r: spi_r };
-        let old = sa
-            .crypto
-            .as_ref()
-            .ok_or_else(|| Reject::Fail(Failure::Local("no keys".into())))?;
+        let old = sa.crypto().map_err(Reject::Fail)?;
         let crypto = derive(proposal, &ni, &nr, &g_ir, new_spis, false, Some(&old.keys))?;
         let inner = vec![
             Payload::Sa(vec![proposal.to_wire(num, &spi_r)]),

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use ippm_net::owamp_client::{OneWay, OwpingOptions, owping};
 use ippm_proto::{SecurityMode, Timestamp};
@@ -256,17 +256,7 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
     };
     let r = owping(&opts).await;
     drop(opts);
-    if let Some(s) = status {
-        let _ = s.await;
-    }
-    keeper.finish().await;
-    let r = r.with_context(|| {
-        if a.t.ike_required() {
-            format!("owping {server} (keyed from an IKE SA: the server must offer RFC 7717)")
-        } else {
-            format!("owping {server}")
-        }
-    })?;
+    let r = a.t.finish(r, status, keeper, "owping", server).await?;
     if a.t.json {
         #[derive(Serialize)]
         struct Out {

@@ -162,6 +162,32 @@ impl TestArgs {
         format!("--ike {name}")
     }
 
+    /// The end of a test: the status line finished, an inline IKE SA deleted, and the error
+    /// (if any) said with what was tried.
+    pub(crate) async fn finish<T, E>(
+        &self,
+        result: Result<T, E>,
+        status: Option<tokio::task::JoinHandle<()>>,
+        keeper: IkeKeeper,
+        what: &str,
+        server: SocketAddr,
+    ) -> anyhow::Result<T>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if let Some(s) = status {
+            let _ = s.await;
+        }
+        keeper.finish().await;
+        result.with_context(|| {
+            if self.ike_required() {
+                format!("{what} {server} (keyed from an IKE SA: the server must offer RFC 7717)")
+            } else {
+                format!("{what} {server}")
+            }
+        })
+    }
+
     /// Whether the session must be keyed from an IKE SA.
     pub(crate) fn ike_required(&self) -> bool {
         matches!(

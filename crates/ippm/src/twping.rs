@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use ippm_net::twamp_client::{Progress, TwpingOptions, twping};
 
@@ -85,17 +84,7 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
     };
     let result = twping(&opts).await;
     drop(opts);
-    if let Some(s) = status {
-        let _ = s.await;
-    }
-    keeper.finish().await;
-    let result = result.with_context(|| {
-        if a.t.ike_required() {
-            format!("twping {server} (keyed from an IKE SA: the server must offer RFC 7717)")
-        } else {
-            format!("twping {server}")
-        }
-    })?;
+    let result = a.t.finish(result, status, keeper, "twping", server).await?;
     let out = report::twoway(&result);
     if a.t.json {
         println!(
