@@ -34,6 +34,32 @@ impl ClockState {
     }
 }
 
+/// The kernel's clock state, read at most once a second: the per-packet paths stamp an error
+/// estimate on every packet, and the NTP state changes slowly.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClockCache {
+    state: ClockState,
+    read_at: std::time::Instant,
+}
+
+impl ClockCache {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: ClockState::read(),
+            read_at: std::time::Instant::now(),
+        }
+    }
+
+    /// The Error Estimate field for timestamps taken now.
+    pub(crate) fn estimate(&mut self) -> ErrorEstimate {
+        if self.read_at.elapsed() > Duration::from_secs(1) {
+            self.state = ClockState::read();
+            self.read_at = std::time::Instant::now();
+        }
+        self.state.error_estimate()
+    }
+}
+
 /// The current time as an NTP timestamp.
 pub fn now() -> Timestamp {
     from_system(SystemTime::now())

@@ -8,14 +8,18 @@
 mod accept;
 pub mod clock;
 mod control_client;
+pub mod engine;
 pub mod ike;
 pub mod ike_control;
 pub mod keyfile;
 pub mod metrics;
 pub mod owamp_client;
 pub mod owamp_server;
+pub mod packets;
 pub mod policy;
+mod receiver;
 pub mod reflector;
+mod sender;
 mod sys;
 pub mod twamp_client;
 pub mod twamp_server;

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::clock;
+use crate::engine::{Engine, SessionHandle};
 use crate::reflector::{self, ReflectorSession, ReflectorStats};
 use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
 
@@ -87,36 +88,39 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 struct TestSession {
-    socket: Option<std::net::UdpSocket>,
-    protection: TestProtection,
-    symmetrical: bool,
+    /// Until Start-Sessions: the reflector, not yet running.
+    pending: Option<ReflectorSession>,
+    /// Once started: the engine session.
+    running: Option<SessionHandle>,
+    /// The session's Timeout: how long it reflects after Stop-Sessions (RFC 5357 §4.2).
     timeout: Duration,
-    stop: watch::Sender<Option<Duration>>,
-    task: Option<std::thread::JoinHandle<()>>,
-    stats: Arc<ReflectorStats>,
+    /// Stop-Sessions (or Stop-N-Sessions) named it.
+    stopped: bool,
 }
 
 impl TestSession {
-    fn start(&mut self, peer: IpAddr, epoch: std::time::Instant) {
-        let Some(socket) = self.socket.take() else {
+    fn start(&mut self) {
+        let Some(s) = self.pending.take() else {
             return;
         };
-        let s = ReflectorSession {
-            socket,
-            protection: self.protection.clone(),
-            peer,
-            symmetrical: self.symmetrical,
-            stats: self.stats.clone(),
-        };
-        let stop = self.stop.subscribe();
-        // A thread of its own, blocked in recvmsg (see reflector::run_blocking); sessions are
-        // bounded by max_sessions_total.
-        match std::thread::Builder::new()
-            .name("reflector".into())
-            .spawn(move || reflector::run_blocking(s, stop, epoch))
-        {
-            Ok(t) => self.task = Some(t),
-            Err(e) => warn!(error = %e, "cannot start a reflector thread"),
+        match s.start(Engine::global()) {
+            Ok(h) => self.running = Some(h),
+            Err(e) => warn!(error = %e, "cannot start a reflector"),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stopped = true;
+        if let Some(h) = &self.running {
+            h.stop(self.timeout);
+        }
+    }
+
+    /// The control connection is gone: a stopped session still reflects for the rest of its
+    /// Timeout, any other ends now.
+    fn close(self) {
+        if let (true, Some(h)) = (self.stopped, self.running) {
+            h.detach();
         }
     }
 }
@@ -186,11 +190,7 @@ async fn connection(
     // The control connection is gone: its sessions end (after their Timeout if they were
     // stopped, at once otherwise).
     for (_, s) in sessions.drain() {
-        if s.stop.borrow().is_none() {
-            let _ = s.stop.send(None);
-        }
-        // The reflector thread ends by itself once told to stop; it is not joined here.
-        drop(s.task);
+        s.close();
         shared.sessions.fetch_sub(1, Ordering::Relaxed);
     }
     result
@@ -229,7 +229,7 @@ fn handle_event(
                     "session limit of this identity",
                 ))
             } else {
-                new_session(server, &req, peer, local, opts, shared, stats)
+                new_session(server, &req, peer, local, opts, shared, stats, epoch)
             };
             match checked {
                 Ok((sid, port, session)) => {
@@ -246,7 +246,7 @@ fn handle_event(
         }
         ServerEvent::StartSessions => {
             for s in sessions.values_mut() {
-                s.start(peer.ip(), epoch);
+                s.start();
             }
             server.start_ack(Accept::Ok)?;
         }
@@ -255,7 +255,7 @@ fn handle_event(
                 sids.into_iter().partition(|s| sessions.contains_key(s));
             for sid in &known {
                 if let Some(s) = sessions.get_mut(sid) {
-                    s.start(peer.ip(), epoch);
+                    s.start();
                 }
             }
             if !known.is_empty() {
@@ -267,16 +267,16 @@ fn handle_event(
         }
         ServerEvent::StopTwSessions(stop) => {
             info!(%peer, accept = %stop.accept, sessions = stop.num_sessions, "Stop-Sessions");
-            for s in sessions.values() {
-                let _ = s.stop.send(Some(s.timeout));
+            for s in sessions.values_mut() {
+                s.stop();
             }
         }
         ServerEvent::StopNSessions(sids) => {
             let (known, unknown): (Vec<_>, Vec<_>) =
                 sids.into_iter().partition(|s| sessions.contains_key(s));
             for sid in &known {
-                if let Some(s) = sessions.get(sid) {
-                    let _ = s.stop.send(Some(s.timeout));
+                if let Some(s) = sessions.get_mut(sid) {
+                    s.stop();
                 }
             }
             if !known.is_empty() {
@@ -292,6 +292,7 @@ fn handle_event(
 }
 
 /// Checks a Request-TW-Session and sets up its socket, or says why not.
+#[allow(clippy::too_many_arguments)]
 fn new_session(
     server: &Server,
     req: &RequestTwSessionRepr,
@@ -300,6 +301,7 @@ fn new_session(
     opts: &TwampServerOptions,
     shared: &Shared,
     stats: &Arc<ReflectorStats>,
+    epoch: std::time::Instant,
 ) -> Result<([u8; 16], u16, TestSession), (Accept, &'static str)> {
     if shared.sessions.load(Ordering::Relaxed) >= opts.max_sessions_total {
         return Err((
@@ -371,18 +373,21 @@ fn new_session(
         .map_err(|_| (Accept::InternalError, "test keys"))?;
     let timeout = bits_to_duration(req.timeout).min(opts.max_timeout);
     let symmetrical = server_extensions(server).contains(Modes::TWAMP_SYMMETRICAL_SIZE);
-    let (stop, _) = watch::channel(None);
     Ok((
         sid,
         port,
         TestSession {
-            socket: Some(socket),
-            protection,
-            symmetrical,
+            pending: Some(ReflectorSession {
+                socket,
+                protection,
+                peer: peer.ip(),
+                symmetrical,
+                stats: stats.clone(),
+                epoch,
+            }),
+            running: None,
             timeout,
-            stop,
-            task: None,
-            stats: stats.clone(),
+            stopped: false,
         },
     ))
 }

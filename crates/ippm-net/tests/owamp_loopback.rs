@@ -89,7 +89,10 @@ async fn both_directions_every_mode() {
                     for x in &w.records {
                         assert!(x.recv_time >= x.send_time, "{dir}: received before sent");
                         assert!(x.recv_time.nanos_since(x.send_time) < 50_000_000);
-                        assert_eq!(x.ttl, 64, "{ip} {dir}");
+                        assert_eq!(
+                            x.ttl, 255,
+                            "{ip} {dir}: sent with TTL 255 (RFC 4656 §4.1.2)"
+                        );
                     }
                 }
             }

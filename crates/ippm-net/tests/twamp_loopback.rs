@@ -79,7 +79,10 @@ async fn every_mode_both_families() {
                 assert!(f.timestamp >= f.receive_timestamp);
                 assert!(rep.recv_time >= f.timestamp);
                 assert!(rep.recv_time.nanos_since(sent.time) < 50_000_000);
-                assert_eq!(f.sender_ttl, 64, "{ip}: the TTL the reflector saw");
+                assert_eq!(
+                    f.sender_ttl, 255,
+                    "{ip}: sent with TTL 255 (RFC 5357 §4.1.2), as the reflector saw it"
+                );
                 assert!(header > 0);
             }
         }

@@ -1,0 +1,68 @@
+//! What the engine's client-side sessions report to their owner, packet by packet: the
+//! packets sent (with the kernel's transmit stamp when it gives one), TWAMP replies, OWAMP
+//! records. They stream over a channel as they happen, so the owner decides what to keep.
+
+use ippm_proto::wire::owamp::DataRecord;
+use ippm_proto::wire::test::ReflectorRepr;
+use ippm_proto::{ErrorEstimate, Timestamp};
+
+/// One test packet sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Sequence number.
+    pub seq: u32,
+    /// Send timestamp as carried in the packet: taken in user space just before protection
+    /// and the send.
+    pub time: Timestamp,
+    /// Its error estimate.
+    pub error: ErrorEstimate,
+    /// When the kernel sent it (SO_TIMESTAMPING software transmit stamp), if it said.
+    pub kernel_time: Option<Timestamp>,
+}
+
+impl Sent {
+    /// The best send time known: the kernel's transmit stamp, else the packet's timestamp.
+    pub fn t1(&self) -> Timestamp {
+        self.kernel_time.unwrap_or(self.time)
+    }
+}
+
+/// One reply received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The fields of the reflector's packet.
+    pub reflector: ReflectorRepr,
+    /// When it arrived (T4, the kernel's timestamp).
+    pub recv_time: Timestamp,
+    /// Our clock's error estimate at T4.
+    pub recv_error: ErrorEstimate,
+    /// TTL of the reply as it arrived.
+    pub ttl: Option<u8>,
+}
+
+/// One event of a client-side test session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TestEvent {
+    /// A test packet left (its user-space timestamp).
+    Sent(Sent),
+    /// The kernel's transmit stamp of packet `seq`.
+    TxStamp {
+        /// Sequence number.
+        seq: u32,
+        /// When the kernel sent it.
+        time: Timestamp,
+    },
+    /// A TWAMP reply that passed its checks.
+    Reply(Reply),
+    /// An OWAMP test packet received from the server, as a record.
+    Record(DataRecord),
+    /// A packet from the peer that failed its HMAC or was malformed.
+    Bad,
+    /// RFC 6038: a reply whose reflected octets differed from what was sent.
+    ReflectMismatch,
+    /// The session is over: nothing follows.
+    Ended,
+}
+
+/// Where a client-side session sends its events.
+pub(crate) type Events = tokio::sync::mpsc::UnboundedSender<TestEvent>;
