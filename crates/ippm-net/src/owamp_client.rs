@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use fixedbitset::FixedBitSet;
 
 use ippm_proto::schedule::{Schedule, Slot};
 use ippm_proto::session::{ClientConfig, ClientEvent, Error, IkeCredential, Secret, make_sid};
@@ -13,14 +15,18 @@ use ippm_proto::wire::owamp::{
     DataRecord, FetchSessionRepr, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr,
     TypeP,
 };
-use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
-use ippm_proto::{Accept, Protocol, SecurityMode, Timestamp};
+use ippm_proto::wire::test::{Layout, TestProtection};
+use ippm_proto::{Accept, Protocol, SecurityMode};
 use tokio::io::AsyncWriteExt;
 
-use crate::clock::{self, ClockState};
+use crate::clock;
 use crate::control_client::{Control, random};
-use crate::twamp_client::{Interval, TwpingError, pace_until};
-use crate::udp::TestSocket;
+use crate::engine::{End, Engine, Out, RecvMeta, Role, Wake};
+use crate::packets::{Events, TestEvent};
+use crate::receiver::{From, OneWayReceiver, Refused};
+use crate::sender::{SendPlan, schedule_offsets};
+use crate::twamp_client::{Interval, TwpingError};
+use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
 
 /// What an owping run does.
 #[derive(Debug, Clone)]
@@ -116,9 +122,9 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     };
     let layout = Layout::of(mode);
     let ip = opts.local.unwrap_or_else(|| local_ctrl.ip());
-    let socket = TestSocket::bind_in_range(ip, opts.ports.clone())?;
+    let socket = bind_first(ip, opts.ports.clone(), blocking_socket)?;
     if opts.dscp != 0 {
-        socket.set_dscp(opts.dscp)?;
+        set_dscp_blocking(&socket, opts.dscp)?;
     }
     let local = socket.local_addr()?;
     let slots = vec![slot(opts.interval)];
@@ -142,8 +148,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     };
     let mut to_sid = None;
     if opts.to_server {
-        ctl.client
-            .request_session(std::time::Instant::now(), &base)?;
+        ctl.client.request_session(Instant::now(), &base)?;
         match ctl.event().await? {
             ClientEvent::SessionAccepted { sid, port, .. } => to_sid = Some((sid, port)),
             ClientEvent::SessionRejected(a) => return Err(TwpingError::SessionRefused(a)),
@@ -163,15 +168,14 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
             sid,
             ..base.clone()
         };
-        ctl.client
-            .request_session(std::time::Instant::now(), &req)?;
+        ctl.client.request_session(Instant::now(), &req)?;
         match ctl.event().await? {
             ClientEvent::SessionAccepted { sid, port, .. } => from_sid = Some((sid, port)),
             ClientEvent::SessionRejected(a) => return Err(TwpingError::SessionRefused(a)),
             _ => return Err(Error::Internal("unexpected control event").into()),
         }
     }
-    ctl.client.start_sessions(std::time::Instant::now())?;
+    ctl.client.start_sessions(Instant::now())?;
     match ctl.event().await? {
         ClientEvent::StartAck(Accept::Ok) => {}
         ClientEvent::StartAck(a) => return Err(TwpingError::SessionRefused(a)),
@@ -195,113 +199,91 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     };
     let lead =
         Duration::from_nanos(u64::try_from(start_time.nanos_since(clock::now())).unwrap_or(0));
-    let start = tokio::time::Instant::now() + lead;
-    let offsets: Vec<Duration> = match to_sid.or(from_sid) {
-        Some((sid, _)) => Schedule::new(base.slots.clone(), &sid)
-            .map(|s| s.take(opts.count as usize).map(bits_to_duration).collect())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let start = Instant::now() + lead;
     // The last packet either way is due at about the end of the longest schedule.
-    let mut end = start + offsets.last().copied().unwrap_or_default();
-    if let (Some((sid, _)), Some(_)) = (from_sid, to_sid) {
-        if let Some(s) = Schedule::new(base.slots.clone(), &sid) {
-            if let Some(last) = s.take(opts.count as usize).last() {
-                end = end.max(start + bits_to_duration(last));
+    let last_offset = |sid: &[u8; 16]| {
+        Schedule::new(base.slots.clone(), sid)
+            .and_then(|s| s.take(opts.count as usize).last())
+            .map(bits_to_duration)
+            .unwrap_or_default()
+    };
+    let end = [to_sid, from_sid]
+        .into_iter()
+        .flatten()
+        .map(|(sid, _)| last_offset(&sid))
+        .max()
+        .unwrap_or_default();
+    let deadline = start + end + opts.loss_timeout;
+
+    let plan = match (to_sid, send_prot) {
+        (Some((sid, port)), Some(prot)) => {
+            let Some(schedule) = Schedule::new(base.slots.clone(), &sid) else {
+                return Err(Error::Internal("schedule").into());
+            };
+            let len = layout.sender_header_len() + opts.padding as usize;
+            let mut template = vec![0u8; len];
+            // RFC 4656 §4.1.2 recommends pseudo-random padding.
+            let _ = getrandom::fill(&mut template[layout.sender_header_len()..]);
+            Some(SendPlan::new(
+                schedule_offsets(schedule),
+                start,
+                opts.count,
+                template,
+                prot,
+                SocketAddr::new(opts.server.ip(), port),
+            ))
+        }
+        _ => None,
+    };
+    let receiver = match (from_sid, recv_prot) {
+        (Some((_, port)), Some(prot)) => Some(OneWayReceiver::new(
+            prot,
+            From::Addr(SocketAddr::new(opts.server.ip(), port)),
+        )),
+        _ => None,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let role = OwampTest {
+        plan,
+        receiver,
+        events: tx,
+        deadline,
+        seen: FixedBitSet::new(),
+        unique: 0,
+        count: opts.count,
+    };
+    let session = Engine::global().add(socket, Box::new(role), false)?;
+    let mut from_records = Vec::new();
+    let mut sent = 0;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            TestEvent::Record(r) => {
+                if let Some(p) = &opts.progress {
+                    let _ = p.send(r);
+                }
+                from_records.push(r);
             }
+            TestEvent::Ended { sent: n } => {
+                sent = n;
+                break;
+            }
+            _ => {}
         }
     }
-    let deadline = end + opts.loss_timeout;
-
-    let sender = async {
-        let (Some((sid, port)), Some(prot)) = (to_sid, send_prot.as_ref()) else {
-            return;
-        };
-        let to = SocketAddr::new(opts.server.ip(), port);
-        let Some(schedule) = Schedule::new(base.slots.clone(), &sid) else {
-            return;
-        };
-        let len = layout.sender_header_len() + opts.padding as usize;
-        let mut pkt = vec![0u8; len];
-        let _ = getrandom::fill(&mut pkt[layout.sender_header_len()..]);
-        let mut wire = vec![0u8; len];
-        let mut cs = ClockState::read();
-        for (seq, off) in schedule.take(opts.count as usize).enumerate() {
-            pace_until(start + bits_to_duration(off)).await;
-            if seq % 64 == 0 {
-                cs = ClockState::read();
-            }
-            let repr = SenderRepr {
-                seq: seq as u32,
-                timestamp: clock::now(),
-                error_estimate: cs.error_estimate(),
-            };
-            let _ = repr.emit(&mut pkt, layout);
-            wire.copy_from_slice(&pkt);
-            prot.protect(PacketKind::Sender, &mut wire);
-            let _ = socket.send_to(&wire, to).await;
-        }
-    };
-    let receiver = async {
-        let mut records = Vec::new();
-        let (Some((_, port)), Some(prot)) = (from_sid, recv_prot.as_ref()) else {
-            tokio::time::sleep_until(deadline).await;
-            return records;
-        };
-        let from = SocketAddr::new(opts.server.ip(), port);
-        let mut buf = vec![0u8; crate::reflector::MAX_PACKET];
-        let mut cs = ClockState::read();
-        let mut seen = std::collections::HashSet::new();
-        loop {
-            tokio::select! {
-                r = socket.recv(&mut buf) => {
-                    let Ok(m) = r else { continue };
-                    if m.from != from {
-                        continue;
-                    }
-                    let recv_time = m.kernel_time.map(Timestamp::from_unix).unwrap_or_else(clock::now);
-                    let pkt = &mut buf[..m.len];
-                    if prot.unprotect(PacketKind::Sender, pkt).is_err() {
-                        continue;
-                    }
-                    let Ok(p) = SenderRepr::parse(pkt, layout) else { continue };
-                    if records.len() % 64 == 0 {
-                        cs = ClockState::read();
-                    }
-                    let record = DataRecord {
-                        seq: p.seq,
-                        send_error: p.error_estimate,
-                        recv_error: cs.error_estimate(),
-                        send_time: p.timestamp,
-                        recv_time,
-                        ttl: m.ttl.unwrap_or(255),
-                    };
-                    if let Some(tx) = &opts.progress {
-                        let _ = tx.send(record);
-                    }
-                    records.push(record);
-                    seen.insert(p.seq);
-                    if seen.len() >= opts.count as usize && to_sid.is_none() {
-                        return records;
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => return records,
-            }
-        }
-    };
-    let ((), from_records) = tokio::join!(sender, receiver);
+    drop(session);
 
     // Stop-Sessions for our send session; a server that sent answers with its own.
     let ours: Vec<StopSession> = to_sid
         .map(|(sid, _)| StopSession {
             sid,
-            next_seqno: opts.count,
+            // What the sender really sent (RFC 4656 §3.8), not what was asked.
+            next_seqno: sent,
             skip_ranges: vec![],
         })
         .into_iter()
         .collect();
     ctl.client.stop_sessions(
-        std::time::Instant::now(),
+        Instant::now(),
         &StopSessionsRepr {
             accept: Accept::Ok,
             sessions: ours,
@@ -330,7 +312,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     let mut to_server = None;
     if let Some((sid, _)) = to_sid {
         ctl.client.fetch_session(
-            std::time::Instant::now(),
+            Instant::now(),
             &FetchSessionRepr {
                 sid,
                 begin_seq: 0,
@@ -358,4 +340,71 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
         from_server,
         setup_time,
     })
+}
+
+/// owping's test session on the engine: our packets to the server on the schedule, the
+/// server's packets to us recorded, until the last is due plus the loss timeout.
+struct OwampTest {
+    plan: Option<SendPlan>,
+    receiver: Option<OneWayReceiver>,
+    events: Events,
+    deadline: Instant,
+    /// Sequence numbers received (one bit each, up to the highest seen below `count`).
+    seen: FixedBitSet,
+    unique: u32,
+    count: u32,
+}
+
+impl Role for OwampTest {
+    fn receive(&mut self, pkt: &mut [u8], meta: &RecvMeta, out: &mut Out<'_>) {
+        let Some(rx) = &mut self.receiver else {
+            return;
+        };
+        let rec = match rx.record(pkt, meta) {
+            Ok(r) => r,
+            Err(Refused::Stranger | Refused::Bad) => return,
+        };
+        let _ = self.events.send(TestEvent::Record(rec));
+        if rec.seq < self.count {
+            let i = rec.seq as usize;
+            if i >= self.seen.len() {
+                self.seen.grow(i + 1);
+            }
+            if !self.seen.put(i) {
+                self.unique += 1;
+            }
+        }
+        // Receiving only, and everything is in: no need to wait for the loss timeout.
+        if self.plan.is_none() && self.unique >= self.count {
+            out.finish();
+        }
+    }
+
+    fn due(&mut self, now: Instant, out: &mut Out<'_>) -> Wake {
+        if now >= self.deadline {
+            out.finish();
+            return Wake::Idle;
+        }
+        match self.plan.as_mut().and_then(|p| p.due(now, out)) {
+            Some(t) => Wake::At(t.min(self.deadline)),
+            None => Wake::At(self.deadline),
+        }
+    }
+
+    fn seal(&mut self, pkt: &mut [u8]) {
+        if let Some(p) = &mut self.plan {
+            p.seal(pkt);
+        }
+    }
+
+    fn unsent(&mut self, sent: usize, queued: usize) {
+        if let Some(p) = &mut self.plan {
+            p.unsent(sent, queued);
+        }
+    }
+
+    fn end(&mut self, _why: End) {
+        let sent = self.plan.as_ref().map_or(0, SendPlan::next_seq);
+        let _ = self.events.send(TestEvent::Ended { sent });
+    }
 }

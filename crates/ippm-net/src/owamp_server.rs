@@ -5,7 +5,7 @@
 //! from a store that outlives the control connection (bounded in size, sessions expire).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,15 +19,18 @@ use ippm_proto::time::bits_to_duration;
 use ippm_proto::wire::owamp::{
     DataRecord, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr,
 };
-use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
-use ippm_proto::{Accept, Protocol, Timestamp};
+use ippm_proto::wire::test::{Layout, TestProtection};
+use ippm_proto::{Accept, Protocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::clock::{self, ClockState};
+use crate::clock;
+use crate::engine::{End, Engine, LogLimit, Out, RecvMeta, Role, SessionHandle, Wake};
+use crate::receiver::{From, OneWayReceiver, Refused};
+use crate::sender::{SendPlan, schedule_offsets};
 use crate::twamp_server::ConnectionError;
-use crate::udp::{bind_first, blocking_socket, recv_blocking};
+use crate::udp::{bind_first, blocking_socket};
 
 /// What the OWAMP server offers, and its limits.
 #[derive(Debug, Clone)]
@@ -161,20 +164,20 @@ fn random<const N: usize>() -> [u8; N] {
 enum Session {
     /// The server receives (Conf-Receiver).
     Receive {
-        socket: Option<std::net::UdpSocket>,
-        protection: TestProtection,
+        /// Until Start-Sessions: its socket and protection; then the engine session.
+        pending: Option<(UdpSocket, TestProtection)>,
+        running: Option<SessionHandle>,
         stored: Arc<Mutex<Stored>>,
         timeout: Duration,
-        stop: watch::Sender<Option<Duration>>,
+        stopped: bool,
     },
     /// The server sends (Conf-Sender).
     Send {
-        socket: Option<Arc<std::net::UdpSocket>>,
-        protection: TestProtection,
+        pending: Option<(UdpSocket, TestProtection)>,
+        running: Option<SessionHandle>,
         request: RequestSessionRepr,
         to: SocketAddr,
         next_seqno: Arc<AtomicU32>,
-        stop: watch::Sender<bool>,
     },
 }
 
@@ -209,22 +212,28 @@ async fn connection(
     .await;
     for (_, s) in sessions {
         match s {
-            Session::Receive { stop, stored, .. } => {
-                if stop.borrow().is_none() {
-                    let _ = stop.send(None);
-                }
-                // No Stop-Sessions: RFC 4656 §3.8 lets the results stand only up to the last
-                // packet received; mark the session finished so it can still be fetched.
-                if let Ok(mut st) = stored.lock() {
-                    if !st.finished {
-                        st.finished = true;
-                        st.finished_at = Some(Instant::now());
+            Session::Receive {
+                running,
+                stored,
+                stopped,
+                ..
+            } => match (stopped, running) {
+                // Stop-Sessions came: it keeps receiving for its Timeout (RFC 4656 §3.8).
+                (true, Some(h)) => h.detach(),
+                (_, running) => {
+                    drop(running);
+                    // No Stop-Sessions: RFC 4656 §3.8 lets the results stand only up to the
+                    // last packet received; mark the session finished so it can be fetched.
+                    if let Ok(mut st) = stored.lock() {
+                        if !st.finished {
+                            st.finished = true;
+                            st.finished_at = Some(Instant::now());
+                        }
                     }
                 }
-            }
-            Session::Send { stop, .. } => {
-                let _ = stop.send(true);
-            }
+            },
+            // Dropping the handle stops the sender.
+            Session::Send { .. } => {}
         }
     }
     result
@@ -272,26 +281,33 @@ fn handle_event(
                     Session::Receive {
                         stored,
                         timeout,
-                        stop: tx,
+                        running,
+                        stopped,
                         ..
                     },
-                )) = sessions.iter().find(|(sid, _)| *sid == d.sid)
+                )) = sessions.iter_mut().find(|(sid, _)| *sid == d.sid)
                 {
                     if let Ok(mut st) = stored.lock() {
                         st.next_seqno = Some(d.next_seqno);
                         st.skip_ranges = d.skip_ranges.clone();
                     }
-                    let _ = tx.send(Some(*timeout));
+                    *stopped = true;
+                    if let Some(h) = running {
+                        h.stop(*timeout);
+                    }
                 }
             }
             // Ours end too, answered with our own Stop-Sessions.
             let mut ours = Vec::new();
-            for (sid, s) in sessions.iter() {
+            for (sid, s) in sessions.iter_mut() {
                 if let Session::Send {
-                    stop, next_seqno, ..
+                    running,
+                    next_seqno,
+                    ..
                 } = s
                 {
-                    let _ = stop.send(true);
+                    // Stopped here, so the Next Seqno below is final.
+                    *running = None;
                     ours.push(StopSession {
                         sid: *sid,
                         next_seqno: next_seqno.load(Ordering::Relaxed),
@@ -339,171 +355,153 @@ fn handle_event(
 }
 
 fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr, store: &Arc<Store>, max_records: usize) {
-    match s {
+    let engine = Engine::global();
+    let started = match s {
         Session::Receive {
-            socket,
-            protection,
+            pending,
+            running,
             stored,
-            stop,
             ..
         } => {
-            let Some(sock) = socket.take() else { return };
-            let (prot, stored, rx) = (protection.clone(), stored.clone(), stop.subscribe());
-            let limit = (store.clone(), max_records);
-            let spawn = std::thread::Builder::new()
-                .name("owamp-receiver".into())
-                .spawn(move || receive(sock, prot, peer, stored, rx, limit));
-            if let Err(e) = spawn {
-                warn!(error = %e, "cannot start a receiver thread");
-            }
+            let Some((socket, protection)) = pending.take() else {
+                return;
+            };
+            let role = Receive {
+                rx: OneWayReceiver::new(protection, From::Ip(peer)),
+                stored: stored.clone(),
+                store: store.clone(),
+                max_records,
+            };
+            engine
+                .add(socket, Box::new(role), false)
+                .map(|h| *running = Some(h))
         }
         Session::Send {
-            socket,
-            protection,
+            pending,
+            running,
             request,
             to,
             next_seqno,
-            stop,
         } => {
-            let Some(sock) = socket.take() else { return };
+            let Some((socket, protection)) = pending.take() else {
+                return;
+            };
             let Some(schedule) = Schedule::new(request.slots.clone(), sid) else {
                 return;
             };
-            let (prot, req, to, next, rx) = (
-                protection.clone(),
-                request.clone(),
+            let layout = protection.layout();
+            let mut template =
+                vec![0u8; layout.sender_header_len() + request.padding_length as usize];
+            // RFC 4656 §4.1.2 recommends pseudo-random padding.
+            let _ = getrandom::fill(&mut template[layout.sender_header_len()..]);
+            // The session's Start Time, or now if that has passed.
+            let now_ts = clock::now();
+            let lead = if request.start_time > now_ts {
+                Duration::from_nanos(
+                    u64::try_from(request.start_time.nanos_since(now_ts)).unwrap_or(0),
+                )
+            } else {
+                Duration::ZERO
+            };
+            let plan = SendPlan::new(
+                schedule_offsets(schedule),
+                Instant::now() + lead,
+                request.num_packets,
+                template,
+                protection,
                 *to,
-                next_seqno.clone(),
-                stop.subscribe(),
             );
-            tokio::spawn(send(sock, prot, req, schedule, to, next, rx));
+            let role = Send {
+                plan,
+                next: next_seqno.clone(),
+            };
+            engine
+                .add(socket, Box::new(role), false)
+                .map(|h| *running = Some(h))
         }
-    }
-}
-
-/// The receiver thread: records every packet until stopped.
-fn receive(
-    sock: std::net::UdpSocket,
-    prot: TestProtection,
-    peer: IpAddr,
-    stored: Arc<Mutex<Stored>>,
-    stop: watch::Receiver<Option<Duration>>,
-    (store, max_records): (Arc<Store>, usize),
-) {
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
-    let mut full_logged = false;
-    let layout = prot.layout();
-    let mut buf = vec![0u8; crate::reflector::MAX_PACKET];
-    let mut clock_state = ClockState::read();
-    let mut clock_read = Instant::now();
-    let mut deadline: Option<Instant> = None;
-    loop {
-        if deadline.is_none() {
-            match (*stop.borrow(), stop.has_changed()) {
-                (Some(grace), _) => deadline = Some(Instant::now() + grace),
-                (None, Err(_)) => break,
-                (None, Ok(_)) => {}
-            }
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        let Ok(m) = recv_blocking(&sock, &mut buf) else {
-            continue;
-        };
-        if m.from.ip() != peer {
-            debug!(from = %m.from, "test packet from an address other than the client's, dropped");
-            continue;
-        }
-        let recv_time = m
-            .kernel_time
-            .map(Timestamp::from_unix)
-            .unwrap_or_else(clock::now);
-        let pkt = &mut buf[..m.len];
-        if prot.unprotect(PacketKind::Sender, pkt).is_err() {
-            warn!(from = %m.from, "test packet failed its check, dropped");
-            continue;
-        }
-        let Ok(p) = SenderRepr::parse(pkt, layout) else {
-            debug!(from = %m.from, len = m.len, "test packet too short, dropped");
-            continue;
-        };
-        if clock_read.elapsed() > Duration::from_secs(1) {
-            clock_state = ClockState::read();
-            clock_read = Instant::now();
-        }
-        // The store is bounded: past the limit, records are dropped (and said so once).
-        if store.records.fetch_add(1, Ordering::Relaxed) >= max_records {
-            store.records.fetch_sub(1, Ordering::Relaxed);
-            if !full_logged {
-                warn!("record store full: dropping records until finished sessions expire");
-                full_logged = true;
-            }
-            continue;
-        }
-        if let Ok(mut st) = stored.lock() {
-            st.records.push(DataRecord {
-                seq: p.seq,
-                send_error: p.error_estimate,
-                recv_error: clock_state.error_estimate(),
-                send_time: p.timestamp,
-                recv_time,
-                ttl: m.ttl.unwrap_or(255),
-            });
-        }
-    }
-    if let Ok(mut st) = stored.lock() {
-        st.finished = true;
-        st.finished_at = Some(Instant::now());
-    }
-}
-
-/// The sender task: packets on the schedule from the session's Start Time (or now, if that
-/// has passed) until all are sent or the session is stopped.
-async fn send(
-    sock: Arc<std::net::UdpSocket>,
-    prot: TestProtection,
-    req: RequestSessionRepr,
-    schedule: Schedule,
-    to: SocketAddr,
-    next: Arc<AtomicU32>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let layout = prot.layout();
-    let len = layout.sender_header_len() + req.padding_length as usize;
-    let mut pkt = vec![0u8; len];
-    let _ = getrandom::fill(&mut pkt[layout.sender_header_len()..]);
-    let mut wire = vec![0u8; len];
-    let now_ts = clock::now();
-    let lead = if req.start_time > now_ts {
-        Duration::from_nanos(u64::try_from(req.start_time.nanos_since(now_ts)).unwrap_or(0))
-    } else {
-        Duration::ZERO
     };
-    let start = tokio::time::Instant::now() + lead;
-    let mut clock_state = ClockState::read();
-    for (seq, off) in schedule.take(req.num_packets as usize).enumerate() {
-        let at = start + bits_to_duration(off);
-        tokio::select! {
-            () = crate::twamp_client::pace_until(at) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
+    if let Err(e) = started {
+        warn!(error = %e, "cannot start a test session");
+    }
+}
+
+/// The record store is full: said once per interval, not per packet.
+static STORE_FULL: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+/// The receiving side of a session the client sends: every packet that passes its check is
+/// recorded for Fetch-Session.
+struct Receive {
+    rx: OneWayReceiver,
+    stored: Arc<Mutex<Stored>>,
+    store: Arc<Store>,
+    max_records: usize,
+}
+
+impl Role for Receive {
+    fn receive(&mut self, pkt: &mut [u8], meta: &RecvMeta, _out: &mut Out<'_>) {
+        let rec = match self.rx.record(pkt, meta) {
+            Ok(r) => r,
+            Err(Refused::Stranger) => return,
+            Err(Refused::Bad) => {
+                debug!(from = %meta.from, len = meta.len, "test packet failed its check, dropped");
+                return;
+            }
+        };
+        // The store is bounded: past the limit, records are dropped (and said so).
+        if self.store.records.fetch_add(1, Ordering::Relaxed) >= self.max_records {
+            self.store.records.fetch_sub(1, Ordering::Relaxed);
+            if let Some(more) = STORE_FULL.check() {
+                warn!(
+                    suppressed = more,
+                    "record store full: dropping records until finished sessions expire"
+                );
+            }
             return;
         }
-        if seq % 64 == 0 {
-            clock_state = ClockState::read();
+        if let Ok(mut st) = self.stored.lock() {
+            st.records.push(rec);
         }
-        let repr = SenderRepr {
-            seq: seq as u32,
-            timestamp: clock::now(),
-            error_estimate: clock_state.error_estimate(),
-        };
-        let _ = repr.emit(&mut pkt, layout);
-        wire.copy_from_slice(&pkt);
-        prot.protect(PacketKind::Sender, &mut wire);
-        let _ = sock.send_to(&wire, to);
-        next.store(seq as u32 + 1, Ordering::Relaxed);
+    }
+
+    fn end(&mut self, _why: End) {
+        if let Ok(mut st) = self.stored.lock() {
+            st.finished = true;
+            st.finished_at = Some(Instant::now());
+        }
+    }
+}
+
+/// The sending side of a session the server sends, on the client's schedule.
+struct Send {
+    plan: SendPlan,
+    next: Arc<AtomicU32>,
+}
+
+impl Role for Send {
+    fn receive(&mut self, _pkt: &mut [u8], _meta: &RecvMeta, _out: &mut Out<'_>) {}
+
+    fn due(&mut self, now: Instant, out: &mut Out<'_>) -> Wake {
+        match self.plan.due(now, out) {
+            Some(t) => Wake::At(t),
+            None => {
+                out.finish();
+                Wake::Idle
+            }
+        }
+    }
+
+    fn seal(&mut self, pkt: &mut [u8]) {
+        if self.plan.seal(pkt).is_some() {
+            self.next.store(self.plan.next_seq(), Ordering::Relaxed);
+        }
+    }
+
+    fn unsent(&mut self, sent: usize, queued: usize) {
+        self.plan.unsent(sent, queued);
+    }
+
+    fn end(&mut self, _why: End) {
+        self.next.store(self.plan.next_seq(), Ordering::Relaxed);
     }
 }
 
@@ -565,16 +563,15 @@ fn new_session(
         stored_req.receiver_port = port;
         stored_req.sid = sid;
         let stored = store.insert(sid, stored_req);
-        let (stop, _) = watch::channel(None);
         Ok((
             sid,
             port,
             Session::Receive {
-                socket: Some(socket),
-                protection,
+                pending: Some((socket, protection)),
+                running: None,
                 stored,
                 timeout,
-                stop,
+                stopped: false,
             },
         ))
     } else {
@@ -594,9 +591,6 @@ fn new_session(
         };
         let socket = bind_first(ip, opts.test_ports.clone(), blocking_socket)
             .map_err(|_| (Accept::TemporaryResourceLimitation, "no free test port"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|_| (Accept::InternalError, "socket"))?;
         if dscp != 0 {
             crate::udp::set_dscp_blocking(&socket, dscp)
                 .map_err(|_| (Accept::InternalError, "cannot set DSCP"))?;
@@ -608,17 +602,15 @@ fn new_session(
         let sid = req.sid;
         let protection = TestProtection::new(mode, server.test_keys(&sid).as_ref())
             .map_err(|_| (Accept::InternalError, "test keys"))?;
-        let (stop, _) = watch::channel(false);
         Ok((
             sid,
             port,
             Session::Send {
-                socket: Some(Arc::new(socket)),
-                protection,
+                pending: Some((socket, protection)),
+                running: None,
                 request: req.clone(),
                 to: SocketAddr::new(to_ip, req.receiver_port),
                 next_seqno: Arc::new(AtomicU32::new(0)),
-                stop,
             },
         ))
     }
@@ -628,6 +620,7 @@ fn new_session(
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
+    use ippm_proto::Timestamp;
     use ippm_proto::wire::owamp::TypeP;
 
     use super::*;

@@ -61,7 +61,10 @@ pub(crate) enum TestEvent {
     /// RFC 6038: a reply whose reflected octets differed from what was sent.
     ReflectMismatch,
     /// The session is over: nothing follows.
-    Ended,
+    Ended {
+        /// Packets it sent (the Next Seqno of RFC 4656 §3.8).
+        sent: u32,
+    },
 }
 
 /// Where a client-side session sends its events.

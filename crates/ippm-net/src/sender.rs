@@ -186,6 +186,11 @@ impl SendPlan {
             .then(|| self.ring[id as usize % STAMP_RING])
     }
 
+    /// The Error Estimate for a timestamp taken now on this session's clock.
+    pub(crate) fn error_estimate(&mut self) -> ErrorEstimate {
+        self.clock.estimate()
+    }
+
     /// Packets queued so far (the Next Seqno of RFC 4656 §3.8).
     pub(crate) fn next_seq(&self) -> u32 {
         self.next_seq

@@ -9,18 +9,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use ippm_proto::schedule::ExpGenerator;
+use fixedbitset::FixedBitSet;
 use ippm_proto::session::{ClientConfig, ClientEvent, Error, IkeCredential, Secret};
 use ippm_proto::wire::owamp::TypeP;
-use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
+use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, TestProtection};
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
-use ippm_proto::{Accept, ErrorEstimate, Modes, Protocol, SecurityMode, Timestamp};
+use ippm_proto::{Accept, Modes, Protocol, SecurityMode, Timestamp};
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
-use crate::clock::{self, ClockState};
+use crate::clock;
 use crate::control_client::{Control, random};
-use crate::udp::TestSocket;
+use crate::engine::{End, Engine, Out, RecvMeta, Role, Wake};
+use crate::packets::{Events, TestEvent};
+use crate::sender::{SendPlan, gap_offsets};
+use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
 
 /// Gaps between test packets.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,29 +89,7 @@ pub enum Progress {
     Reply(Reply),
 }
 
-/// One test packet sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
-    /// Sequence number.
-    pub seq: u32,
-    /// Send timestamp (T1).
-    pub time: Timestamp,
-    /// Its error estimate.
-    pub error: ErrorEstimate,
-}
-
-/// One reply received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reply {
-    /// The fields of the reflector's packet.
-    pub reflector: ReflectorRepr,
-    /// When it arrived (T4, the kernel's timestamp).
-    pub recv_time: Timestamp,
-    /// Our clock's error estimate at T4.
-    pub recv_error: ErrorEstimate,
-    /// TTL of the reply as it arrived.
-    pub ttl: Option<u8>,
-}
+pub use crate::packets::{Reply, Sent};
 
 /// The outcome of a twping run.
 #[derive(Debug, Clone)]
@@ -135,6 +116,9 @@ pub struct TwpingResult {
     pub extensions: Modes,
     /// RFC 6038: replies whose reflected padding differed from what was sent.
     pub reflect_mismatches: u64,
+    /// Packets sent whose send time is the kernel's transmit stamp (the rest: the user-space
+    /// time stamped in the packet).
+    pub kernel_tx_stamps: u32,
 }
 
 /// Why a twping run failed.
@@ -203,9 +187,9 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     }
     let layout = Layout::of(mode);
     let local_ip = opts.local.unwrap_or_else(|| local_ctrl.ip());
-    let socket = TestSocket::bind_in_range(local_ip, opts.ports.clone())?;
+    let socket = bind_first(local_ip, opts.ports.clone(), blocking_socket)?;
     if opts.dscp != 0 {
-        socket.set_dscp(opts.dscp)?;
+        set_dscp_blocking(&socket, opts.dscp)?;
     }
     let local = socket.local_addr()?;
     let reflect = opts.reflect.unwrap_or(0);
@@ -296,8 +280,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         reflect: usize::from(reflect),
         server_octets,
     };
-    let (sent, replies, bad_replies, reflect_mismatches) =
-        run_test(&socket, &protection, &shape, reflector, opts).await;
+    let run = run_test(socket, protection, &shape, reflector, opts).await?;
 
     if opts.session_control {
         ctl.client
@@ -318,12 +301,13 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         local,
         reflector,
         padding,
-        sent,
-        replies,
-        bad_replies,
+        kernel_tx_stamps: run.sent.iter().filter(|s| s.kernel_time.is_some()).count() as u32,
+        sent: run.sent,
+        replies: run.replies,
+        bad_replies: run.bad,
         setup_time,
         extensions,
-        reflect_mismatches,
+        reflect_mismatches: run.mismatches,
     })
 }
 
@@ -348,154 +332,197 @@ struct Shape {
     server_octets: u16,
 }
 
-/// Sends on schedule while receiving; returns what was sent, the replies, the count of bad
-/// replies and of replies whose reflected padding was wrong.
+/// What one test brought back.
+struct Run {
+    sent: Vec<Sent>,
+    replies: Vec<Reply>,
+    bad: u64,
+    mismatches: u64,
+}
+
+/// Runs the test session on the engine (sending on schedule while receiving) and collects
+/// what it reports until it ends: every reply is in, or the loss timeout has passed since the
+/// last packet was sent. Dropping this future stops the session.
 async fn run_test(
-    socket: &TestSocket,
-    protection: &TestProtection,
+    socket: std::net::UdpSocket,
+    protection: TestProtection,
     shape: &Shape,
     reflector: SocketAddr,
     opts: &TwpingOptions,
-) -> (Vec<Sent>, Vec<Reply>, u64, u64) {
+) -> Result<Run, TwpingError> {
     let layout = shape.layout;
-    let count = opts.count as usize;
-    let mut sent = Vec::with_capacity(count);
-    let mut replies = Vec::with_capacity(count);
-    let mut bad = 0u64;
-    let mut mismatches = 0u64;
     let pad_at = layout.sender_header_len() + shape.mbz;
-    let len = pad_at + shape.padding;
-    let mut pkt = vec![0u8; len];
+    let mut template = vec![0u8; pad_at + shape.padding];
     // Random padding, once per session (RFC 4656 §4.1.2 recommends pseudo-random padding).
-    let _ = getrandom::fill(&mut pkt[pad_at..]);
+    let _ = getrandom::fill(&mut template[pad_at..]);
     if shape.server_octets != 0 && shape.padding >= 2 {
-        pkt[pad_at..pad_at + 2].copy_from_slice(&shape.server_octets.to_be_bytes());
+        template[pad_at..pad_at + 2].copy_from_slice(&shape.server_octets.to_be_bytes());
     }
-    let expect: Vec<u8> = pkt[pad_at..pad_at + shape.reflect.min(shape.padding)].to_vec();
-    let mut wire = vec![0u8; len];
-    let offsets = schedule(opts.interval, opts.count);
-    let start = tokio::time::Instant::now() + Duration::from_millis(1);
-    let (done_tx, mut done_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
-
-    let sender = async {
-        let mut clock_state = ClockState::read();
-        for (seq, off) in offsets.iter().enumerate() {
-            pace_until(start + *off).await;
-            if seq % 64 == 0 {
-                clock_state = ClockState::read();
-            }
-            let error = clock_state.error_estimate();
-            let time = clock::now();
-            let repr = SenderRepr {
-                seq: seq as u32,
-                timestamp: time,
-                error_estimate: error,
-            };
-            let _ = repr.emit(&mut pkt, layout);
-            wire.copy_from_slice(&pkt);
-            protection.protect(PacketKind::Sender, &mut wire);
-            if let Err(e) = socket.send_to(&wire, reflector).await {
-                debug!(error = %e, seq, "send failed");
-            }
-            let s = Sent {
-                seq: seq as u32,
-                time,
-                error,
-            };
-            if let Some(p) = &opts.progress {
-                let _ = p.send(Progress::Sent(s));
-            }
-            sent.push(s);
-        }
-        let _ = done_tx.send(Some(tokio::time::Instant::now()));
+    let expect: Vec<u8> = template[pad_at..pad_at + shape.reflect.min(shape.padding)].to_vec();
+    let (offsets, exponential) = match opts.interval {
+        Interval::Fixed(d) => (d, false),
+        Interval::Exponential(d) => (d, true),
     };
-    let receiver = async {
-        let mut buf = vec![0u8; crate::reflector::MAX_PACKET];
-        let mut clock_state = ClockState::read();
-        let mut unique = std::collections::HashSet::new();
-        loop {
-            let deadline = match *done_rx.borrow() {
-                Some(t) => t + opts.loss_timeout,
-                None => tokio::time::Instant::now() + Duration::from_secs(3600),
-            };
-            tokio::select! {
-                r = socket.recv(&mut buf) => {
-                    let Ok(m) = r else { continue };
-                    if m.from != reflector {
-                        continue;
-                    }
-                    let recv_time = m.kernel_time.map(Timestamp::from_unix).unwrap_or_else(clock::now);
-                    let pkt = &mut buf[..m.len];
-                    if protection.unprotect(PacketKind::Reflector, pkt).is_err() {
-                        bad += 1;
-                        continue;
-                    }
-                    let Ok(r) = ReflectorRepr::parse(pkt, layout) else {
-                        bad += 1;
-                        continue;
-                    };
-                    let h = layout.reflector_header_len();
-                    if pkt.get(h..h + expect.len()) != Some(&expect[..]) {
-                        mismatches += 1;
-                    }
-                    if replies.len() % 64 == 0 {
-                        clock_state = ClockState::read();
-                    }
-                    let reply = Reply { reflector: r, recv_time, recv_error: clock_state.error_estimate(), ttl: m.ttl };
-                    if let Some(p) = &opts.progress {
-                        let _ = p.send(Progress::Reply(reply));
-                    }
-                    replies.push(reply);
-                    unique.insert(r.sender_seq);
-                    if unique.len() >= count && done_rx.borrow().is_some() {
-                        return;
-                    }
+    let plan = SendPlan::new(
+        gap_offsets(offsets, exponential, &random()),
+        std::time::Instant::now() + Duration::from_millis(1),
+        opts.count,
+        template,
+        protection.clone(),
+        reflector,
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let role = TwampSender {
+        plan,
+        protection,
+        layout,
+        reflector,
+        expect,
+        events: tx,
+        loss_timeout: opts.loss_timeout,
+        seen: FixedBitSet::new(),
+        unique: 0,
+        count: opts.count,
+    };
+    let _session = Engine::global().add(socket, Box::new(role), true)?;
+    let mut run = Run {
+        sent: Vec::new(),
+        replies: Vec::new(),
+        bad: 0,
+        mismatches: 0,
+    };
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            TestEvent::Sent(s) => {
+                if let Some(p) = &opts.progress {
+                    let _ = p.send(Progress::Sent(s));
                 }
-                _ = done_rx.changed() => {}
-                () = tokio::time::sleep_until(deadline) => return,
+                run.sent.push(s);
             }
+            TestEvent::TxStamp { seq, time } => {
+                // Packets are sent in sequence from 0, so a packet's record is at its seq.
+                if let Some(s) = run.sent.get_mut(seq as usize).filter(|s| s.seq == seq) {
+                    s.kernel_time = Some(time);
+                }
+            }
+            TestEvent::Reply(r) => {
+                if let Some(p) = &opts.progress {
+                    let _ = p.send(Progress::Reply(r));
+                }
+                run.replies.push(r);
+            }
+            TestEvent::Bad => run.bad += 1,
+            TestEvent::ReflectMismatch => run.mismatches += 1,
+            TestEvent::Record(_) => {}
+            TestEvent::Ended { .. } => break,
         }
-    };
-    tokio::join!(sender, receiver);
-    (sent, replies, bad, mismatches)
+    }
+    Ok(run)
 }
 
-/// Waits until `at` precisely: the timer wheel has millisecond granularity, so the last
-/// stretch is a cooperative spin (yielding, so the receiver keeps running on the same thread).
-/// Without it packets sent at sub-millisecond intervals leave in bursts, and the bursts queue
-/// at the reflector.
-pub(crate) async fn pace_until(at: tokio::time::Instant) {
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= at {
+/// twping's test session on the engine: sends on schedule, takes the replies.
+struct TwampSender {
+    plan: SendPlan,
+    protection: TestProtection,
+    layout: Layout,
+    reflector: SocketAddr,
+    /// RFC 6038: the octets every reply must carry back.
+    expect: Vec<u8>,
+    events: Events,
+    loss_timeout: Duration,
+    /// Sender sequence numbers replied to (grows to the highest seq sent, one bit each).
+    seen: FixedBitSet,
+    unique: u32,
+    count: u32,
+}
+
+impl Role for TwampSender {
+    fn receive(&mut self, pkt: &mut [u8], meta: &RecvMeta, out: &mut Out<'_>) {
+        if meta.from != self.reflector {
             return;
         }
-        if at - now > Duration::from_millis(2) {
-            tokio::time::sleep_until(at - Duration::from_millis(1)).await;
-        } else {
-            tokio::task::yield_now().await;
+        let recv_time = meta
+            .kernel_time
+            .map(Timestamp::from_unix)
+            .unwrap_or_else(clock::now);
+        if self
+            .protection
+            .unprotect(PacketKind::Reflector, pkt)
+            .is_err()
+        {
+            let _ = self.events.send(TestEvent::Bad);
+            return;
+        }
+        let Ok(r) = ReflectorRepr::parse(pkt, self.layout) else {
+            let _ = self.events.send(TestEvent::Bad);
+            return;
+        };
+        let h = self.layout.reflector_header_len();
+        if pkt.get(h..h + self.expect.len()) != Some(&self.expect[..]) {
+            let _ = self.events.send(TestEvent::ReflectMismatch);
+        }
+        let reply = Reply {
+            reflector: r,
+            recv_time,
+            recv_error: self.plan.error_estimate(),
+            ttl: meta.ttl,
+        };
+        let _ = self.events.send(TestEvent::Reply(reply));
+        let seq = r.sender_seq;
+        if seq < self.plan.next_seq() {
+            let i = seq as usize;
+            if i >= self.seen.len() {
+                self.seen.grow(i + 1);
+            }
+            if !self.seen.put(i) {
+                self.unique += 1;
+            }
+        }
+        if self.unique >= self.count && self.plan.done() {
+            out.finish();
         }
     }
-}
 
-/// Send offsets from the start for `count` packets; the first goes at once.
-fn schedule(interval: Interval, count: u32) -> Vec<Duration> {
-    let mut out = Vec::with_capacity(count as usize);
-    let mut t = Duration::ZERO;
-    let mut g = ExpGenerator::new(&random());
-    for i in 0..count {
-        if i > 0 {
-            t += match interval {
-                Interval::Fixed(d) => d,
-                Interval::Exponential(mean) => {
-                    let m = ippm_proto::time::duration_to_bits(mean);
-                    ippm_proto::time::bits_to_duration(ippm_proto::schedule::mul(g.next_exp(), m))
-                }
-            };
+    fn due(&mut self, now: std::time::Instant, out: &mut Out<'_>) -> Wake {
+        if let Some(t) = self.plan.due(now, out) {
+            return Wake::At(t);
         }
-        out.push(t);
+        let end = self.plan.last_sent().unwrap_or(now) + self.loss_timeout;
+        if now >= end || self.unique >= self.count {
+            out.finish();
+        }
+        Wake::At(end)
     }
-    out
+
+    fn seal(&mut self, pkt: &mut [u8]) {
+        if let Some(s) = self.plan.seal(pkt) {
+            let _ = self.events.send(TestEvent::Sent(Sent {
+                seq: s.seq,
+                time: s.time,
+                error: s.error,
+                kernel_time: None,
+            }));
+        }
+    }
+
+    fn unsent(&mut self, sent: usize, queued: usize) {
+        self.plan.unsent(sent, queued);
+    }
+
+    fn tx_stamp(&mut self, id: u32, time: Duration) {
+        if let Some(seq) = self.plan.seq_of(id) {
+            let _ = self.events.send(TestEvent::TxStamp {
+                seq,
+                time: Timestamp::from_unix(time),
+            });
+        }
+    }
+
+    fn end(&mut self, _why: End) {
+        let _ = self.events.send(TestEvent::Ended {
+            sent: self.plan.next_seq(),
+        });
+    }
 }
 
 /// The modes a client asks for, from perfSONAR's `-A` letters (O, A, E, M).

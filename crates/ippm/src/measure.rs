@@ -459,6 +459,7 @@ async fn twamp_session(
                         setup_time: Duration::ZERO,
                         extensions: ippm_proto::Modes::NONE,
                         reflect_mismatches: 0,
+                        kernel_tx_stamps: 0,
                     });
                 }
                 Some(Progress::Sent(s)) => {
@@ -507,7 +508,7 @@ async fn twamp_session(
                     .map(|s| Record {
                         direction: Direction::RoundTrip,
                         seq: s.seq,
-                        t1_unix_ns: ts_ns(s.time),
+                        t1_unix_ns: ts_ns(s.t1()),
                         t2_unix_ns: None,
                         t3_unix_ns: None,
                         t4_unix_ns: None,

@@ -1196,6 +1196,7 @@ mod tests {
                 seq: i,
                 time: ts(base, f64::from(i) * 100.0),
                 error: e,
+                kernel_time: None,
             })
             .collect();
         // Packet 0: T2 = T1 + 3 ms, T3 = T2 + 1 ms, T4 = T3 + 4 ms: round trip 7 ms.
@@ -1237,6 +1238,7 @@ mod tests {
             setup_time: Duration::ZERO,
             extensions: Modes(0),
             reflect_mismatches: 0,
+            kernel_tx_stamps: 0,
         }
     }
 

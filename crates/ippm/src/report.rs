@@ -27,7 +27,7 @@ pub(crate) fn twoway(r: &TwpingResult) -> TwoWay {
         .iter()
         .map(|s| Sent {
             seq: s.seq,
-            t1_ns: ns(s.time, base),
+            t1_ns: ns(s.t1(), base),
         })
         .collect();
     let replies: Vec<Reflected> = r
@@ -35,10 +35,17 @@ pub(crate) fn twoway(r: &TwpingResult) -> TwoWay {
         .iter()
         .map(|p| {
             let f = &p.reflector;
+            // The kernel's transmit stamp where it gave one (packets are sent in sequence
+            // from 0, so a packet's record is at its seq), else the packet's own T1.
+            let t1 = r
+                .sent
+                .get(f.sender_seq as usize)
+                .filter(|s| s.seq == f.sender_seq)
+                .map_or(f.sender_timestamp, |s| s.t1());
             Reflected {
                 sender_seq: f.sender_seq,
                 reflector_seq: f.seq,
-                t1_ns: ns(f.sender_timestamp, base),
+                t1_ns: ns(t1, base),
                 t2_ns: ns(f.receive_timestamp, base),
                 t3_ns: ns(f.timestamp, base),
                 t4_ns: ns(p.recv_time, base),
@@ -130,6 +137,16 @@ impl TwoWay {
         if let (Some(a), Some(b)) = (r.sent.first(), r.sent.last()) {
             let _ = writeln!(s, "first:\t{}\nlast:\t{}", utc(a.time), utc(b.time));
         }
+        let _ = writeln!(
+            s,
+            "timestamps:\tsent {}, received by the kernel; reflector's own (T2, T3) as it sends them",
+            match (r.kernel_tx_stamps as usize, r.sent.len()) {
+                (_, 0) => "-".to_string(),
+                (k, n) if k == n => "by the kernel (transmit stamps)".to_string(),
+                (0, _) => "in user space (no kernel transmit stamps)".to_string(),
+                (k, n) => format!("by the kernel for {k} of {n} packets, the rest in user space"),
+            }
+        );
         let l = &x.loss;
         let _ = writeln!(
             s,
