@@ -556,3 +556,13 @@ impl std::os::fd::AsRawFd for Timer {
         self.0.as_fd().as_raw_fd()
     }
 }
+
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the soft limit now.
+pub(crate) fn raise_nofile() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)
+}

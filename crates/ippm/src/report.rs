@@ -20,6 +20,15 @@ fn err_ns(e: ippm_proto::ErrorEstimate) -> f64 {
     e.seconds() * 1e9
 }
 
+/// A reply's T1: the kernel's transmit stamp of its packet where it gave one (packets are sent
+/// in sequence from 0, so a packet's record is at its seq), else the packet's own timestamp.
+fn t1_of(r: &TwpingResult, f: &ippm_proto::wire::test::ReflectorRepr) -> Timestamp {
+    r.sent
+        .get(f.sender_seq as usize)
+        .filter(|s| s.seq == f.sender_seq)
+        .map_or(f.sender_timestamp, |s| s.t1())
+}
+
 pub(crate) fn twoway(r: &TwpingResult) -> TwoWay {
     let base = r.sent.first().map(|s| s.time).unwrap_or(Timestamp::ZERO);
     let sent: Vec<Sent> = r
@@ -35,13 +44,7 @@ pub(crate) fn twoway(r: &TwpingResult) -> TwoWay {
         .iter()
         .map(|p| {
             let f = &p.reflector;
-            // The kernel's transmit stamp where it gave one (packets are sent in sequence
-            // from 0, so a packet's record is at its seq), else the packet's own T1.
-            let t1 = r
-                .sent
-                .get(f.sender_seq as usize)
-                .filter(|s| s.seq == f.sender_seq)
-                .map_or(f.sender_timestamp, |s| s.t1());
+            let t1 = t1_of(r, f);
             Reflected {
                 sender_seq: f.sender_seq,
                 reflector_seq: f.seq,
@@ -230,6 +233,7 @@ impl TwoWay {
             sender_seq: u32,
             reflector_seq: u32,
             t1_unix_ns: Option<u128>,
+            t1_user_unix_ns: Option<u128>,
             t2_unix_ns: Option<u128>,
             t3_unix_ns: Option<u128>,
             t4_unix_ns: Option<u128>,
@@ -245,7 +249,8 @@ impl TwoWay {
                     Record {
                         sender_seq: f.sender_seq,
                         reflector_seq: f.seq,
-                        t1_unix_ns: unix(f.sender_timestamp),
+                        t1_unix_ns: unix(t1_of(r, f)),
+                        t1_user_unix_ns: unix(f.sender_timestamp),
                         t2_unix_ns: unix(f.receive_timestamp),
                         t3_unix_ns: unix(f.timestamp),
                         t4_unix_ns: unix(p.recv_time),
@@ -264,6 +269,7 @@ impl TwoWay {
             reflector: String,
             padding: u32,
             setup_time_ns: u128,
+            kernel_tx_stamps: u32,
             #[serde(flatten)]
             report: &'a TwoWayReport,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,6 +283,7 @@ impl TwoWay {
             reflector: r.reflector.to_string(),
             padding: r.padding,
             setup_time_ns: r.setup_time.as_nanos(),
+            kernel_tx_stamps: r.kernel_tx_stamps,
             report: &self.report,
             records,
         }
@@ -292,7 +299,7 @@ pub(crate) fn raw(r: &TwpingResult) -> String {
             "{} {} {:.9} {:.9} {:.9} {:.9} {} {}",
             f.sender_seq,
             f.seq,
-            f.sender_timestamp.as_secs_f64(),
+            t1_of(r, f).as_secs_f64(),
             f.receive_timestamp.as_secs_f64(),
             f.timestamp.as_secs_f64(),
             p.recv_time.as_secs_f64(),

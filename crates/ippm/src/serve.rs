@@ -24,6 +24,9 @@
 //! idle_timeout = 900                 # seconds of silence (SERVWAIT)
 //! max_timeout = 60                   # longest post-Stop-Sessions Timeout honoured
 //!
+//! [engine]
+//! threads = 2                        # test-packet threads (default: one per core)
+//!
 //! [open]                             # unauthenticated clients (needs O in modes)
 //! max_sessions = 4
 //!
@@ -110,6 +113,10 @@ pub(crate) struct ServeArgs {
     /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` (overrides `[metrics] listen`).
     #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
+    /// Threads of the test-packet engine, which runs every test session (default: one per
+    /// core; overrides `[engine] threads`).
+    #[arg(long = "engine-threads", value_name = "N")]
+    engine_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +137,14 @@ struct ConfigFile {
     metrics: Option<crate::measure::MetricsSection>,
     #[serde(default)]
     measure: Vec<crate::measure::MeasureSection>,
+    #[serde(default)]
+    engine: EngineSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +231,46 @@ struct Settings {
     archive: Option<(PathBuf, Option<Duration>)>,
     metrics: Option<SocketAddr>,
     measure: Vec<crate::measure::Spec>,
+    /// Engine threads (0: one per core).
+    engine_threads: usize,
+    /// The session limit was given (not the default, which is fitted to the descriptors).
+    sessions_given: bool,
+}
+
+/// Descriptors kept for everything that is not a control connection or a test session:
+/// listeners, IKE, the metrics server, the archive, logs, the engine's epoll sets.
+const FD_RESERVE: u64 = 64;
+
+impl Settings {
+    /// Fits the session limit to the file descriptors the process may open (a connection
+    /// and a test session take one each), unless it was given; says what the limits allow.
+    fn fit_descriptors(&mut self, fds: u64) {
+        let listeners = (self.listen.len() + self.owamp_listen.len()).max(1) as u64;
+        let conns = self.options.max_connections as u64 * listeners;
+        let budget = fds.saturating_sub(FD_RESERVE);
+        let sessions = self.options.max_sessions_total as u64;
+        if conns + sessions > budget {
+            if self.sessions_given {
+                tracing::warn!(
+                    fds,
+                    connections = conns,
+                    sessions,
+                    "the limits allow more connections and sessions than the process has file \
+                     descriptors for (raise LimitNOFILE / ulimit -n, or lower the limits)"
+                );
+            } else {
+                let fit = budget.saturating_sub(conns).max(16);
+                self.options.max_sessions_total = usize::try_from(fit).unwrap_or(usize::MAX);
+            }
+        }
+        info!(
+            fds,
+            connections_per_listener = self.options.max_connections,
+            sessions_total = self.options.max_sessions_total,
+            "limits: at most this many control connections per listener and test sessions in \
+             all (one file descriptor each)"
+        );
+    }
 }
 
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
@@ -379,7 +434,11 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     let metrics = a
         .metrics_listen
         .or_else(|| file.metrics.as_ref().and_then(|m| m.listen));
+    let sessions_given = a.max_sessions_total.or(l.max_sessions_total).is_some();
+    let engine_threads = a.engine_threads.or(file.engine.threads).unwrap_or(0);
     Ok(Settings {
+        engine_threads,
+        sessions_given,
         archive,
         metrics,
         measure,
@@ -393,7 +452,17 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
 }
 
 pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let s = settings(&a)?;
+    let mut s = settings(&a)?;
+    // Every session and connection is a descriptor: take what the hard limit allows.
+    match ippm_net::engine::raise_fd_limit() {
+        Ok(fds) => s.fit_descriptors(fds),
+        Err(e) => tracing::warn!(error = %e, "cannot read the file descriptor limit"),
+    }
+    ippm_net::engine::Engine::configure(s.engine_threads);
+    info!(
+        threads = ippm_net::engine::Engine::global().threads(),
+        "test-packet engine started"
+    );
     let a_user = a.user.clone();
     let opts = Arc::new(s.options);
     let owamp_opts = Arc::new(s.owamp);

@@ -235,6 +235,12 @@ impl Drop for SessionHandle {
     }
 }
 
+/// Raises the soft limit on open file descriptors to the hard limit (each test session and
+/// control connection holds one) and returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    crate::sys::raise_nofile()
+}
+
 /// At most one log line per interval for an event that can come once per packet: the first
 /// occurrence is logged, the rest are counted and said in the next line.
 #[derive(Debug)]
