@@ -14,6 +14,7 @@ pub mod keyfile;
 pub mod metrics;
 pub mod owamp_client;
 pub mod owamp_server;
+pub mod owamp_store;
 pub mod policy;
 pub mod reflector;
 mod sys;
