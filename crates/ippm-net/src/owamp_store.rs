@@ -1174,6 +1174,19 @@ mod tests {
         assert_eq!(store.fetch_stats().records, 1500);
     }
 
+    /// The receiving side runs on its own thread; the cursor moves into the connection's
+    /// task.
+    #[test]
+    fn recorder_handle_and_cursor_cross_threads() {
+        fn send<T: Send>() {}
+        fn sync<T: Sync>() {}
+        send::<Recorder>();
+        send::<SessionHandle>();
+        sync::<SessionHandle>();
+        send::<FetchCursor>();
+        sync::<Store>();
+    }
+
     #[test]
     fn storage_grows_with_records_not_with_the_request() {
         let store = Store::default();

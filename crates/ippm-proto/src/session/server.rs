@@ -106,7 +106,8 @@ pub enum ServerEvent {
     StopSessions(StopSessionsRepr),
     /// TWAMP Stop-Sessions from the client.
     StopTwSessions(TwStopSessionsRepr),
-    /// OWAMP Fetch-Session: answer with `fetch_reply`.
+    /// OWAMP Fetch-Session: answer with `fetch_reply`, or stream the answer with
+    /// `fetch_reply_begin`, `fetch_reply_records` and `fetch_reply_end`.
     FetchSession(FetchSessionRepr),
     /// RFC 5938 Start-N-Sessions: answer with `start_n_ack`.
     StartNSessions(Vec<[u8; 16]>),
