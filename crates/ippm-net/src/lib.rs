@@ -15,6 +15,7 @@ pub mod keyfile;
 pub mod metrics;
 pub mod owamp_client;
 pub mod owamp_server;
+pub mod owamp_store;
 pub mod packets;
 pub mod policy;
 mod receiver;

@@ -4,20 +4,17 @@
 //! the client's schedule, RFC 4656 §4.1 and §5), Stop-Sessions both ways and Fetch-Session
 //! from a store that outlives the control connection (bounded in size, sessions expire).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ippm_proto::schedule::Schedule;
-use ippm_proto::session::{
-    Error, FetchReply, Server, ServerConfig, ServerEvent, ServerRandom, make_sid,
-};
+use ippm_proto::session::{Error, Server, ServerConfig, ServerEvent, ServerRandom, make_sid};
 use ippm_proto::time::bits_to_duration;
 use ippm_proto::wire::owamp::{
-    DataRecord, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr,
+    FetchSessionRepr, RequestSessionRepr, StopSession, StopSessionsRepr,
 };
 use ippm_proto::wire::test::{Layout, TestProtection};
 use ippm_proto::{Accept, Protocol};
@@ -25,8 +22,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::accept::ReplyStream;
 use crate::clock;
 use crate::engine::{End, Engine, LogLimit, Out, RecvMeta, Role, SessionHandle, Wake};
+use crate::owamp_store::{Dropped, Recorder, SessionHandle as StoreHandle};
 use crate::receiver::{From, OneWayReceiver, Refused};
 use crate::sender::{SendPlan, schedule_offsets};
 use crate::twamp_server::ConnectionError;
@@ -41,14 +40,14 @@ pub struct OwampServerOptions {
     pub test_ports: Option<RangeInclusive<u16>>,
     /// Most control connections at once.
     pub max_connections: usize,
-    /// Most packets one session may ask for (a larger request gets Accept = 4).
+    /// Most packets one session may ask for (a larger request gets Accept = 4). The record
+    /// store has its own limits ([`StoreLimits`](crate::owamp_store::StoreLimits)).
     pub max_packets: u32,
-    /// Most records the store holds over all sessions; the oldest finished sessions go first.
-    pub max_stored_records: usize,
-    /// How long a finished session's records stay available to Fetch-Session.
-    pub keep: Duration,
     /// Longest Timeout honoured after Stop-Sessions.
     pub max_timeout: Duration,
+    /// How long one write of a control connection may take: a Fetch-Session client that
+    /// stops reading is dropped after this, with a log line.
+    pub write_timeout: Duration,
 }
 
 impl OwampServerOptions {
@@ -59,79 +58,13 @@ impl OwampServerOptions {
             test_ports: None,
             max_connections: 256,
             max_packets: 10_000_000,
-            max_stored_records: 50_000_000,
-            keep: Duration::from_secs(600),
             max_timeout: Duration::from_secs(60),
+            write_timeout: crate::accept::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
 
-/// A session the server receives, as Fetch-Session serves it.
-#[derive(Debug)]
-struct Stored {
-    request: RequestSessionRepr,
-    records: Vec<DataRecord>,
-    next_seqno: Option<u32>,
-    skip_ranges: Vec<SkipRange>,
-    finished: bool,
-    finished_at: Option<Instant>,
-}
-
-/// Received sessions by SID, shared by all connections (a Fetch-Session may come on another).
-#[derive(Debug, Default)]
-pub struct Store {
-    sessions: Mutex<HashMap<[u8; 16], Arc<Mutex<Stored>>>>,
-    records: AtomicUsize,
-}
-
-impl Store {
-    fn insert(&self, sid: [u8; 16], request: RequestSessionRepr) -> Arc<Mutex<Stored>> {
-        let s = Arc::new(Mutex::new(Stored {
-            request,
-            records: Vec::new(),
-            next_seqno: None,
-            skip_ranges: Vec::new(),
-            finished: false,
-            finished_at: None,
-        }));
-        if let Ok(mut m) = self.sessions.lock() {
-            m.insert(sid, s.clone());
-        }
-        s
-    }
-
-    fn get(&self, sid: &[u8; 16]) -> Option<Arc<Mutex<Stored>>> {
-        self.sessions.lock().ok()?.get(sid).cloned()
-    }
-
-    /// Drops finished sessions older than `keep`, then the oldest finished ones while the
-    /// store holds more than `max` records.
-    fn expire(&self, keep: Duration, max: usize) {
-        let Ok(mut m) = self.sessions.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        let mut done: Vec<([u8; 16], Instant, usize)> = m
-            .iter()
-            .filter_map(|(sid, s)| {
-                let s = s.lock().ok()?;
-                s.finished_at.map(|t| (*sid, t, s.records.len()))
-            })
-            .collect();
-        done.sort_by_key(|x| x.1);
-        let mut total = self.records.load(Ordering::Relaxed);
-        for (sid, at, n) in done {
-            if now.duration_since(at) > keep || total > max {
-                m.remove(&sid);
-                total = total.saturating_sub(n);
-                self.records.fetch_sub(
-                    n.min(self.records.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
-            }
-        }
-    }
-}
+pub use crate::owamp_store::Store;
 
 /// Accepts OWAMP-Control connections on `listener` until `shutdown` turns true.
 pub async fn serve(
@@ -145,7 +78,6 @@ pub async fn serve(
     }
     let max = opts.max_connections;
     crate::accept::accept_loop(listener, max, shutdown, move |stream, peer, shutdown| {
-        store.expire(opts.keep, opts.max_stored_records);
         let (opts, store) = (opts.clone(), store.clone());
         async move { connection(stream, peer, &opts, &store, shutdown).await }
     })
@@ -164,10 +96,11 @@ fn random<const N: usize>() -> [u8; N] {
 enum Session {
     /// The server receives (Conf-Receiver).
     Receive {
-        /// Until Start-Sessions: its socket and protection; then the engine session.
-        pending: Option<(UdpSocket, TestProtection)>,
+        /// Until Start-Sessions: its socket, protection and recorder; then the engine session.
+        pending: Option<(UdpSocket, TestProtection, Recorder)>,
         running: Option<SessionHandle>,
-        stored: Arc<Mutex<Stored>>,
+        /// The stored session, for Stop-Sessions.
+        stored: StoreHandle,
         timeout: Duration,
         stopped: bool,
     },
@@ -202,35 +135,29 @@ async fn connection(
         Instant::now(),
     );
     let mut sessions: Vec<([u8; 16], Session)> = Vec::new();
-    let result = crate::accept::drive(
+    let result = crate::accept::drive_streams(
         &mut stream,
         &mut server,
         &mut shutdown,
         || None,
-        |ev, server| handle_event(ev, server, &mut sessions, peer, local, opts, store),
+        opts.write_timeout,
+        |ev, server| match ev {
+            ServerEvent::FetchSession(f) => fetch(server, &f, peer, store),
+            ev => handle_event(ev, server, &mut sessions, peer, local, opts, store).map(|()| None),
+        },
     )
     .await;
     for (_, s) in sessions {
         match s {
             Session::Receive {
-                running,
-                stored,
-                stopped,
-                ..
+                running, stopped, ..
             } => match (stopped, running) {
                 // Stop-Sessions came: it keeps receiving for its Timeout (RFC 4656 §3.8).
                 (true, Some(h)) => h.detach(),
-                (_, running) => {
-                    drop(running);
-                    // No Stop-Sessions: RFC 4656 §3.8 lets the results stand only up to the
-                    // last packet received; mark the session finished so it can be fetched.
-                    if let Ok(mut st) = stored.lock() {
-                        if !st.finished {
-                            st.finished = true;
-                            st.finished_at = Some(Instant::now());
-                        }
-                    }
-                }
+                // No Stop-Sessions: RFC 4656 §3.8 lets the results stand only up to the last
+                // packet received. The session finishes (and can still be fetched) when its
+                // recorder goes: here if it never started, else when the engine ends it.
+                (_, running) => drop(running),
             },
             // Dropping the handle stops the sender.
             Session::Send { .. } => {}
@@ -268,7 +195,7 @@ fn handle_event(
         }
         ServerEvent::StartSessions => {
             for (sid, s) in sessions.iter_mut() {
-                start(sid, s, peer.ip(), store, opts.max_stored_records);
+                start(sid, s, peer.ip());
             }
             server.start_ack(Accept::Ok)?;
         }
@@ -287,10 +214,7 @@ fn handle_event(
                     },
                 )) = sessions.iter_mut().find(|(sid, _)| *sid == d.sid)
                 {
-                    if let Ok(mut st) = stored.lock() {
-                        st.next_seqno = Some(d.next_seqno);
-                        st.skip_ranges = d.skip_ranges.clone();
-                    }
+                    stored.stop(d.next_seqno, d.skip_ranges.clone());
                     *stopped = true;
                     if let Some(h) = running {
                         h.stop(*timeout);
@@ -322,55 +246,46 @@ fn handle_event(
                 })?;
             }
         }
-        ServerEvent::FetchSession(f) => {
-            let reply = store.get(&f.sid).and_then(|s| {
-                let st = s.lock().ok()?;
-                let records: Vec<DataRecord> = st
-                    .records
-                    .iter()
-                    .filter(|r| (f.begin_seq..=f.end_seq).contains(&r.seq))
-                    // RFC 4656 §3.8: nothing at or past the sender's Next Seqno was sent.
-                    .filter(|r| st.next_seqno.is_none_or(|n| r.seq < n))
-                    .copied()
-                    .collect();
-                Some(FetchReply {
-                    finished: st.finished,
-                    next_seqno: st.next_seqno.unwrap_or(0),
-                    request: st.request.clone(),
-                    skip_ranges: st.skip_ranges.clone(),
-                    records,
-                })
-            });
-            match reply {
-                Some(r) => server.fetch_reply(Ok(r))?,
-                None => {
-                    warn!(%peer, sid = %crate::twamp_server::hex(&f.sid), "Fetch-Session for an unknown session");
-                    server.fetch_reply(Err(Accept::Failure))?;
-                }
-            }
-        }
         other => debug!(%peer, event = ?other, "ignored event"),
     }
     Ok(())
 }
 
-fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr, store: &Arc<Store>, max_records: usize) {
+/// Fetch-Session: the answer streams from the store through a cursor, one part at a time
+/// (the driver asks for the next part once the last is written).
+fn fetch(
+    server: &mut Server,
+    f: &FetchSessionRepr,
+    peer: SocketAddr,
+    store: &Store,
+) -> Result<Option<Box<dyn ReplyStream>>, Error> {
+    match store.fetch(&f.sid, f.begin_seq, f.end_seq) {
+        Some(cursor) => {
+            debug!(%peer, sid = %crate::twamp_server::hex(&f.sid),
+                records = cursor.header().num_records, "Fetch-Session");
+            server.fetch_reply_begin(cursor.header().clone())?;
+            Ok(Some(Box::new(cursor)))
+        }
+        None => {
+            warn!(%peer, sid = %crate::twamp_server::hex(&f.sid), "Fetch-Session for an unknown session");
+            server.fetch_reply(Err(Accept::Failure))?;
+            Ok(None)
+        }
+    }
+}
+
+fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
     let engine = Engine::global();
     let started = match s {
         Session::Receive {
-            pending,
-            running,
-            stored,
-            ..
+            pending, running, ..
         } => {
-            let Some((socket, protection)) = pending.take() else {
+            let Some((socket, protection, recorder)) = pending.take() else {
                 return;
             };
             let role = Receive {
                 rx: OneWayReceiver::new(protection, From::Ip(peer)),
-                stored: stored.clone(),
-                store: store.clone(),
-                max_records,
+                recorder: Some(recorder),
             };
             engine
                 .add(socket, Box::new(role), false)
@@ -425,16 +340,15 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr, store: &Arc<Store>, max_
     }
 }
 
-/// The record store is full: said once per interval, not per packet.
+/// Records dropped at the store's bounds: said once per interval, not per packet.
 static STORE_FULL: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// The receiving side of a session the client sends: every packet that passes its check is
 /// recorded for Fetch-Session.
 struct Receive {
     rx: OneWayReceiver,
-    stored: Arc<Mutex<Stored>>,
-    store: Arc<Store>,
-    max_records: usize,
+    /// Given back (the session finished) when the engine ends the session.
+    recorder: Option<Recorder>,
 }
 
 impl Role for Receive {
@@ -447,26 +361,31 @@ impl Role for Receive {
                 return;
             }
         };
-        // The store is bounded: past the limit, records are dropped (and said so).
-        if self.store.records.fetch_add(1, Ordering::Relaxed) >= self.max_records {
-            self.store.records.fetch_sub(1, Ordering::Relaxed);
-            if let Some(more) = STORE_FULL.check() {
-                warn!(
-                    suppressed = more,
-                    "record store full: dropping records until finished sessions expire"
-                );
-            }
+        let Some(recorder) = &mut self.recorder else {
             return;
-        }
-        if let Ok(mut st) = self.stored.lock() {
-            st.records.push(rec);
+        };
+        match recorder.push(rec) {
+            Ok(()) => {}
+            // The bounds: counted always, said at most once per interval.
+            Err(e @ (Dropped::SessionFull(_) | Dropped::StoreFull(_))) => {
+                if let Some(more) = STORE_FULL.check() {
+                    warn!(from = %meta.from, reason = %e, suppressed = more, "dropping test records");
+                }
+            }
+            Err(e) => debug!(from = %meta.from, reason = %e, "test record dropped"),
         }
     }
 
     fn end(&mut self, _why: End) {
-        if let Ok(mut st) = self.stored.lock() {
-            st.finished = true;
-            st.finished_at = Some(Instant::now());
+        if let Some(r) = self.recorder.take() {
+            if r.dropped() > 0 {
+                info!(
+                    dropped = r.dropped(),
+                    kept = r.records(),
+                    "receive session ended"
+                );
+            }
+            r.finish();
         }
     }
 }
@@ -562,12 +481,15 @@ fn new_session(
         let mut stored_req = req.clone();
         stored_req.receiver_port = port;
         stored_req.sid = sid;
-        let stored = store.insert(sid, stored_req);
+        let recorder = store
+            .insert(sid, stored_req)
+            .map_err(|e| (e.accept(), e.reason()))?;
+        let stored = recorder.handle();
         Ok((
             sid,
             port,
             Session::Receive {
-                pending: Some((socket, protection)),
+                pending: Some((socket, protection, recorder)),
                 running: None,
                 stored,
                 timeout,
@@ -613,53 +535,5 @@ fn new_session(
                 next_seqno: Arc::new(AtomicU32::new(0)),
             },
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
-    use ippm_proto::Timestamp;
-    use ippm_proto::wire::owamp::TypeP;
-
-    use super::*;
-
-    fn req() -> RequestSessionRepr {
-        RequestSessionRepr {
-            conf_sender: false,
-            conf_receiver: true,
-            num_packets: 1,
-            sender_port: 1,
-            receiver_port: 2,
-            sender_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            receiver_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            sid: [0; 16],
-            padding_length: 0,
-            start_time: Timestamp::ZERO,
-            timeout: 0,
-            type_p: TypeP(0),
-            slots: vec![ippm_proto::schedule::Slot::Fixed(1)],
-        }
-    }
-
-    #[test]
-    fn store_expires_finished_sessions() {
-        let store = Store::default();
-        let running = store.insert([1; 16], req());
-        let done = store.insert([2; 16], req());
-        {
-            let mut d = done.lock().unwrap();
-            d.finished = true;
-            d.finished_at = Some(Instant::now() - Duration::from_secs(10));
-        }
-        // Within `keep`: both stay.
-        store.expire(Duration::from_secs(60), usize::MAX);
-        assert!(store.get(&[2; 16]).is_some());
-        // Past `keep`: the finished one goes, the running one stays.
-        store.expire(Duration::from_secs(5), usize::MAX);
-        assert!(store.get(&[2; 16]).is_none());
-        assert!(store.get(&[1; 16]).is_some());
-        drop(running);
     }
 }

@@ -134,6 +134,10 @@ pub enum ConnectionError {
     /// The TCP connection failed.
     #[error("control connection I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A write did not complete in this long: the peer does not read, and the connection is
+    /// dropped rather than held with its queued reply.
+    #[error("peer stopped reading: a write did not complete in {0:?}, connection dropped")]
+    WriteTimeout(Duration),
 }
 
 async fn connection(

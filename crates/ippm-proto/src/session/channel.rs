@@ -156,6 +156,11 @@ impl Channel {
         self.out.extend_from_slice(&msg);
     }
 
+    /// Octets queued and not yet taken.
+    pub(crate) fn queued_len(&self) -> usize {
+        self.out.len()
+    }
+
     /// Takes what is ready to send.
     pub(crate) fn take_output(&mut self) -> Option<Vec<u8>> {
         if self.out.is_empty() {

@@ -29,7 +29,7 @@ use crate::crypto::CryptoError;
 use crate::wire::setup::KeyId;
 
 pub use client::{Client, ClientConfig, ClientEvent, ClientRandom, FetchResult, IkeCredential};
-pub use server::{FetchReply, Server, ServerConfig, ServerEvent, ServerRandom};
+pub use server::{FetchReply, FetchReplyHeader, Server, ServerConfig, ServerEvent, ServerRandom};
 
 /// Why a control session failed. Every variant ends the control connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +98,15 @@ pub enum Error {
     /// The peer broke a rule of the protocol not covered by the other variants.
     #[error("protocol violation: {0}")]
     ProtocolViolation(&'static str),
+    /// Server: a streamed Fetch-Session answer was given another number of records than its
+    /// Fetch-Ack announced (a bug in the caller; the answer cannot be completed).
+    #[error("Fetch-Session answer announced {announced} records, {given} given")]
+    FetchRecordCount {
+        /// Number of Records in the Fetch-Ack.
+        announced: u32,
+        /// Records given when the mismatch showed (more than announced, or fewer at the end).
+        given: u64,
+    },
     /// A configured limit was reached.
     #[error("limit reached: {0}")]
     Limit(&'static str),

@@ -6,6 +6,12 @@
 //! RFC 5938 commands) surface as events and hold further input until the application answers
 //! with [`Server::accept_session`], [`Server::reject_session`], [`Server::start_ack`],
 //! [`Server::fetch_reply`], [`Server::start_n_ack`] or [`Server::stop_n_ack`].
+//!
+//! A Fetch-Session answer can be large (25 octets per record, millions of records), so it can
+//! also be streamed: [`Server::fetch_reply_begin`] with the header, then
+//! [`Server::fetch_reply_records`] for each part of the records (drain `poll_transmit`
+//! between parts to hold one part at a time), then [`Server::fetch_reply_end`]. The octets
+//! are the same as [`Server::fetch_reply`] would send for the same reply.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,9 +20,10 @@ use std::time::{Duration, Instant};
 use crate::codepoints::{Accept, Command, Modes, Protocol, SecurityMode};
 use crate::crypto::{self, SessionKeys, TestKeys};
 use crate::time::Timestamp;
+use crate::wire::BLOCK;
 use crate::wire::owamp::{
-    AcceptSessionRepr, DataRecord, FetchAckRepr, FetchSessionRepr, RequestSessionRepr, SkipRange,
-    StartAckRepr, StopSessionsRepr,
+    AcceptSessionRepr, DataRecord, FetchAckRepr, FetchSessionRepr, MAX_FETCH_RECORDS,
+    MAX_SKIP_RANGES, RequestSessionRepr, SkipRange, StartAckRepr, StopSessionsRepr,
 };
 use crate::wire::setup::{ServerGreetingRepr, ServerStartRepr, SetUpResponseRepr};
 use crate::wire::twamp::{
@@ -99,7 +106,8 @@ pub enum ServerEvent {
     StopSessions(StopSessionsRepr),
     /// TWAMP Stop-Sessions from the client.
     StopTwSessions(TwStopSessionsRepr),
-    /// OWAMP Fetch-Session: answer with `fetch_reply`.
+    /// OWAMP Fetch-Session: answer with `fetch_reply`, or stream the answer with
+    /// `fetch_reply_begin`, `fetch_reply_records` and `fetch_reply_end`.
     FetchSession(FetchSessionRepr),
     /// RFC 5938 Start-N-Sessions: answer with `start_n_ack`.
     StartNSessions(Vec<[u8; 16]>),
@@ -122,6 +130,36 @@ pub struct FetchReply {
     pub records: Vec<DataRecord>,
 }
 
+/// What comes before the records in a positive Fetch-Session answer (RFC 4656 §3.9), for a
+/// streamed reply: Fetch-Ack says how many records follow, so the count is fixed here, before
+/// the first record goes out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchReplyHeader {
+    /// Whether the session has ended (Finished = 1) and the records are final.
+    pub finished: bool,
+    /// The next sequence number the sender would have sent (meaningful when finished).
+    pub next_seqno: u32,
+    /// The session's Request-Session, as it was accepted (with the receiver port filled in).
+    pub request: RequestSessionRepr,
+    /// Ranges the sender skipped (from its Stop-Sessions).
+    pub skip_ranges: Vec<SkipRange>,
+    /// Number of Records: exactly this many must be given to
+    /// [`Server::fetch_reply_records`] before [`Server::fetch_reply_end`].
+    pub num_records: u32,
+}
+
+/// Where a streamed Fetch-Session answer is in its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FetchStream {
+    announced: u32,
+    /// Records still to come.
+    remaining: u32,
+    /// Plaintext octets of the record part not yet queued: the CBC chain of the protected
+    /// modes takes whole blocks, and 25-octet records rarely end on one. Fewer than 16.
+    carry: [u8; BLOCK],
+    carry_len: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     ExpectSetUpResponse,
@@ -129,6 +167,9 @@ enum State {
     AwaitSessionDecision,
     AwaitStartAck,
     AwaitFetchReply,
+    /// A positive Fetch-Session answer is being streamed; no other message may go out until
+    /// it ends (its octets are one run of the CBC chain and of the last HMAC).
+    SendFetchRecords(FetchStream),
     /// Start-N-Sessions is being answered; these SIDs still need an ack.
     AwaitStartNAck(Vec<[u8; 16]>),
     /// Stop-N-Sessions is being answered; these SIDs still need an ack.
@@ -211,6 +252,12 @@ impl Server {
     /// Octets to write to the connection, in order.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.chan.take_output()
+    }
+
+    /// How many octets are queued for `poll_transmit` (a driver streaming a Fetch-Session
+    /// answer checks that one part at a time is held).
+    pub fn queued_octets(&self) -> usize {
+        self.chan.queued_len()
     }
 
     /// The next event.
@@ -320,7 +367,10 @@ impl Server {
     /// Stop-Sessions has described yet (RFC 4656 §3.8).
     pub fn stop_sessions(&mut self, stop: &StopSessionsRepr) -> Result<(), Error> {
         if self.protocol != Protocol::Owamp
-            || matches!(self.state, State::ExpectSetUpResponse | State::Closed)
+            || matches!(
+                self.state,
+                State::ExpectSetUpResponse | State::Closed | State::SendFetchRecords(_)
+            )
         {
             return Err(Error::InvalidCommand("stop_sessions"));
         }
@@ -337,11 +387,12 @@ impl Server {
     }
 
     /// Answers Fetch-Session: `Ok(reply)` sends Fetch-Ack with Accept 0 and the data,
-    /// `Err(accept)` a refusal.
+    /// `Err(accept)` a refusal. The whole reply at once; [`Server::fetch_reply_begin`] streams
+    /// the same octets in parts.
     pub fn fetch_reply(&mut self, reply: Result<FetchReply, Accept>) -> Result<(), Error> {
-        self.expect_state(State::AwaitFetchReply, "fetch_reply")?;
         match reply {
             Err(accept) => {
+                self.expect_state(State::AwaitFetchReply, "fetch_reply")?;
                 let ack = FetchAckRepr {
                     accept: if accept.is_ok() {
                         Accept::Failure
@@ -354,29 +405,125 @@ impl Server {
                     num_records: 0,
                 };
                 self.chan.send(ack.to_vec(), &[FetchAckRepr::HMAC_OFFSET]);
+                self.resume()
             }
             Ok(r) => {
-                let ack = FetchAckRepr {
-                    accept: Accept::Ok,
+                let num_records =
+                    u32::try_from(r.records.len()).map_err(|_| Error::Limit("records"))?;
+                self.fetch_reply_begin(FetchReplyHeader {
                     finished: r.finished,
                     next_seqno: r.next_seqno,
-                    num_skip_ranges: u32::try_from(r.skip_ranges.len())
-                        .map_err(|_| Error::Limit("skip ranges"))?,
-                    num_records: u32::try_from(r.records.len())
-                        .map_err(|_| Error::Limit("records"))?,
-                };
-                self.chan.send(ack.to_vec(), &[FetchAckRepr::HMAC_OFFSET]);
-                let req = r.request.to_vec();
-                let offsets = RequestSessionRepr::hmac_offsets(req.len());
-                self.chan.send(req, &offsets);
-                let skips = crate::wire::owamp::emit_skip_ranges(&r.skip_ranges);
-                let at = skips.len() - crate::wire::HMAC_LEN;
-                self.chan.send(skips, &[at]);
-                let recs = crate::wire::owamp::emit_records(&r.records);
-                let at = recs.len() - crate::wire::HMAC_LEN;
-                self.chan.send(recs, &[at]);
+                    request: r.request,
+                    skip_ranges: r.skip_ranges,
+                    num_records,
+                })?;
+                self.fetch_reply_records(&r.records)?;
+                self.fetch_reply_end()
             }
         }
+    }
+
+    /// Starts a positive Fetch-Session answer: queues Fetch-Ack (Accept 0), the session's
+    /// Request-Session and the skip ranges. Then exactly `header.num_records` records follow
+    /// through [`Server::fetch_reply_records`], then [`Server::fetch_reply_end`]; nothing else
+    /// can be sent in between, and input is held until the end.
+    ///
+    /// Counts the client would refuse to parse (above [`MAX_FETCH_RECORDS`] records or
+    /// [`MAX_SKIP_RANGES`] skip ranges) are [`Error::Limit`], before anything is queued.
+    pub fn fetch_reply_begin(&mut self, header: FetchReplyHeader) -> Result<(), Error> {
+        self.expect_state(State::AwaitFetchReply, "fetch_reply_begin")?;
+        if header.num_records > MAX_FETCH_RECORDS {
+            return Err(Error::Limit("records in a Fetch-Session answer"));
+        }
+        let num_skip_ranges = u32::try_from(header.skip_ranges.len())
+            .ok()
+            .filter(|n| *n <= MAX_SKIP_RANGES)
+            .ok_or(Error::Limit("skip ranges in a Fetch-Session answer"))?;
+        let ack = FetchAckRepr {
+            accept: Accept::Ok,
+            finished: header.finished,
+            next_seqno: header.next_seqno,
+            num_skip_ranges,
+            num_records: header.num_records,
+        };
+        self.chan.send(ack.to_vec(), &[FetchAckRepr::HMAC_OFFSET]);
+        let req = header.request.to_vec();
+        let offsets = RequestSessionRepr::hmac_offsets(req.len());
+        self.chan.send(req, &offsets);
+        let skips = crate::wire::owamp::emit_skip_ranges(&header.skip_ranges);
+        let at = skips.len() - crate::wire::HMAC_LEN;
+        self.chan.send(skips, &[at]);
+        self.state = State::SendFetchRecords(FetchStream {
+            announced: header.num_records,
+            remaining: header.num_records,
+            carry: [0; BLOCK],
+            carry_len: 0,
+        });
+        Ok(())
+    }
+
+    /// Queues the next records of a streamed Fetch-Session answer (any number per call, in
+    /// the order they go out). More records than Fetch-Ack announced is
+    /// [`Error::FetchRecordCount`] and closes the connection, as the answer can no longer be
+    /// completed.
+    pub fn fetch_reply_records(&mut self, records: &[DataRecord]) -> Result<(), Error> {
+        let State::SendFetchRecords(st) = &mut self.state else {
+            return Err(Error::InvalidCommand("fetch_reply_records"));
+        };
+        let fits = u32::try_from(records.len())
+            .ok()
+            .filter(|n| *n <= st.remaining);
+        let Some(n) = fits else {
+            let err = Error::FetchRecordCount {
+                announced: st.announced,
+                given: u64::from(st.announced - st.remaining) + records.len() as u64,
+            };
+            self.close();
+            return Err(err);
+        };
+        st.remaining -= n;
+        let mut plain = Vec::with_capacity(st.carry_len + DataRecord::LEN * records.len());
+        plain.extend_from_slice(&st.carry[..st.carry_len]);
+        let mut rec = [0u8; DataRecord::LEN];
+        for r in records {
+            // `rec` is exactly one record long, so emit cannot fail.
+            let _ = r.emit(&mut rec);
+            plain.extend_from_slice(&rec);
+        }
+        let whole = plain.len() / BLOCK * BLOCK;
+        st.carry_len = plain.len() - whole;
+        st.carry[..st.carry_len].copy_from_slice(&plain[whole..]);
+        plain.truncate(whole);
+        if !plain.is_empty() {
+            self.chan.send_covered(plain);
+        }
+        Ok(())
+    }
+
+    /// Ends a streamed Fetch-Session answer: pads the records to a block and queues their
+    /// HMAC, then takes commands again. Fewer records than Fetch-Ack announced is
+    /// [`Error::FetchRecordCount`] and closes the connection (the client is still waiting for
+    /// the rest and would take the next message as records).
+    pub fn fetch_reply_end(&mut self) -> Result<(), Error> {
+        let State::SendFetchRecords(st) = &self.state else {
+            return Err(Error::InvalidCommand("fetch_reply_end"));
+        };
+        if st.remaining != 0 {
+            let err = Error::FetchRecordCount {
+                announced: st.announced,
+                given: u64::from(st.announced - st.remaining),
+            };
+            self.close();
+            return Err(err);
+        }
+        if st.carry_len > 0 {
+            // The zero padding is part of what the HMAC covers, as in the whole reply.
+            let mut last = vec![0u8; BLOCK];
+            last[..st.carry_len].copy_from_slice(&st.carry[..st.carry_len]);
+            self.chan.send_covered(last);
+        }
+        // An HMAC field right after what it covers: offset 0 of a message of its own.
+        self.chan.send(vec![0; crate::wire::HMAC_LEN], &[0]);
         self.resume()
     }
 
