@@ -252,7 +252,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
         unique: 0,
         count: opts.count,
     };
-    let session = Engine::global().add(socket, Box::new(role), false)?;
+    let session = Engine::global()?.add(socket, Box::new(role), false)?;
     let mut from_records = Vec::new();
     let mut sent = 0;
     while let Some(ev) = rx.recv().await {

@@ -275,7 +275,13 @@ fn fetch(
 }
 
 fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
-    let engine = Engine::global();
+    let engine = match Engine::global() {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(error = %e, "cannot start a test session");
+            return;
+        }
+    };
     let started = match s {
         Session::Receive {
             pending, running, ..

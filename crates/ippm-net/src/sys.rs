@@ -544,11 +544,6 @@ impl Timer {
         )?;
         Ok(())
     }
-
-    /// Consumes an expiry (non-blocking; nothing to consume is not an error).
-    pub(crate) fn clear(&self) {
-        let _ = self.0.wait();
-    }
 }
 
 impl std::os::fd::AsRawFd for Timer {

@@ -384,7 +384,7 @@ async fn run_test(
         unique: 0,
         count: opts.count,
     };
-    let _session = Engine::global().add(socket, Box::new(role), true)?;
+    let _session = Engine::global()?.add(socket, Box::new(role), true)?;
     let mut run = Run {
         sent: Vec::new(),
         replies: Vec::new(),

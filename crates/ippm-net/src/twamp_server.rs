@@ -103,7 +103,7 @@ impl TestSession {
         let Some(s) = self.pending.take() else {
             return;
         };
-        match s.start(Engine::global()) {
+        match Engine::global().and_then(|e| s.start(e)) {
             Ok(h) => self.running = Some(h),
             Err(e) => warn!(error = %e, "cannot start a reflector"),
         }

@@ -459,10 +459,8 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => tracing::warn!(error = %e, "cannot read the file descriptor limit"),
     }
     ippm_net::engine::Engine::configure(s.engine_threads);
-    info!(
-        threads = ippm_net::engine::Engine::global().threads(),
-        "test-packet engine started"
-    );
+    let engine = ippm_net::engine::Engine::global()?;
+    info!(threads = engine.threads(), "test-packet engine started");
     let a_user = a.user.clone();
     let opts = Arc::new(s.options);
     let owamp_opts = Arc::new(s.owamp);

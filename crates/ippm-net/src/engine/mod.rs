@@ -14,6 +14,8 @@
 //! What a session does with its packets is its [`Role`]: pure per-packet work on buffers the
 //! engine owns, written once per role and shared by every protocol that needs it.
 
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::io;
@@ -113,7 +115,7 @@ impl Out<'_> {
 
 /// How many engine threads [`Engine::global`] starts (0: one per core).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
-static GLOBAL: OnceLock<Engine> = OnceLock::new();
+static GLOBAL: OnceLock<Result<Engine, String>> = OnceLock::new();
 
 /// The set of engine threads. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -129,19 +131,19 @@ impl Engine {
         GLOBAL.get().is_none()
     }
 
-    /// The process-wide engine, started on first use.
-    ///
-    /// # Panics
-    /// When the first use cannot start a single thread or epoll set (the process is out of
-    /// threads or descriptors at start): nothing could measure then.
-    pub fn global() -> &'static Self {
-        GLOBAL.get_or_init(|| {
-            let n = match THREADS.load(Ordering::Relaxed) {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n,
-            };
-            Self::start(n).expect("cannot start the test-packet engine")
-        })
+    /// The process-wide engine, started on first use (with the threads [`Engine::configure`]
+    /// set). Fails, every time, if its first start failed (no threads or descriptors left).
+    pub fn global() -> io::Result<&'static Self> {
+        GLOBAL
+            .get_or_init(|| {
+                let n = match THREADS.load(Ordering::Relaxed) {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                };
+                Self::start(n).map_err(|e| format!("cannot start the test-packet engine: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| io::Error::other(e.clone()))
     }
 
     /// Starts an engine of `threads` threads (at least one).
