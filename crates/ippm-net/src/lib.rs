@@ -1,8 +1,9 @@
-//! The tokio runtime of ippm: control TCP servers and clients, the UDP test engine
-//! (sender, reflector, receiver), the IKE UDP driver and the local key service.
+//! The runtime of ippm: control TCP servers and clients (tokio), the test-packet engine that
+//! runs every test session's packets on a few epoll threads (`engine`, with the roles
+//! `reflector`, `sender`, `receiver`), the IKE UDP driver and the local key service.
 //!
-//! All kernel interfaces below the standard library (socket options, control messages, the
-//! NTP clock state) are in one module, `sys`.
+//! All kernel interfaces below the standard library (socket options, control messages,
+//! batched I/O, timers, the NTP clock state) are in one module, `sys`.
 #![warn(missing_docs)]
 
 mod accept;

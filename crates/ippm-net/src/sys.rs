@@ -1,6 +1,7 @@
-//! Socket options, control messages and kernel clock state: the only place ippm talks to the
-//! kernel below the standard library. Control messages go through `nix`, so the one `unsafe`
-//! block here is the `ntp_adjtime` read.
+//! Socket options, control messages, batched datagram I/O, timers and kernel clock state: the
+//! only place ippm talks to the kernel below the standard library. Most of it goes through
+//! `nix`; the `unsafe` here is the `ntp_adjtime` read and `recvmmsg` (whose nix wrapper does
+//! not reset its headers between calls), each with its SAFETY argument.
 
 use std::io;
 use std::net::SocketAddr;

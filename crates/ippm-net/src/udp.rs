@@ -1,67 +1,11 @@
-//! The UDP socket the test engine sends and receives test packets on.
+//! The UDP sockets test packets travel on: kernel receive timestamps, the received TTL, TTL
+//! 255 and DSCP on send. The engine takes them over (non-blocking) once a session starts.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
-
 pub use crate::sys::RecvMeta;
-
-/// A test-packet socket: kernel receive timestamps, received TTL, DSCP on send.
-#[derive(Debug)]
-pub struct TestSocket {
-    sock: UdpSocket,
-    v6: bool,
-}
-
-impl TestSocket {
-    /// Binds to `addr` (port 0: any free port). Must be called inside a tokio runtime.
-    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let s = crate::sys::test_socket(addr)?;
-        let sock = UdpSocket::from_std(s.into())?;
-        Ok(Self {
-            sock,
-            v6: addr.is_ipv6(),
-        })
-    }
-
-    /// Binds to the first free port of `ports` on `ip` (or any port when `ports` is `None`).
-    pub fn bind_in_range(
-        ip: std::net::IpAddr,
-        ports: Option<std::ops::RangeInclusive<u16>>,
-    ) -> io::Result<Self> {
-        bind_first(ip, ports, Self::bind)
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
-    }
-
-    /// Sets the DSCP of the packets sent from now on.
-    pub fn set_dscp(&self, dscp: u8) -> io::Result<()> {
-        crate::sys::set_dscp(&self.sock, self.v6, dscp)
-    }
-
-    /// Receives one datagram with its kernel timestamp and TTL.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<RecvMeta> {
-        let fd = self.sock.as_raw_fd();
-        self.sock
-            .async_io(Interest::READABLE, || crate::sys::recv_with_meta(fd, buf))
-            .await
-    }
-
-    /// Sends one datagram: at once when the socket can take it (the usual case), else once
-    /// it can.
-    pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        match self.sock.try_send_to(buf, to) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.sock.send_to(buf, to).await,
-            r => r,
-        }
-    }
-}
 
 /// Binds with `bind` to the first free port of `ports` on `ip` (any port when `None`).
 pub fn bind_first<S>(
@@ -88,8 +32,8 @@ pub fn set_dscp_blocking(sock: &std::net::UdpSocket, dscp: u8) -> io::Result<()>
     crate::sys::set_dscp(sock, v6, dscp)
 }
 
-/// A blocking socket with the same options as [`TestSocket`] (kernel receive timestamps,
-/// received TTL), for baselines and tools that do not run in tokio.
+/// A test-packet socket bound to `addr` (port 0: any free port), blocking: kernel receive
+/// timestamps, the received TTL / hop limit, TTL 255 on what it sends.
 pub fn blocking_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let s = crate::sys::test_socket(addr)?;
     s.set_nonblocking(false)?;
@@ -108,37 +52,37 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn kernel_timestamp_and_ttl_on_loopback() {
+    #[test]
+    fn kernel_timestamp_and_ttl_on_loopback() {
         for ip in [
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(Ipv6Addr::LOCALHOST),
         ] {
-            let a = TestSocket::bind(SocketAddr::new(ip, 0)).unwrap();
-            let b = TestSocket::bind(SocketAddr::new(ip, 0)).unwrap();
-            b.set_dscp(46).unwrap();
+            let a = blocking_socket(SocketAddr::new(ip, 0)).unwrap();
+            let b = blocking_socket(SocketAddr::new(ip, 0)).unwrap();
+            set_dscp_blocking(&b, 46).unwrap();
             let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-            b.send_to(b"hello", a.local_addr().unwrap()).await.unwrap();
+            b.send_to(b"hello", a.local_addr().unwrap()).unwrap();
             let mut buf = [0u8; 64];
-            let m = a.recv(&mut buf).await.unwrap();
+            let m = recv_blocking(&a, &mut buf).unwrap();
             let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             assert_eq!(&buf[..m.len], b"hello");
             assert_eq!(m.from, b.local_addr().unwrap());
             let t = m.kernel_time.expect("SO_TIMESTAMPNS");
             assert!(t + Duration::from_millis(1) >= before && t <= after, "{ip}");
-            // Loopback: the default TTL / hop limit, unchanged.
-            assert!(matches!(m.ttl, Some(64) | Some(255)), "{ip}: {:?}", m.ttl);
+            // RFC 4656 §4.1.2 / RFC 5357 §4.2.1: test packets leave with TTL 255.
+            assert_eq!(m.ttl, Some(255), "{ip}");
         }
     }
 
-    #[tokio::test]
-    async fn port_range() {
+    #[test]
+    fn port_range() {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let first = TestSocket::bind_in_range(ip, None).unwrap();
+        let first = bind_first(ip, None, blocking_socket).unwrap();
         let p = first.local_addr().unwrap().port();
         // The taken port is skipped.
-        let s = TestSocket::bind_in_range(ip, Some(p..=p.saturating_add(50))).unwrap();
+        let s = bind_first(ip, Some(p..=p.saturating_add(50)), blocking_socket).unwrap();
         assert_ne!(s.local_addr().unwrap().port(), p);
-        assert!(TestSocket::bind_in_range(ip, Some(p..=p)).is_err());
+        assert!(bind_first(ip, Some(p..=p), blocking_socket).is_err());
     }
 }
