@@ -6,8 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ippm_proto::schedule::Schedule;
@@ -110,7 +109,7 @@ enum Session {
         running: Option<SessionHandle>,
         request: RequestSessionRepr,
         to: SocketAddr,
-        next_seqno: Arc<AtomicU32>,
+        state: Arc<Mutex<SendState>>,
     },
 }
 
@@ -224,17 +223,20 @@ fn handle_event(
             // Ours end too, answered with our own Stop-Sessions.
             let mut ours = Vec::new();
             for (sid, s) in sessions.iter_mut() {
-                if let Session::Send {
-                    running,
-                    next_seqno,
-                    ..
-                } = s
-                {
-                    // Stopped here, so the Next Seqno below is final.
+                if let Session::Send { running, state, .. } = s {
+                    // Stopped under the sender's lock, so the Next Seqno is exactly what it
+                    // queued: nothing more goes out after it.
+                    let next_seqno = match state.lock() {
+                        Ok(mut st) => {
+                            st.stopped = true;
+                            st.next
+                        }
+                        Err(_) => 0,
+                    };
                     *running = None;
                     ours.push(StopSession {
                         sid: *sid,
-                        next_seqno: next_seqno.load(Ordering::Relaxed),
+                        next_seqno,
                         skip_ranges: vec![],
                     });
                 }
@@ -302,7 +304,7 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
             running,
             request,
             to,
-            next_seqno,
+            state,
         } => {
             let Some((socket, protection)) = pending.take() else {
                 return;
@@ -334,7 +336,7 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
             );
             let role = Send {
                 plan,
-                next: next_seqno.clone(),
+                state: state.clone(),
             };
             engine
                 .add(socket, Box::new(role), false)
@@ -399,14 +401,33 @@ impl Role for Receive {
 /// The sending side of a session the server sends, on the client's schedule.
 struct Send {
     plan: SendPlan,
-    next: Arc<AtomicU32>,
+    state: Arc<Mutex<SendState>>,
+}
+
+/// What a sending session and its control connection share: Stop-Sessions sets `stopped`
+/// and reads `next` under the lock that the sender holds while it queues packets.
+#[derive(Debug, Default)]
+struct SendState {
+    stopped: bool,
+    /// Packets queued (they go out in the same turn): the Next Seqno of RFC 4656 §3.8.
+    next: u32,
 }
 
 impl Role for Send {
     fn receive(&mut self, _pkt: &mut [u8], _meta: &RecvMeta, _out: &mut Out<'_>) {}
 
     fn due(&mut self, now: Instant, out: &mut Out<'_>) -> Wake {
-        match self.plan.due(now, out) {
+        let Ok(mut st) = self.state.lock() else {
+            out.finish();
+            return Wake::Idle;
+        };
+        if st.stopped {
+            out.finish();
+            return Wake::Idle;
+        }
+        let next = self.plan.due(now, out);
+        st.next = self.plan.next_seq();
+        match next {
             Some(t) => Wake::At(t),
             None => {
                 out.finish();
@@ -416,18 +437,14 @@ impl Role for Send {
     }
 
     fn seal(&mut self, pkt: &mut [u8]) {
-        if self.plan.seal(pkt).is_some() {
-            self.next.store(self.plan.next_seq(), Ordering::Relaxed);
-        }
+        self.plan.seal(pkt);
     }
 
     fn unsent(&mut self, sent: usize, queued: usize) {
         self.plan.unsent(sent, queued);
     }
 
-    fn end(&mut self, _why: End) {
-        self.next.store(self.plan.next_seq(), Ordering::Relaxed);
-    }
+    fn end(&mut self, _why: End) {}
 }
 
 type Refusal = (Accept, &'static str);
@@ -538,7 +555,7 @@ fn new_session(
                 running: None,
                 request: req.clone(),
                 to: SocketAddr::new(to_ip, req.receiver_port),
-                next_seqno: Arc::new(AtomicU32::new(0)),
+                state: Arc::default(),
             },
         ))
     }
