@@ -253,3 +253,64 @@ fn fetch_ranges_skips_and_early_stop() {
         assert!(log.contains(reason), "no log line for {reason:?}:\n{log}");
     }
 }
+
+/// A server session stopped in the middle of a fast schedule: its Stop-Sessions says how far
+/// it got, exactly. Every packet below that Next Seqno was sent (all arrive on loopback) and
+/// none at or past it, whatever moment the stop lands on (RFC 4656 §3.8).
+#[test]
+fn server_next_seqno_is_exact_when_stopped_mid_flood() {
+    let d = Daemon::start_owamp("127.0.0.1:0", &[]);
+    for round in 0..5 {
+        let udp = ippm_net::udp::blocking_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut c = Ctl::new(&d.addr);
+        // 1,000,000 packets 20 us apart: far more than get out before the stop.
+        let mut req = request(&udp, true, 1_000_000, 0);
+        req.slots = vec![Slot::Fixed(ippm_proto::time::duration_to_bits(
+            Duration::from_micros(20),
+        ))];
+        // Drained as they come, so no socket buffer overflows: every packet sent arrives.
+        let rx = udp.try_clone().unwrap();
+        let drain = std::thread::spawn(move || {
+            let mut seqs = Vec::new();
+            let mut buf = [0u8; 256];
+            while let Ok(m) = ippm_net::udp::recv_blocking(&rx, &mut buf) {
+                seqs.push(SenderRepr::parse(&buf[..m.len], Layout::Open).unwrap().seq);
+            }
+            seqs
+        });
+        c.c.request_session(Instant::now(), &req).unwrap();
+        assert!(matches!(c.event(), ClientEvent::SessionAccepted { .. }));
+        c.c.start_sessions(Instant::now()).unwrap();
+        assert_eq!(c.event(), ClientEvent::StartAck(Accept::Ok));
+        std::thread::sleep(Duration::from_millis(20 + 7 * round));
+        c.c.stop_sessions(
+            Instant::now(),
+            &StopSessionsRepr {
+                accept: Accept::Ok,
+                sessions: vec![],
+            },
+        )
+        .unwrap();
+        let next = match c.event() {
+            ClientEvent::StopSessions(s) => s.sessions[0].next_seqno,
+            other => panic!("{other:?}"),
+        };
+        let mut seen = vec![false; next as usize];
+        let mut beyond = Vec::new();
+        for seq in drain.join().unwrap() {
+            match seen.get_mut(seq as usize) {
+                Some(s) => *s = true,
+                None => beyond.push(seq),
+            }
+        }
+        assert!(next > 100, "round {round}: stopped after {next} packets");
+        assert!(
+            beyond.is_empty(),
+            "round {round}: Next Seqno {next}, yet {beyond:?} came"
+        );
+        let missing = seen.iter().filter(|s| !**s).count();
+        assert_eq!(missing, 0, "round {round}: {missing} of {next} never came");
+    }
+}
