@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub(crate) const IPPM: &str = env!("CARGO_BIN_EXE_ippm");
 
@@ -17,8 +18,10 @@ pub(crate) const ALICE: &[u8] = b"correct horse battery staple";
 /// A running `ippm serve`, stopped (by its PID) when dropped.
 pub(crate) struct Daemon {
     child: Child,
-    /// The TWAMP-Control address it listens on.
+    /// The TWAMP-Control address it listens on (the OWAMP one for [`Daemon::start_owamp`]).
     pub(crate) addr: String,
+    /// The OWAMP-Control address, when started with [`Daemon::start_both`].
+    pub(crate) owamp: Option<String>,
 }
 
 impl Daemon {
@@ -45,7 +48,99 @@ impl Daemon {
             .strip_prefix("listening twamp ")
             .expect(&line)
             .to_owned();
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            owamp: None,
+        }
+    }
+
+    /// Starts `ippm serve` with a TWAMP and an OWAMP listener on `ip` (any free ports) and
+    /// `EXTRA...`; its log goes to `log` (or nowhere).
+    pub(crate) fn start_both(ip: &str, extra: &[&str], log: Option<&Path>) -> Self {
+        let any = if ip.contains(':') {
+            format!("[{ip}]:0")
+        } else {
+            format!("{ip}:0")
+        };
+        let args = [&["--twamp-listen", &any, "--owamp-listen", &any][..], extra].concat();
+        let (mut d, listening) = Self::start_args(&args, 2, log);
+        for (what, addr) in listening {
+            match what.as_str() {
+                "owamp" => d.owamp = Some(addr),
+                _ => d.addr = addr,
+            }
+        }
+        d
+    }
+
+    /// Starts `ippm serve ARGS...` and waits until it says it listens on `listeners`
+    /// addresses: those, as (protocol, address). `addr` is the first TWAMP one (or empty).
+    pub(crate) fn start_args(
+        args: &[&str],
+        listeners: usize,
+        log: Option<&Path>,
+    ) -> (Self, Vec<(String, String)>) {
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        };
+        let mut child = Command::new(IPPM)
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start ippm serve");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut listening = Vec::new();
+        while listening.len() < listeners {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "ippm serve ended");
+            if let Some((what, addr)) = line
+                .trim()
+                .strip_prefix("listening ")
+                .and_then(|l| l.split_once(' '))
+            {
+                listening.push((what.to_owned(), addr.to_owned()));
+            }
+        }
+        let addr = listening
+            .iter()
+            .find(|(w, _)| w == "twamp")
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let d = Self {
+            child,
+            addr,
+            owamp: None,
+        };
+        (d, listening)
+    }
+
+    /// The daemon's process ID.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the daemon to exit: its status, or `None`
+    /// if it is still running then (the guard kills it when dropped).
+    pub(crate) fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).ok()?);
+        kill(pid, Signal::SIGTERM).ok()?;
+        let end = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts `ippm serve --owamp-listen LISTEN EXTRA...` (OWAMP only).
@@ -80,8 +175,54 @@ impl Daemon {
             .strip_prefix("listening owamp ")
             .expect(&line)
             .to_owned();
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            owamp: None,
+        }
     }
+}
+
+/// Memory and threads of a process, from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStatus {
+    /// VmRSS, KiB.
+    pub(crate) rss_kib: u64,
+    /// VmHWM (the peak RSS), KiB.
+    pub(crate) hwm_kib: u64,
+    /// Threads.
+    pub(crate) threads: u64,
+}
+
+/// Reads `/proc/PID/status`.
+pub(crate) fn proc_status(pid: u32) -> ProcStatus {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    ProcStatus {
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        threads: field("Threads:"),
+    }
+}
+
+/// User plus system CPU time of a process so far, from `/proc/PID/stat` (in clock ticks of
+/// USER_HZ, which Linux fixes at 100 per second for this interface).
+pub(crate) fn cpu_time(pid: u32) -> Duration {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let rest = &text[text.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 of stat(5) (utime, stime); `rest` starts at field 3.
+    Duration::from_millis((f[11] + f[12]) * 10)
 }
 
 impl Drop for Daemon {
@@ -210,4 +351,32 @@ impl Drop for IkeDaemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A UDP socket's counters in `/proc/net/udp` or `/proc/net/udp6`, found by its local port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UdpCounters {
+    /// Octets waiting in its receive queue (with the kernel's per-datagram overhead).
+    pub(crate) rx_queue: u64,
+    /// Datagrams dropped for want of room in its receive buffer.
+    pub(crate) drops: u64,
+}
+
+/// The counters of the UDP socket bound to local `port` (any address), if there is one.
+pub(crate) fn udp_counters(port: u16) -> Option<UdpCounters> {
+    let want = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        text.lines().skip(1).find_map(|l| {
+            let v: Vec<&str> = l.split_whitespace().collect();
+            if !v.get(1)?.ends_with(&want) {
+                return None;
+            }
+            let (_, rx) = v.get(4)?.split_once(':')?;
+            Some(UdpCounters {
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+                drops: v.get(12)?.parse().ok()?,
+            })
+        })
+    })
 }
