@@ -16,7 +16,7 @@ use ippm_proto::wire::owamp::{
     TypeP,
 };
 use ippm_proto::wire::test::{Layout, TestProtection};
-use ippm_proto::{Accept, Protocol, SecurityMode};
+use ippm_proto::{Accept, Protocol, SecurityMode, Timestamp};
 use tokio::io::AsyncWriteExt;
 
 use crate::clock;
@@ -79,6 +79,26 @@ pub struct OneWay {
     pub records: Vec<DataRecord>,
     /// Whether the receiver said the records are final.
     pub finished: bool,
+    /// For the direction we send: the kernel's transmit stamp of each packet, by seq, where it
+    /// gave one (empty the other way). The records keep the packet's own timestamp.
+    pub kernel_tx: Vec<Option<Timestamp>>,
+}
+
+impl OneWay {
+    /// A record's best send time: our kernel's transmit stamp when we sent it and the kernel
+    /// said, else the timestamp the packet carried.
+    pub fn send_time(&self, r: &DataRecord) -> Timestamp {
+        self.kernel_tx
+            .get(r.seq as usize)
+            .copied()
+            .flatten()
+            .unwrap_or(r.send_time)
+    }
+
+    /// Packets whose send time is the kernel's transmit stamp.
+    pub fn kernel_stamped(&self) -> usize {
+        self.kernel_tx.iter().filter(|t| t.is_some()).count()
+    }
 }
 
 /// The outcome of an owping run.
@@ -252,8 +272,10 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
         unique: 0,
         count: opts.count,
     };
-    let session = Engine::global()?.add(socket, Box::new(role), false)?;
+    let stamps = role.plan.is_some();
+    let session = Engine::global()?.add(socket, Box::new(role), stamps)?;
     let mut from_records = Vec::new();
+    let mut kernel_tx: Vec<Option<Timestamp>> = Vec::new();
     let mut sent = 0;
     while let Some(ev) = rx.recv().await {
         match ev {
@@ -262,6 +284,14 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
                     let _ = p.send(r);
                 }
                 from_records.push(r);
+            }
+            TestEvent::TxStamp { seq, time } => {
+                // Only for packets sent (seq below what the plan queued), so bounded by them.
+                let i = seq as usize;
+                if i >= kernel_tx.len() {
+                    kernel_tx.resize(i + 1, None);
+                }
+                kernel_tx[i] = Some(time);
             }
             TestEvent::Ended { sent: n } => {
                 sent = n;
@@ -307,6 +337,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
             skip_ranges,
             records: from_records,
             finished: true,
+            kernel_tx: Vec::new(),
         });
     }
     let mut to_server = None;
@@ -327,6 +358,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
                     skip_ranges: r.skip_ranges,
                     records: r.records,
                     finished: r.finished,
+                    kernel_tx: std::mem::take(&mut kernel_tx),
                 })
             }
             ClientEvent::FetchRejected(a) => return Err(TwpingError::SessionRefused(a)),
@@ -400,6 +432,15 @@ impl Role for OwampTest {
     fn unsent(&mut self, sent: usize, queued: usize) {
         if let Some(p) = &mut self.plan {
             p.unsent(sent, queued);
+        }
+    }
+
+    fn tx_stamp(&mut self, id: u32, time: Duration) {
+        if let Some(seq) = self.plan.as_ref().and_then(|p| p.seq_of(id)) {
+            let _ = self.events.send(TestEvent::TxStamp {
+                seq,
+                time: Timestamp::from_unix(time),
+            });
         }
     }
 

@@ -616,7 +616,7 @@ fn owamp_records(w: &ippm_net::owamp_client::OneWay, direction: Direction) -> Ve
         .map(|r| Record {
             direction,
             seq: r.seq,
-            t1_unix_ns: ts_ns(r.send_time),
+            t1_unix_ns: ts_ns(w.send_time(r)),
             t2_unix_ns: None,
             t3_unix_ns: None,
             t4_unix_ns: (r.recv_time != Timestamp::ZERO).then(|| ts_ns(r.recv_time)),

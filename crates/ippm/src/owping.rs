@@ -38,7 +38,7 @@ fn records(w: &OneWay) -> (Vec<Record>, Timestamp) {
     let base = w
         .records
         .iter()
-        .map(|r| r.send_time)
+        .map(|r| w.send_time(r))
         .min()
         .unwrap_or(Timestamp::ZERO);
     let recs = w
@@ -46,7 +46,7 @@ fn records(w: &OneWay) -> (Vec<Record>, Timestamp) {
         .iter()
         .map(|r| Record {
             seq: r.seq,
-            send_ns: r.send_time.nanos_since(base),
+            send_ns: w.send_time(r).nanos_since(base),
             recv_ns: (!r.is_lost()).then(|| r.recv_time.nanos_since(base)),
             synchronized: r.send_error.synchronized() && r.recv_error.synchronized(),
             error_ns: (r.send_error.seconds() + r.recv_error.seconds()) * 1e9,
@@ -77,6 +77,16 @@ fn text(name: &str, w: &OneWay, r: &OneWayReport, raw: bool) -> String {
         s,
         "SID:\t{}",
         w.sid.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let sent = match (w.kernel_tx.is_empty(), w.kernel_stamped(), w.records.len()) {
+        (true, _, _) => "as the sender stamped them".to_string(),
+        (false, 0, _) => "in user space (no kernel transmit stamps)".to_string(),
+        (false, k, n) if k >= n => "by the kernel (transmit stamps)".to_string(),
+        (false, k, _) => format!("by the kernel for {k} packets, the rest in user space"),
+    };
+    let _ = writeln!(
+        s,
+        "timestamps:\tsent {sent}; received by the receiver's kernel"
     );
     let l = &r.loss;
     let _ = writeln!(
@@ -154,7 +164,7 @@ fn text(name: &str, w: &OneWay, r: &OneWayReport, raw: bool) -> String {
                 s,
                 "{} {:.9} {:.9} {}",
                 x.seq,
-                x.send_time.as_secs_f64(),
+                w.send_time(x).as_secs_f64(),
                 x.recv_time.as_secs_f64(),
                 x.ttl
             );
@@ -166,6 +176,7 @@ fn text(name: &str, w: &OneWay, r: &OneWayReport, raw: bool) -> String {
 #[derive(Serialize)]
 struct DirOut {
     sid: String,
+    kernel_tx_stamps: usize,
     #[serde(flatten)]
     report: OneWayReport,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,7 +186,10 @@ struct DirOut {
 #[derive(Serialize)]
 struct RecOut {
     seq: u32,
+    /// The kernel's transmit stamp where we sent it and the kernel said, else the packet's.
     send_unix_ns: Option<u128>,
+    /// The send time the packet carried (stamped in user space by its sender).
+    send_user_unix_ns: Option<u128>,
     recv_unix_ns: Option<u128>,
     ttl: u8,
 }
@@ -183,13 +197,15 @@ struct RecOut {
 fn dir_out(w: &OneWay, raw: bool) -> DirOut {
     DirOut {
         sid: w.sid.iter().map(|b| format!("{b:02x}")).collect(),
+        kernel_tx_stamps: w.kernel_stamped(),
         report: report(w),
         records: raw.then(|| {
             w.records
                 .iter()
                 .map(|r| RecOut {
                     seq: r.seq,
-                    send_unix_ns: r.send_time.to_unix().map(|d| d.as_nanos()),
+                    send_unix_ns: w.send_time(r).to_unix().map(|d| d.as_nanos()),
+                    send_user_unix_ns: r.send_time.to_unix().map(|d| d.as_nanos()),
                     recv_unix_ns: (!r.is_lost())
                         .then(|| r.recv_time.to_unix().map(|d| d.as_nanos()))
                         .flatten(),

@@ -683,7 +683,7 @@ fn one_way_series(label: &str, w: &OneWay) -> Series {
     records.dedup_by_key(|r| r.seq);
     let base = records
         .iter()
-        .map(|r| r.send_time)
+        .map(|r| w.send_time(r))
         .min()
         .unwrap_or(Timestamp::ZERO);
     Series {
@@ -691,9 +691,10 @@ fn one_way_series(label: &str, w: &OneWay) -> Series {
         points: records
             .iter()
             .map(|r| {
+                let sent = w.send_time(r);
                 (
-                    secs(r.send_time, base),
-                    (!r.is_lost()).then(|| millis(r.send_time, r.recv_time)),
+                    secs(sent, base),
+                    (!r.is_lost()).then(|| millis(sent, r.recv_time)),
                 )
             })
             .collect(),
@@ -1321,6 +1322,7 @@ mod tests {
             skip_ranges: vec![],
             records,
             finished: true,
+            kernel_tx: Vec::new(),
         };
         let r = OwpingResult {
             mode: SecurityMode::Authenticated,
