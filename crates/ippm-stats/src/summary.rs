@@ -82,6 +82,7 @@ impl Summary {
                     value_ns: self.percentile(p),
                 })
                 .collect(),
+            approximation: None,
         }
     }
 }
@@ -101,6 +102,24 @@ pub struct Digest {
     pub mean_ns: f64,
     /// Chosen percentiles.
     pub percentiles: Vec<Percentile>,
+    /// `None` when every figure is exact, as from the batch functions. From an accumulator with
+    /// more than [`Bounds::exact_values`](crate::Bounds::exact_values) values: the median and
+    /// percentiles come from a histogram, within the error given here; `count`, `min_ns` and
+    /// `max_ns` stay exact, and `mean_ns` is the exact sum over the count. Absent from JSON
+    /// when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approximation: Option<Approximation>,
+}
+
+/// How a [`Digest`]'s median and percentiles are approximated ("approximate above
+/// `exact_up_to` values").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Approximation {
+    /// Values kept exactly; the digest has more.
+    pub exact_up_to: usize,
+    /// Bound on the relative error of the median and of each percentile, as
+    /// [`Bounds::relative_error`](crate::Bounds::relative_error) defines it.
+    pub relative_error: f64,
 }
 
 /// One percentile of a [`Digest`].
