@@ -25,4 +25,5 @@ mod sender;
 mod sys;
 pub mod twamp_client;
 pub mod twamp_server;
+pub mod twoway;
 pub mod udp;

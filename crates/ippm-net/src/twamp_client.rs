@@ -23,6 +23,7 @@ use crate::control_client::{Control, random};
 use crate::engine::{End, Engine, Out, RecvMeta, Role, Wake};
 use crate::packets::{Events, TestEvent};
 use crate::sender::{SendPlan, gap_offsets};
+use crate::twoway::Collector;
 use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
 
 /// Gaps between test packets.
@@ -71,6 +72,10 @@ pub struct TwpingOptions {
     pub symmetrical: bool,
     /// Where to report the session as it runs (packets sent and replies, as they happen).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+    /// Keep every packet sent and every reply in the result (for per-packet output, plots,
+    /// the archive). Without it the run's memory does not depend on its packet count: the
+    /// statistics accumulate as the packets go and come.
+    pub keep_records: bool,
 }
 
 /// What a running test reports as it goes.
@@ -104,9 +109,15 @@ pub struct TwpingResult {
     pub reflector: SocketAddr,
     /// Padding length used.
     pub padding: u32,
-    /// Every packet sent, in order.
+    /// The statistics, accumulated as the packets went and came.
+    pub report: ippm_stats::TwoWayReport,
+    /// When the first and the last packet were sent (their timestamps).
+    pub first_sent: Option<Timestamp>,
+    /// See `first_sent`.
+    pub last_sent: Option<Timestamp>,
+    /// Every packet sent, in order (empty unless records were kept).
     pub sent: Vec<Sent>,
-    /// Every reply, in arrival order (duplicates included).
+    /// Every reply, in arrival order, duplicates included (empty unless records were kept).
     pub replies: Vec<Reply>,
     /// Replies that failed their HMAC or were malformed.
     pub bad_replies: u64,
@@ -301,7 +312,10 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         local,
         reflector,
         padding,
-        kernel_tx_stamps: run.sent.iter().filter(|s| s.kernel_time.is_some()).count() as u32,
+        kernel_tx_stamps: run.kernel_stamps,
+        report: run.report,
+        first_sent: run.first,
+        last_sent: run.last,
         sent: run.sent,
         replies: run.replies,
         bad_replies: run.bad,
@@ -334,8 +348,12 @@ struct Shape {
 
 /// What one test brought back.
 struct Run {
+    report: ippm_stats::TwoWayReport,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
     sent: Vec<Sent>,
     replies: Vec<Reply>,
+    kernel_stamps: u32,
     bad: u64,
     mismatches: u64,
 }
@@ -385,39 +403,39 @@ async fn run_test(
         count: opts.count,
     };
     let _session = Engine::global()?.add(socket, Box::new(role), true)?;
-    let mut run = Run {
-        sent: Vec::new(),
-        replies: Vec::new(),
-        bad: 0,
-        mismatches: 0,
-    };
+    let mut collect = Collector::new(opts.keep_records);
+    let (mut bad, mut mismatches) = (0, 0);
     while let Some(ev) = rx.recv().await {
         match ev {
             TestEvent::Sent(s) => {
                 if let Some(p) = &opts.progress {
                     let _ = p.send(Progress::Sent(s));
                 }
-                run.sent.push(s);
+                collect.sent(s);
             }
-            TestEvent::TxStamp { seq, time } => {
-                // Packets are sent in sequence from 0, so a packet's record is at its seq.
-                if let Some(s) = run.sent.get_mut(seq as usize).filter(|s| s.seq == seq) {
-                    s.kernel_time = Some(time);
-                }
-            }
+            TestEvent::TxStamp { seq, time } => collect.tx_stamp(seq, time),
             TestEvent::Reply(r) => {
                 if let Some(p) = &opts.progress {
                     let _ = p.send(Progress::Reply(r));
                 }
-                run.replies.push(r);
+                collect.reply(r);
             }
-            TestEvent::Bad => run.bad += 1,
-            TestEvent::ReflectMismatch => run.mismatches += 1,
+            TestEvent::Bad => bad += 1,
+            TestEvent::ReflectMismatch => mismatches += 1,
             TestEvent::Record(_) => {}
             TestEvent::Ended { .. } => break,
         }
     }
-    Ok(run)
+    Ok(Run {
+        report: collect.finish(),
+        kernel_stamps: collect.kernel_stamps,
+        first: collect.first,
+        last: collect.last,
+        sent: std::mem::take(&mut collect.sent),
+        replies: std::mem::take(&mut collect.replies),
+        bad,
+        mismatches,
+    })
 }
 
 /// twping's test session on the engine: sends on schedule, takes the replies.

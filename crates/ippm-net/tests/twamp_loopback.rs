@@ -50,6 +50,7 @@ fn options(server: SocketAddr, mode: SecurityMode) -> TwpingOptions {
         session_control: false,
         reflect: None,
         symmetrical: false,
+        keep_records: true,
     }
 }
 

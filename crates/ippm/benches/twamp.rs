@@ -126,6 +126,7 @@ fn options(server: SocketAddr, rate: u64, n: u64) -> TwpingOptions {
         session_control: false,
         reflect: None,
         symmetrical: false,
+        keep_records: true,
     }
 }
 

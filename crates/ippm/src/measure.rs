@@ -398,6 +398,13 @@ fn twamp_summary(r: &TwpingResult) -> (String, ippm_stats::TwoWayReport) {
     (json, tw.report().clone())
 }
 
+/// The running summary of a session in progress, from its records so far.
+fn twamp_partial_summary(r: &TwpingResult) -> (String, ippm_stats::TwoWayReport) {
+    let tw = crate::report::twoway_from_records(r);
+    let json = serde_json::to_string(&tw.json(r, false)).unwrap_or_default();
+    (json, tw.report().clone())
+}
+
 async fn twamp_session(
     spec: &Spec,
     sinks: &Sinks,
@@ -425,6 +432,8 @@ async fn twamp_session(
         reflect: None,
         symmetrical: false,
         progress: Some(tx),
+        // Every packet goes to the archive.
+        keep_records: true,
     };
     let task = tokio::spawn(async move { twping(&opts).await });
     // The session as far as it went, for the running summary.
@@ -460,6 +469,9 @@ async fn twamp_session(
                         extensions: ippm_proto::Modes::NONE,
                         reflect_mismatches: 0,
                         kernel_tx_stamps: 0,
+                        report: ippm_stats::two_way(&[], &[]),
+                        first_sent: None,
+                        last_sent: None,
                     });
                 }
                 Some(Progress::Sent(s)) => {
@@ -479,7 +491,7 @@ async fn twamp_session(
                 if let (Some(id), Some(p)) = (id, &partial)
                     && !pending.is_empty()
                 {
-                    let (summary, _) = twamp_summary(p);
+                    let (summary, _) = twamp_partial_summary(p);
                     let batch = std::mem::take(&mut pending);
                     archive_call(&sinks.archive, move |a| {
                         a.add_records(id, &batch, Some(&summary), now_ns())

@@ -1240,6 +1240,9 @@ mod tests {
             extensions: Modes(0),
             reflect_mismatches: 0,
             kernel_tx_stamps: 0,
+            report: ippm_stats::two_way(&[], &[]),
+            first_sent: None,
+            last_sent: None,
         }
     }
 

@@ -3,21 +3,14 @@
 use std::fmt::Write;
 
 use ippm_net::twamp_client::TwpingResult;
+use ippm_net::twoway::{stats_reply, stats_sent};
 use ippm_proto::Timestamp;
-use ippm_stats::{Reflected, Sent, TwoWayReport, two_way};
+use ippm_stats::{TwoWayReport, two_way};
 use serde::Serialize;
 
 /// A two-way report and the base time its nanoseconds count from.
 pub(crate) struct TwoWay {
     report: TwoWayReport,
-}
-
-fn ns(t: Timestamp, base: Timestamp) -> i64 {
-    t.nanos_since(base)
-}
-
-fn err_ns(e: ippm_proto::ErrorEstimate) -> f64 {
-    e.seconds() * 1e9
 }
 
 /// A reply's T1: the kernel's transmit stamp of its packet where it gave one (packets are sent
@@ -29,38 +22,22 @@ fn t1_of(r: &TwpingResult, f: &ippm_proto::wire::test::ReflectorRepr) -> Timesta
         .map_or(f.sender_timestamp, |s| s.t1())
 }
 
+/// The run's statistics, as accumulated while it ran.
 pub(crate) fn twoway(r: &TwpingResult) -> TwoWay {
+    TwoWay {
+        report: r.report.clone(),
+    }
+}
+
+/// The statistics of a run from its records alone (a run in progress, as the continuous
+/// runner keeps it).
+pub(crate) fn twoway_from_records(r: &TwpingResult) -> TwoWay {
     let base = r.sent.first().map(|s| s.time).unwrap_or(Timestamp::ZERO);
-    let sent: Vec<Sent> = r
-        .sent
-        .iter()
-        .map(|s| Sent {
-            seq: s.seq,
-            t1_ns: ns(s.t1(), base),
-        })
-        .collect();
-    let replies: Vec<Reflected> = r
+    let sent: Vec<_> = r.sent.iter().map(|s| stats_sent(s, base)).collect();
+    let replies: Vec<_> = r
         .replies
         .iter()
-        .map(|p| {
-            let f = &p.reflector;
-            let t1 = t1_of(r, f);
-            Reflected {
-                sender_seq: f.sender_seq,
-                reflector_seq: f.seq,
-                t1_ns: ns(t1, base),
-                t2_ns: ns(f.receive_timestamp, base),
-                t3_ns: ns(f.timestamp, base),
-                t4_ns: ns(p.recv_time, base),
-                forward_ttl: Some(f.sender_ttl),
-                backward_ttl: p.ttl,
-                synchronized: f.sender_error_estimate.synchronized()
-                    && f.error_estimate.synchronized()
-                    && p.recv_error.synchronized(),
-                forward_error_ns: err_ns(f.sender_error_estimate) + err_ns(f.error_estimate),
-                backward_error_ns: err_ns(f.error_estimate) + err_ns(p.recv_error),
-            }
-        })
+        .map(|p| stats_reply(p, t1_of(r, &p.reflector), base))
         .collect();
     TwoWay {
         report: two_way(&sent, &replies),
@@ -137,13 +114,13 @@ impl TwoWay {
                 r.reflect_mismatches
             );
         }
-        if let (Some(a), Some(b)) = (r.sent.first(), r.sent.last()) {
-            let _ = writeln!(s, "first:\t{}\nlast:\t{}", utc(a.time), utc(b.time));
+        if let (Some(a), Some(b)) = (r.first_sent, r.last_sent) {
+            let _ = writeln!(s, "first:\t{}\nlast:\t{}", utc(a), utc(b));
         }
         let _ = writeln!(
             s,
             "timestamps:\tsent {}, received by the kernel; reflector's own (T2, T3) as it sends them",
-            match (r.kernel_tx_stamps as usize, r.sent.len()) {
+            match (r.kernel_tx_stamps as usize, self.report.loss.sent) {
                 (_, 0) => "-".to_string(),
                 (k, n) if k == n => "by the kernel (transmit stamps)".to_string(),
                 (0, _) => "in user space (no kernel transmit stamps)".to_string(),

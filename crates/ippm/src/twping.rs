@@ -81,6 +81,8 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         session_control: a.session_control,
         reflect: a.reflect,
         symmetrical: a.symmetrical,
+        // Records only for what prints or draws them: otherwise memory does not grow with -c.
+        keep_records: a.t.raw || a.plot.is_some(),
     };
     let result = twping(&opts).await;
     drop(opts);

@@ -269,6 +269,11 @@ impl Worker {
 
     /// Up to [`RX_TURN`] batches from the session's socket, each answered with one send.
     fn receive(&mut self, key: usize) {
+        // Transmit stamps first: a packet's stamp is queued before its reply can arrive, so
+        // the role knows a packet's kernel send time when the reply to it comes.
+        if self.sessions.get(key).is_some_and(|s| s.tx_stamps) {
+            self.tx_stamps(key);
+        }
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
