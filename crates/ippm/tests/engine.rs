@@ -441,6 +441,60 @@ fn memory_does_not_depend_on_the_packet_count() {
 /// The record store bounds what it promises: a receive session asking for more packets than
 /// a session may keep is refused with Accept 4 (permanent), one that fits exactly is accepted,
 /// and once the promised records fill the store the next is refused with Accept 3 (temporary).
+/// Peak RSS (KiB) of `ippm twping ARGS` against `d`, read from /proc while it runs.
+fn twping_peak_kib(d: &Daemon, args: &[&str]) -> u64 {
+    let mut child = Command::new(IPPM)
+        .arg("twping")
+        .arg(&d.addr)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "twping {args:?}: {st}");
+            return peak;
+        }
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            if let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak = peak.max(v);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fast twping of many packets: its statistics stream, so its memory stays that of a short
+/// run; keeping every record (`-R`) is what costs memory, and shows the measure can tell.
+#[test]
+fn twping_memory_does_not_grow_with_the_packets_it_sends() {
+    let _busy = busy();
+    let d = Daemon::start("127.0.0.1:0", &[], None);
+    // Both past the 65,536 delays kept exactly, where the statistics switch to fixed-size
+    // histograms (once, a few MiB): from there on nothing grows.
+    let few = twping_peak_kib(&d, &["-c", "100000", "-i", "0.00001f", "-L", "0.5"]);
+    let many = twping_peak_kib(&d, &["-c", "300000", "-i", "0.00001f", "-L", "0.5"]);
+    let kept = twping_peak_kib(&d, &["-c", "300000", "-i", "0.00001f", "-L", "0.5", "-R"]);
+    println!(
+        "twping peak RSS: 100,000 packets {few} KiB, 300,000 {many} KiB, 300,000 with -R {kept} KiB"
+    );
+    assert!(
+        many < few + 2 * 1024,
+        "300,000 packets took {many} KiB against {few} KiB for 100,000"
+    );
+    assert!(
+        kept > many + 10 * 1024,
+        "-R keeps 300,000 records ({kept} KiB), which should show beside {many} KiB"
+    );
+}
+
 #[test]
 fn owamp_store_refuses_what_it_cannot_hold() {
     let dir = tempfile::tempdir().unwrap();
