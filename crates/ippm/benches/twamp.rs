@@ -6,15 +6,20 @@
 //! - sender side on CPU 0: the raw sender and receiver threads, or `ippm twping`'s work (a
 //!   single-threaded tokio runtime pinned to CPU 0).
 //!
-//! Figures are ratios to the raw echo measured in the same run, since these machines are
-//! shared and noisy.
+//! Figures are ratios to the raw echoes measured in the same run, since these machines are
+//! shared and noisy. There are two raw echoes, with the same placement:
 //!
-//! (a) Highest rate actually achieved with < 0.01% loss, authenticated mode, vs the raw
+//! - unbatched: one `recvmsg` and one `sendto` per packet, and the same on the sender side;
+//! - batched (`common::batch`): `recvmmsg` (MSG_WAITFORONE) and one `sendmmsg` of the batch
+//!   back; the sender sends a `sendmmsg` batch whenever `rate * 250 us` packets are due (one at
+//!   a time at low rates) and the receiver takes batches with `recvmmsg`.
+//!
+//! (a) Highest rate actually achieved with < 0.01% loss, authenticated mode, vs each raw
 //!     echo's.
-//! (b) Median RTT at 100 packets/s net of reflector time, vs the raw echo's taken with kernel
+//! (b) Median RTT at 100 packets/s net of reflector time, vs the raw echoes' taken with kernel
 //!     receive timestamps at both ends and send times taken right at the send.
 //! (c) Reflector processing: user-space time per packet of the reflector's work (unprotect,
-//!     reply, stamp, protect), and T3 - T2 vs the raw echo's.
+//!     reply, stamp, protect), and T3 - T2 vs the raw echoes'.
 //! (d) Control set-up time (connect to Start-Ack), authenticated mode.
 //!
 //! IPPM_BENCH_SECONDS (default 1) sets the length of each rate step.
@@ -33,13 +38,16 @@ use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
 use ippm_proto::{ErrorEstimate, SecurityMode, Timestamp};
 
 mod common;
+use common::batch::{self, Echo};
 use common::{SENDER_CPU, SERVER_CPU, median, now_ns, pace, pin};
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const RATES: [u64; 15] = [
+const RATES: [u64; 19] = [
     1_000, 2_000, 5_000, 10_000, 20_000, 35_000, 50_000, 75_000, 100_000, 125_000, 150_000,
-    175_000, 200_000, 250_000, 300_000,
+    175_000, 200_000, 250_000, 300_000, 400_000, 500_000, 750_000, 1_000_000,
 ];
+/// The batched sender's batching interval.
+const TICK: Duration = Duration::from_micros(250);
 
 /// The raw echo: one thread on the reflector CPU, blocking socket, T2 from the kernel, T3
 /// right before the send, both written into the echoed packet (offsets 8 and 16).
@@ -107,6 +115,27 @@ fn raw_run(echo: SocketAddr, rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, V
     (1.0 - got as f64 / n as f64, rtt, proc_, achieved)
 }
 
+/// The same through the batched echo, with the batched sender and receiver.
+fn batched_run(echo: SocketAddr, rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, Vec<i64>, f64) {
+    let s = blocking_socket(SocketAddr::new(LO, 0)).unwrap();
+    let s2 = s.try_clone().unwrap();
+    let recv = std::thread::spawn(move || {
+        pin(SENDER_CPU);
+        let (mut rtt, mut proc_) = (Vec::new(), Vec::new());
+        let (got, _) = batch::receive(&s2, n, Duration::from_millis(300), |p, t4| {
+            let Some(f) = p.get(..24) else { return };
+            let f = |o: usize| i64::from_be_bytes(f[o..o + 8].try_into().unwrap());
+            let (t1, t2, t3) = (f(0), f(8), f(16));
+            rtt.push((t4 - t1) - (t3 - t2));
+            proc_.push(t3 - t2);
+        });
+        (got, rtt, proc_)
+    });
+    let achieved = batch::send_paced(&s, echo, rate, n, len, TICK);
+    let (got, rtt, proc_) = recv.join().unwrap();
+    (1.0 - got as f64 / n as f64, rtt, proc_, achieved)
+}
+
 fn options(server: SocketAddr, rate: u64, n: u64) -> TwpingOptions {
     TwpingOptions {
         server,
@@ -147,58 +176,103 @@ fn main() {
         .build()
         .unwrap();
     let (echo, stop) = raw_echo();
+    let becho = Echo::start(
+        blocking_socket(SocketAddr::new(LO, 0)).unwrap(),
+        SERVER_CPU,
+        true,
+    );
     let len = 112; // authenticated TWAMP packets are 112 octets both ways
     println!("ippm TWAMP benchmark on loopback, {len}-octet packets, {secs} s per rate step");
     println!(
-        "placement: reflector side (raw echo thread / ippm serve) on CPU {SERVER_CPU}, \
-         sender side (raw sender+receiver / twping on a one-thread runtime) on CPU {SENDER_CPU}\n"
+        "placement: reflector side (raw echo threads / ippm serve) on CPU {SERVER_CPU}, \
+         sender side (raw senders+receivers / twping on a one-thread runtime) on CPU \
+         {SENDER_CPU}; batched echo: recvmmsg/sendmmsg up to {} packets, batched sender: a \
+         sendmmsg whenever rate * {} us packets are due\n",
+        batch::BATCH,
+        TICK.as_micros()
     );
 
-    let mut raw_best = 0;
-    let mut ippm_best = 0;
+    // Best clean rates: unbatched raw, batched raw, ippm.
+    let mut best = [0u64; 3];
+    // Consecutive failed steps of each; a side that failed twice in a row is not run again.
+    let mut failed = [0u32; 3];
+    let skip = |f: u32| f >= 2;
     println!(
-        "{:>8}  {:>10} {:>10}  {:>10} {:>10}",
-        "rate/s", "raw sent/s", "raw loss", "ippm sent/s", "ippm loss"
+        "{:>8}  {:>10} {:>10}  {:>10} {:>10}  {:>10} {:>10}",
+        "rate/s",
+        "raw sent/s",
+        "raw loss",
+        "batch sent/s",
+        "batch loss",
+        "ippm sent/s",
+        "ippm loss"
     );
+    let cell = |r: Option<(f64, f64)>| match r {
+        Some((rate, loss)) => format!("{rate:>10.0} {:>9.4}%", loss * 100.0),
+        None => format!("{:>10} {:>10}", "-", "-"),
+    };
     for rate in RATES {
         let n = ((rate as f64) * secs) as u64;
-        let (raw_loss, _, _, raw_rate) = raw_run(echo, rate, n, len);
-        let r = rt.block_on(twping(&options(server, rate, n))).unwrap();
-        let got: std::collections::HashSet<u32> =
-            r.replies.iter().map(|p| p.reflector.sender_seq).collect();
-        let ippm_loss = 1.0 - got.len() as f64 / n as f64;
-        let span = match (r.sent.first(), r.sent.last()) {
-            (Some(a), Some(b)) => ns_between(a.time, b.time).max(1) as f64 / 1e9,
-            _ => 1.0,
-        };
-        let ippm_rate = r.sent.len() as f64 / span;
+        let raw = (!skip(failed[0])).then(|| {
+            let (loss, _, _, sent) = raw_run(echo, rate, n, len);
+            (sent, loss)
+        });
+        let batched = (!skip(failed[1])).then(|| {
+            let (loss, _, _, sent) = batched_run(becho.addr, rate, n, len);
+            (sent, loss)
+        });
+        let ippm = (!skip(failed[2])).then(|| {
+            let r = rt.block_on(twping(&options(server, rate, n))).unwrap();
+            let got: std::collections::HashSet<u32> =
+                r.replies.iter().map(|p| p.reflector.sender_seq).collect();
+            let loss = 1.0 - got.len() as f64 / n as f64;
+            let span = match (r.sent.first(), r.sent.last()) {
+                (Some(a), Some(b)) => ns_between(a.time, b.time).max(1) as f64 / 1e9,
+                _ => 1.0,
+            };
+            (r.sent.len() as f64 / span, loss)
+        });
         println!(
-            "{rate:>8}  {raw_rate:>10.0} {:>9.4}%  {ippm_rate:>10.0} {:>9.4}%",
-            raw_loss * 100.0,
-            ippm_loss * 100.0
+            "{rate:>8}  {}  {}  {}",
+            cell(raw),
+            cell(batched),
+            cell(ippm)
         );
-        // The best is the highest rate actually sent (not merely asked for) with < 0.01% loss.
-        if raw_loss < 0.0001 {
-            raw_best = raw_best.max(raw_rate as u64);
+        for (i, r) in [raw, batched, ippm].into_iter().enumerate() {
+            let Some((sent, loss)) = r else { continue };
+            // The best is the highest rate actually sent (not merely asked for) with < 0.01%
+            // loss.
+            if loss < 0.0001 {
+                best[i] = best[i].max(sent as u64);
+            }
+            if loss >= 0.01 || sent < 0.9 * rate as f64 {
+                failed[i] += 1;
+            } else {
+                failed[i] = 0;
+            }
         }
-        if ippm_loss < 0.0001 {
-            ippm_best = ippm_best.max(ippm_rate as u64);
-        }
-        // Stop once neither side keeps up any more.
-        let raw_failed = raw_loss >= 0.01 || raw_rate < 0.9 * rate as f64;
-        let ippm_failed = ippm_loss >= 0.01 || ippm_rate < 0.9 * rate as f64;
-        if raw_failed && ippm_failed {
+        // Stop once no side keeps up any more.
+        if failed.iter().all(|f| skip(*f)) {
             break;
         }
     }
+    let [raw_best, batched_best, ippm_best] = best;
     println!(
-        "\n(a) highest rate with < 0.01% loss: raw echo {raw_best}/s, ippm (authenticated) \
-         {ippm_best}/s, ratio {:.2} (target >= 0.8)",
-        ippm_best as f64 / raw_best.max(1) as f64
+        "\n(a) highest rate with < 0.01% loss: raw echo {raw_best}/s, batched raw echo \
+         {batched_best}/s, ippm (authenticated) {ippm_best}/s; ratio to the raw echo {:.2} \
+         (target >= 0.8), to the batched one {:.2}{}",
+        ippm_best as f64 / raw_best.max(1) as f64,
+        ippm_best as f64 / batched_best.max(1) as f64,
+        if batched_best as f64 >= 0.9 * *RATES.last().unwrap_or(&0) as f64 {
+            " (the batched echo reached the last rate step: its best is a lower bound)"
+        } else {
+            ""
+        }
     );
 
     let n = (100.0 * secs.max(2.0)) as u64;
     let (_, raw_rtt, raw_proc, _) = raw_run(echo, 100, n, len);
+    let (_, b_rtt, b_proc, _) = batched_run(becho.addr, 100, n, len);
     let r = rt.block_on(twping(&options(server, 100, n))).unwrap();
     let rtt: Vec<i64> = r
         .replies
@@ -214,38 +288,49 @@ fn main() {
         .iter()
         .map(|p| ns_between(p.reflector.receive_timestamp, p.reflector.timestamp))
         .collect();
-    let (mr, mi) = (median(raw_rtt), median(rtt));
+    let (mr, mb, mi) = (median(raw_rtt), median(b_rtt), median(rtt));
     println!(
-        "(b) median RTT at 100/s net of reflector time: raw echo {:.1} us, ippm {:.1} us, \
-         ratio {:.2} (target <= 1.2)",
+        "(b) median RTT at 100/s net of reflector time: raw echo {:.1} us, batched raw echo \
+         {:.1} us, ippm {:.1} us; ratio to the raw echo {:.2} (target <= 1.2), to the batched \
+         one {:.2}",
         mr / 1e3,
+        mb / 1e3,
         mi / 1e3,
-        mi / mr
+        mi / mr,
+        mi / mb
     );
-    let (pr, pi) = (median(raw_proc), median(procs));
+    let (pr, pb, pi) = (median(raw_proc), median(b_proc), median(procs));
     println!(
         "(c) T3 - T2 (kernel receive stamp to transmit stamp) at 100/s: raw echo {:.1} us, \
-         ippm {:.1} us, ratio {:.2} (target <= 1.1)",
+         batched raw echo {:.1} us, ippm {:.1} us; ratio to the raw echo {:.2} (target <= \
+         1.1), to the batched one {:.2}",
         pr / 1e3,
+        pb / 1e3,
         pi / 1e3,
-        pi / pr
+        pi / pr,
+        pi / pb
     );
 
-    // The same at 10k packets/s, where the reflector's code and keys stay in cache.
+    // The same at 10k packets/s, where the reflector's code and keys stay in cache (and the
+    // batched echo gets a few packets per call).
     let n = (10_000.0 * secs) as u64;
     let (_, _, raw_proc, _) = raw_run(echo, 10_000, n, len);
+    let (_, _, b_proc, _) = batched_run(becho.addr, 10_000, n, len);
     let r = rt.block_on(twping(&options(server, 10_000, n))).unwrap();
     let procs: Vec<i64> = r
         .replies
         .iter()
         .map(|p| ns_between(p.reflector.receive_timestamp, p.reflector.timestamp))
         .collect();
-    let (pr, pi) = (median(raw_proc), median(procs));
+    let (pr, pb, pi) = (median(raw_proc), median(b_proc), median(procs));
     println!(
-        "(c) T3 - T2 at 10k/s: raw echo {:.1} us, ippm {:.1} us, ratio {:.2}",
+        "(c) T3 - T2 at 10k/s: raw echo {:.1} us, batched raw echo {:.1} us, ippm {:.1} us; \
+         ratio to the raw echo {:.2}, to the batched one {:.2}",
         pr / 1e3,
+        pb / 1e3,
         pi / 1e3,
-        pi / pr
+        pi / pr,
+        pi / pb
     );
 
     let keys = TestKeys {
@@ -302,5 +387,12 @@ fn main() {
         median(setups) / 1e6
     );
     stop.store(true, Ordering::Relaxed);
+    let st = becho.finish();
+    println!(
+        "batched echo over the run: {} packets in {} recvmmsg calls ({:.1} per call)",
+        st.received,
+        st.batches,
+        st.received as f64 / st.batches.max(1) as f64
+    );
     drop(d);
 }

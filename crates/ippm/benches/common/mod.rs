@@ -1,5 +1,8 @@
-//! What the two benchmarks share: CPU pinning, pacing, medians, a pinned `ippm serve`.
+//! What the benchmarks share: CPU pinning, pacing, medians, a pinned `ippm serve`, and the
+//! batched raw baselines (`batch`).
 #![allow(dead_code)]
+
+pub(crate) mod batch;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
