@@ -278,6 +278,56 @@ fn proc_nofile(pid: i32) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// CPU time the whole machine spent busy (all CPUs, /proc/stat), ns.
+fn machine_busy_ns() -> i64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    // user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+    let ticks: i64 = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .filter_map(|(_, v)| v.parse::<i64>().ok())
+        .sum();
+    ticks * (1_000_000_000 / USER_HZ)
+}
+
+/// What the rest of the machine did meanwhile: a gauge of how far to trust a figure.
+#[derive(Debug, Clone, Copy)]
+struct Noise {
+    at: Instant,
+    busy_ns: i64,
+    ours_ns: i64,
+    udp: (u64, u64),
+}
+
+impl Noise {
+    /// Now; `ours_ns` is the CPU time of what is measured (this process, the daemon).
+    fn now(ours_ns: i64) -> Self {
+        Self {
+            at: Instant::now(),
+            busy_ns: machine_busy_ns(),
+            ours_ns,
+            udp: udp_drops(),
+        }
+    }
+
+    /// Since `before`: other processes' CPU in cores, and kernel UDP receive-buffer drops.
+    fn since(&self, before: &Self) -> String {
+        let wall = (self.at - before.at).as_nanos().max(1) as f64;
+        let others = (self.busy_ns - before.busy_ns) - (self.ours_ns - before.ours_ns);
+        format!(
+            "other processes used {:.0}% of a core, kernel UDP receive-buffer drops {}",
+            others.max(0) as f64 / wall * 100.0,
+            self.udp.0 - before.udp.0
+        )
+    }
+}
+
 /// The kernel's UDP counters RcvbufErrors and InErrors (all sockets of this machine).
 fn udp_drops() -> (u64, u64) {
     let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
@@ -431,6 +481,9 @@ struct Sample {
     daemon_rss_kib: u64,
     client_cpu_ns: i64,
     client_rss_kib: u64,
+    /// The whole machine's busy CPU time.
+    machine_busy_ns: i64,
+    udp: (u64, u64),
 }
 
 fn sample(pid: i32) -> Option<Sample> {
@@ -445,6 +498,8 @@ fn sample(pid: i32) -> Option<Sample> {
         daemon_rss_kib,
         client_cpu_ns: self_cpu_ns(),
         client_rss_kib,
+        machine_busy_ns: machine_busy_ns(),
+        udp: udp_drops(),
     })
 }
 
@@ -557,6 +612,31 @@ fn raw_sink(rate: u64, secs: f64, len: usize) -> RawFigures {
         per_call,
         loss: 1.0 - got as f64 / n as f64,
         achieved,
+    }
+}
+
+/// Runs a raw baseline, and once more if it lost more than 0.1% (a busy machine): the run
+/// with the lower loss is kept, with what the rest of the machine did meanwhile.
+fn raw_twice(f: impl Fn() -> RawFigures) -> (RawFigures, String) {
+    let before = Noise::now(self_cpu_ns());
+    let r = f();
+    let noise = Noise::now(self_cpu_ns()).since(&before);
+    if r.loss <= 0.001 {
+        return (r, noise);
+    }
+    let before = Noise::now(self_cpu_ns());
+    let again = f();
+    let noise_again = Noise::now(self_cpu_ns()).since(&before);
+    if again.loss < r.loss {
+        (
+            again,
+            format!("{noise_again}; a first run lost {:.4}%", r.loss * 100.0),
+        )
+    } else {
+        (
+            r,
+            format!("{noise}; a second run lost {:.4}%", again.loss * 100.0),
+        )
     }
 }
 
@@ -918,11 +998,11 @@ fn run_case(
         Proto::Twamp => {
             // twping pads for equal-size replies.
             let len = layout.sender_header_len() + layout.symmetric_padding();
-            let r = raw_echo(total, raw_secs, len);
+            let (r, noise) = raw_twice(|| raw_echo(total, raw_secs, len));
             println!(
                 "raw batched echo (1 thread, recvmmsg/sendmmsg, {len}-octet packets, \
                  {raw_secs} s at {}/s, sent {:.0}/s): {:.2} us CPU/packet, {:.1}% of a core, \
-                 {:.1} packets per recvmmsg, loss {:.4}%",
+                 {:.1} packets per recvmmsg, loss {:.4}% (meanwhile {noise})",
                 r.rate,
                 r.achieved,
                 r.cpu_per_packet_ns / 1e3,
@@ -934,11 +1014,11 @@ fn run_case(
         }
         Proto::Owamp => {
             let len = layout.sender_header_len();
-            let r = raw_sink(total, raw_secs, len);
+            let (r, noise) = raw_twice(|| raw_sink(total, raw_secs, len));
             println!(
                 "raw batched receiver (1 thread, recvmmsg, {len}-octet packets, {raw_secs} s at \
                  {}/s, sent {:.0}/s): {:.2} us CPU/packet, {:.1}% of a core, {:.1} packets per \
-                 recvmmsg, loss {:.4}%",
+                 recvmmsg, loss {:.4}% (meanwhile {noise})",
                 r.rate,
                 r.achieved,
                 r.cpu_per_packet_ns / 1e3,
@@ -1017,8 +1097,8 @@ fn run_case(
     let [early, mid, late] = out.lost_where;
     println!(
         "packets: {} sent, {} {}, loss {:.4}% ({} lost: {early} in the first tenth of their \
-         session, {late} in the last, {mid} between; kernel UDP drops on this machine meanwhile: \
-         {} receive buffer, {} in all)",
+         session, {late} in the last, {mid} between; kernel UDP receive-buffer drops on this \
+         machine meanwhile: {})",
         out.sent,
         out.received,
         if proto == Proto::Twamp {
@@ -1029,7 +1109,6 @@ fn run_case(
         fig.loss * 100.0,
         out.sent - out.received,
         udp_after.0 - udp_before.0,
-        udp_after.1 - udp_before.1,
     );
     let Some(first) = samples.first() else {
         println!("no samples of the daemon");
@@ -1069,14 +1148,18 @@ fn run_case(
     let d_cpu = (b.daemon_cpu_ns - a.daemon_cpu_ns) as f64;
     let c_cpu = (b.client_cpu_ns - a.client_cpu_ns) as f64;
     let sessions = out.started.max(1) as f64;
+    let others = (b.machine_busy_ns - a.machine_busy_ns) as f64 - d_cpu - c_cpu;
     println!(
-        "window: {:.1} s {}, {d_packets} packets at the daemon, {c_packets} sent",
+        "window: {:.1} s {}, {d_packets} packets at the daemon, {c_packets} sent (meanwhile \
+         other processes used {:.0}% of a core, kernel UDP receive-buffer drops {})",
         wall.as_secs_f64(),
         if whole {
             "(the whole sending period: the sessions did not all overlap)"
         } else {
             "with every session sending"
-        }
+        },
+        others.max(0.0) / wall.as_nanos() as f64 * 100.0,
+        b.udp.0 - a.udp.0
     );
     fig.daemon_cpu_per_packet_ns = d_cpu / d_packets.max(1) as f64;
     fig.daemon_cpu_share = d_cpu / wall.as_nanos() as f64;
