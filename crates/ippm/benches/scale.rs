@@ -163,7 +163,7 @@ impl Config {
         } else {
             self.setup_rate
         };
-        let rest = (n.saturating_sub(k) as f64 / seen.max(1.0) * 1.3 + 1.0)
+        let rest = (n.saturating_sub(k) as f64 / seen.max(1.0) * 2.0 + 2.0)
             .min((self.ramp_limit(n).as_secs_f64() - e).max(0.0));
         ((rest + self.secs) * f64::from(rate)).ceil() as u32
     }
