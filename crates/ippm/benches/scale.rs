@@ -1,12 +1,17 @@
 //! `cargo bench -p ippm --bench scale`: many concurrent sessions against one `ippm serve`.
 //!
-//! For each case (N sessions at R packets/s each), a fresh `ippm serve` (the bench-profile
-//! binary cargo builds for this bench) listens on a free loopback port, pinned to CPU 1, and
-//! this process runs N `twping` (then, separately, N `owping`, one-way to the daemon) library
-//! calls as tasks of one tokio runtime on a single thread pinned to CPU 0. Session starts are
-//! staggered at IPPM_SCALE_SETUP_RATE per second, and every session sends long enough that
-//! all N send together for IPPM_SCALE_SECONDS; figures per packet and per second are taken
-//! over that window, where no session is being set up or torn down.
+//! Each case (N sessions at R packets/s each) runs in a process of its own (this program
+//! again, with IPPM_SCALE_CASE set), so that its client RSS starts fresh and a failure stays
+//! in its case. There a fresh `ippm serve` (the bench-profile binary cargo builds for this
+//! bench) listens on a free loopback port, pinned to CPU 1, and the process runs N `twping`
+//! (then, in another case, N `owping`, one-way to the daemon) library calls as tasks of one
+//! tokio runtime on a single thread pinned to CPU 0. Session starts are staggered at
+//! IPPM_SCALE_SETUP_RATE per second, and each session gets, when it starts, enough packets to
+//! go on sending until the last one has started and then IPPM_SCALE_SECONDS more; figures per
+//! packet and per second are taken over the window where every session sends and none is
+//! being set up or torn down (from /proc samples every 250 ms and the packets' own time
+//! stamps). Beside each figure: what the rest of the machine used meanwhile, since these
+//! machines are shared.
 //!
 //! Cases: N = 100, 1,000 and 10,000 at 10 packets/s, and N = 10,000 at 1 packet/s (the idle
 //! cost). Per case it prints sessions started and failed, packets sent, loss, the daemon's CPU
@@ -24,13 +29,19 @@
 //!   are also held to IPPM_SCALE_SETUPS_IN_FLIGHT, default 4, at a time, so that a slow
 //!   daemon is not swamped);
 //! - IPPM_SCALE_PROTOCOLS (default "twamp,owamp");
+//! - IPPM_SCALE_CLIENT_THREADS (default 1): more makes the client's runtime a multi-thread one
+//!   with that many workers, not pinned (for machines with cores to spare);
 //! - IPPM_SCALE_MODE (default "authenticated"; or "open", "encrypted").
 //!
-//! What it takes care of: RLIMIT_NOFILE raised to what N needs (the daemon, started after,
-//! inherits it), the loopback ephemeral port range checked against N, the daemon's
-//! `--max-connections` and `--max-sessions-total` set above N, and the daemon stopped by its
-//! PID whatever happens (a guard, a panic hook, and a watchdog that ends the whole run when it
-//! overruns its time budget).
+//! What it takes care of: RLIMIT_NOFILE's soft limit raised to the hard one, and the hard one
+//! to 2N + 1024 where the process may (CAP_SYS_RESOURCE), inherited by the daemon, with a
+//! warning when that is still short (a session takes a TCP and a UDP socket on each side);
+//! the loopback ephemeral port range checked against N; the daemon's `--max-connections` and
+//! `--max-sessions-total` set above N; set-ups held to a few at a time; and the daemon stopped
+//! by its PID whatever happens (a guard, a panic hook, a watchdog in the case's process, and
+//! the parent, which ends a case and its daemon when the case overruns its time budget). The
+//! run ends by itself: every wait has a limit, and what is left at the case's limit is
+//! aborted and counted as failed.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -105,6 +116,7 @@ struct Config {
     max_n: usize,
     setup_rate: f64,
     in_flight: usize,
+    client_threads: usize,
     protocols: Vec<Proto>,
     mode: SecurityMode,
 }
@@ -137,6 +149,7 @@ impl Config {
             max_n: env_or("IPPM_SCALE_MAX_N", 10_000usize),
             setup_rate: env_or("IPPM_SCALE_SETUP_RATE", 200.0f64).max(1.0),
             in_flight: env_or("IPPM_SCALE_SETUPS_IN_FLIGHT", 4usize).max(1),
+            client_threads: env_or("IPPM_SCALE_CLIENT_THREADS", 1usize).max(1),
             protocols,
             mode,
         }
@@ -1376,10 +1389,18 @@ fn main() {
         cfg.max_n,
         budget.as_secs_f64()
     );
+    let client = if cfg.client_threads > 1 {
+        format!(
+            "client: a tokio runtime of {} threads, not pinned (IPPM_SCALE_CLIENT_THREADS)",
+            cfg.client_threads
+        )
+    } else {
+        format!("client (one tokio thread for all sessions) on CPU {SENDER_CPU}")
+    };
     println!(
         "placement: daemon (ippm serve, taskset) and raw echo/receiver on CPU {SERVER_CPU}; \
-         client (one tokio thread for all sessions) and raw sender on CPU {SENDER_CPU}; each \
-         case in a process of its own (a fresh client RSS, a failure kept to its case)"
+         raw sender on CPU {SENDER_CPU}; {client}; each case in a process of its own (a fresh \
+         client RSS, a failure kept to its case)"
     );
     // A TCP and a UDP socket per session in the client and in the daemon, and some to spare.
     let need = 2 * largest as u64 + 1024;
@@ -1515,11 +1536,19 @@ fn child_main(cfg: &Config, spec: &str) {
         kill_daemon_now();
         std::process::exit(2);
     });
-    pin(SENDER_CPU);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = if cfg.client_threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.client_threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        pin(SENDER_CPU);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     let fig = run_case(&rt, cfg, proto, n, rate);
     println!("@@figures {}", fig.line());
 }
