@@ -390,23 +390,33 @@ impl Daemon {
         let log = dir.path().join("serve.log");
         let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let limit = (n + 64).to_string();
-        let child = Command::new("taskset")
-            .args(["-c", &SERVER_CPU.to_string(), IPPM, "serve"])
-            .args([&format!("--{}-listen", proto.name()), "127.0.0.1:0"])
-            .args([
-                "--keys",
-                keys.to_str().unwrap_or_default(),
-                "--count",
-                "1024",
-            ])
-            .args(["--max-connections", &limit, "--max-sessions-total", &limit])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("taskset and ippm serve: {e}"))?;
-        // taskset execs ippm: the child's PID is the daemon's.
+        let cpu = SERVER_CPU.to_string();
+        let listen = format!("--{}-listen", proto.name());
+        let keys = keys.to_str().unwrap_or_default();
+        let serve = |wrap: &[&str]| {
+            let argv: Vec<&str> = wrap
+                .iter()
+                .copied()
+                .chain(["taskset", "-c", &cpu, IPPM, "serve", &listen, "127.0.0.1:0"])
+                .chain(["--keys", keys, "--count", "1024"])
+                .chain(["--max-connections", &limit, "--max-sessions-total", &limit])
+                .collect();
+            Command::new(argv[0])
+                .args(&argv[1..])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(stderr.try_clone()?)
+                .spawn()
+        };
+        // setpriv makes the daemon die with this process, however this one ends; without
+        // setpriv, the guard, the panic hook and the parent's kill are left.
+        let child = match serve(&["setpriv", "--pdeathsig", "KILL"]) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => serve(&[]),
+            r => r,
+        }
+        .map_err(|e| format!("taskset and ippm serve: {e}"))?;
+        // setpriv and taskset exec ippm: the child's PID is the daemon's.
         let pid = child.id() as i32;
         DAEMON_PID.store(pid, Ordering::SeqCst);
         // For the parent process, which stops it should this one be stopped.
@@ -1521,6 +1531,8 @@ fn child_main(cfg: &Config, spec: &str) {
     };
     let n: usize = it.next().and_then(|x| x.parse().ok()).unwrap_or(100);
     let rate: u32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(10);
+    // This process (and so its daemon, see Daemon::start) dies with the parent.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // Inherited from the parent already; again for a case run on its own.
     raise_nofile(2 * n as u64 + 1024);
     // Whatever happens, the daemon goes: on a panic anywhere, and when the case overruns.
