@@ -617,7 +617,8 @@ fn raw_sink(rate: u64, secs: f64, len: usize) -> RawFigures {
         pin(SERVER_CPU);
         let cpu0 = batch::thread_cpu_ns();
         let _ = ready_tx.send(());
-        // The first wait is long: the sender starts after this thread is ready.
+        // The sender starts once this thread is ready, so the silence that ends the receive
+        // can only come after the last packet.
         let (got, calls) = batch::receive(&rx, n, Duration::from_millis(500), |_, _| {});
         (got, calls, batch::thread_cpu_ns() - cpu0)
     });
