@@ -782,6 +782,8 @@ fn twping_options(server: SocketAddr, rate: u32, count: u32, mode: SecurityMode)
         session_control: false,
         reflect: None,
         symmetrical: false,
+        // The per-packet times place each packet in or out of the measuring window.
+        keep_records: true,
     }
 }
 
