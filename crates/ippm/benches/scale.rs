@@ -874,7 +874,7 @@ fn run_sessions(
                         match r {
                             Ok(Ok(r)) => Ok(Done::Twamp(Box::new(r))),
                             Ok(Err(e)) => Err(e.to_string()),
-                            Err(_) => Err(format!("no result within {limit:?}")),
+                            Err(_) => Err("no result within the session's time limit".into()),
                         }
                     });
                 }
@@ -886,7 +886,7 @@ fn run_sessions(
                         match tokio::time::timeout(limit, owping(&o)).await {
                             Ok(Ok(r)) => Ok(Done::Owamp(Box::new(r), count)),
                             Ok(Err(e)) => Err(e.to_string()),
-                            Err(_) => Err(format!("no result within {limit:?}")),
+                            Err(_) => Err("no result within the session's time limit".into()),
                         }
                     });
                 }
