@@ -297,7 +297,6 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
                 sent = n;
                 break;
             }
-            _ => {}
         }
     }
     drop(session);

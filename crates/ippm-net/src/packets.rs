@@ -1,6 +1,5 @@
-//! What the engine's client-side sessions report to their owner, packet by packet: the
-//! packets sent (with the kernel's transmit stamp when it gives one), TWAMP replies, OWAMP
-//! records. They stream over a channel as they happen, so the owner decides what to keep.
+//! What the engine's client-side sessions report, packet by packet: the packets sent (with the
+//! kernel's transmit stamp when it gives one), TWAMP replies, OWAMP records.
 
 use ippm_proto::wire::owamp::DataRecord;
 use ippm_proto::wire::test::ReflectorRepr;
@@ -40,11 +39,9 @@ pub struct Reply {
     pub ttl: Option<u8>,
 }
 
-/// One event of a client-side test session.
+/// One event of owping's test session (twping's feeds its statistics on the engine thread).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TestEvent {
-    /// A test packet left (its user-space timestamp).
-    Sent(Sent),
     /// The kernel's transmit stamp of packet `seq`.
     TxStamp {
         /// Sequence number.
@@ -52,14 +49,8 @@ pub(crate) enum TestEvent {
         /// When the kernel sent it.
         time: Timestamp,
     },
-    /// A TWAMP reply that passed its checks.
-    Reply(Reply),
     /// An OWAMP test packet received from the server, as a record.
     Record(DataRecord),
-    /// A packet from the peer that failed its HMAC or was malformed.
-    Bad,
-    /// RFC 6038: a reply whose reflected octets differed from what was sent.
-    ReflectMismatch,
     /// The session is over: nothing follows.
     Ended {
         /// Packets it sent (the Next Seqno of RFC 4656 §3.8).

@@ -21,7 +21,6 @@ use tracing::debug;
 use crate::clock;
 use crate::control_client::{Control, random};
 use crate::engine::{End, Engine, Out, RecvMeta, Role, Wake};
-use crate::packets::{Events, TestEvent};
 use crate::sender::{SendPlan, gap_offsets};
 use crate::twoway::Collector;
 use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
@@ -389,53 +388,28 @@ async fn run_test(
         protection.clone(),
         reflector,
     );
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (done, outcome) = tokio::sync::oneshot::channel();
     let role = TwampSender {
         plan,
         protection,
         layout,
         reflector,
         expect,
-        events: tx,
+        progress: opts.progress.clone(),
+        collect: Collector::new(opts.keep_records, u64::from(opts.count)),
+        bad: 0,
+        mismatches: 0,
+        done: Some(done),
         loss_timeout: opts.loss_timeout,
         seen: FixedBitSet::new(),
         unique: 0,
         count: opts.count,
     };
+    // Dropping the handle (this future cancelled) stops the session.
     let _session = Engine::global()?.add(socket, Box::new(role), true)?;
-    let mut collect = Collector::new(opts.keep_records);
-    let (mut bad, mut mismatches) = (0, 0);
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            TestEvent::Sent(s) => {
-                if let Some(p) = &opts.progress {
-                    let _ = p.send(Progress::Sent(s));
-                }
-                collect.sent(s);
-            }
-            TestEvent::TxStamp { seq, time } => collect.tx_stamp(seq, time),
-            TestEvent::Reply(r) => {
-                if let Some(p) = &opts.progress {
-                    let _ = p.send(Progress::Reply(r));
-                }
-                collect.reply(r);
-            }
-            TestEvent::Bad => bad += 1,
-            TestEvent::ReflectMismatch => mismatches += 1,
-            TestEvent::Record(_) => {}
-            TestEvent::Ended { .. } => break,
-        }
-    }
-    Ok(Run {
-        report: collect.finish(),
-        kernel_stamps: collect.kernel_stamps,
-        first: collect.first,
-        last: collect.last,
-        sent: std::mem::take(&mut collect.sent),
-        replies: std::mem::take(&mut collect.replies),
-        bad,
-        mismatches,
-    })
+    outcome
+        .await
+        .map_err(|_| std::io::Error::other("the test session ended without its results").into())
 }
 
 /// twping's test session on the engine: sends on schedule, takes the replies.
@@ -446,7 +420,15 @@ struct TwampSender {
     reflector: SocketAddr,
     /// RFC 6038: the octets every reply must carry back.
     expect: Vec<u8>,
-    events: Events,
+    /// The owner's live view, if it wants one.
+    progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+    /// The statistics, fed here on the engine thread: nothing crosses threads per packet
+    /// unless the owner asked for progress.
+    collect: Collector,
+    bad: u64,
+    mismatches: u64,
+    /// Where the run's results go when the session ends.
+    done: Option<tokio::sync::oneshot::Sender<Run>>,
     loss_timeout: Duration,
     /// Sender sequence numbers replied to (grows to the highest seq sent, one bit each).
     seen: FixedBitSet,
@@ -468,16 +450,16 @@ impl Role for TwampSender {
             .unprotect(PacketKind::Reflector, pkt)
             .is_err()
         {
-            let _ = self.events.send(TestEvent::Bad);
+            self.bad += 1;
             return;
         }
         let Ok(r) = ReflectorRepr::parse(pkt, self.layout) else {
-            let _ = self.events.send(TestEvent::Bad);
+            self.bad += 1;
             return;
         };
         let h = self.layout.reflector_header_len();
         if pkt.get(h..h + self.expect.len()) != Some(&self.expect[..]) {
-            let _ = self.events.send(TestEvent::ReflectMismatch);
+            self.mismatches += 1;
         }
         let reply = Reply {
             reflector: r,
@@ -485,7 +467,10 @@ impl Role for TwampSender {
             recv_error: self.plan.error_estimate(),
             ttl: meta.ttl,
         };
-        let _ = self.events.send(TestEvent::Reply(reply));
+        if let Some(p) = &self.progress {
+            let _ = p.send(Progress::Reply(reply));
+        }
+        self.collect.reply(reply);
         let seq = r.sender_seq;
         if seq < self.plan.next_seq() {
             let i = seq as usize;
@@ -514,12 +499,16 @@ impl Role for TwampSender {
 
     fn seal(&mut self, pkt: &mut [u8]) {
         if let Some(s) = self.plan.seal(pkt) {
-            let _ = self.events.send(TestEvent::Sent(Sent {
+            let s = Sent {
                 seq: s.seq,
                 time: s.time,
                 error: s.error,
                 kernel_time: None,
-            }));
+            };
+            if let Some(p) = &self.progress {
+                let _ = p.send(Progress::Sent(s));
+            }
+            self.collect.sent(s);
         }
     }
 
@@ -529,17 +518,25 @@ impl Role for TwampSender {
 
     fn tx_stamp(&mut self, id: u32, time: Duration) {
         if let Some(seq) = self.plan.seq_of(id) {
-            let _ = self.events.send(TestEvent::TxStamp {
-                seq,
-                time: Timestamp::from_unix(time),
-            });
+            self.collect.tx_stamp(seq, Timestamp::from_unix(time));
         }
     }
 
     fn end(&mut self, _why: End) {
-        let _ = self.events.send(TestEvent::Ended {
-            sent: self.plan.next_seq(),
-        });
+        let c = &mut self.collect;
+        let run = Run {
+            report: c.finish(),
+            kernel_stamps: c.kernel_stamps,
+            first: c.first,
+            last: c.last,
+            sent: std::mem::take(&mut c.sent),
+            replies: std::mem::take(&mut c.replies),
+            bad: self.bad,
+            mismatches: self.mismatches,
+        };
+        if let Some(d) = self.done.take() {
+            let _ = d.send(run);
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use ippm_stats::{Bounds, Reflected, TwoWayAccumulator, TwoWayReport};
 use crate::packets::{Reply, Sent};
 
 /// Packets in flight between the send and the kernel's transmit stamp that are remembered:
-/// the stamp comes microseconds after the send.
-const RING: usize = 4096;
+/// the stamp comes microseconds after the send (and is read before any reply).
+const RING: usize = 256;
 
 fn err_ns(e: ErrorEstimate) -> f64 {
     e.seconds() * 1e9
@@ -77,10 +77,11 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// For a run of `packets` packets (the windows are sized to it, up to the defaults);
     /// `keep`: also keep every record (memory grows with the packets).
-    pub fn new(keep: bool) -> Self {
+    pub fn new(keep: bool, packets: u64) -> Self {
         Self {
-            acc: TwoWayAccumulator::new(Bounds::DEFAULT),
+            acc: TwoWayAccumulator::new(Bounds::for_packets(packets)),
             base: None,
             ring: vec![None; RING],
             keep,
@@ -259,7 +260,7 @@ mod tests {
     fn streamed_statistics_equal_the_batch_ones_over_the_records() {
         // Every packet stamped; none; every other one.
         for stamped in [|_| true, |_| false, |s: u32| s % 2 == 0] as [fn(u32) -> bool; 3] {
-            let mut c = Collector::new(true);
+            let mut c = Collector::new(true, 5_000);
             for (s, k, replies) in session(5_000, stamped) {
                 c.sent(s);
                 if let Some(k) = k {
@@ -287,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_reply_before_its_stamp_and_a_stamp_that_never_comes() {
-        let mut c = Collector::new(false);
+        let mut c = Collector::new(false, 3);
         let s = session(3, |_| true);
         // Packet 0: the reply first (no stamp yet: the packet's own T1), then a stamp too
         // late to matter. Packet 1: no stamp ever. Packet 2: stamped.
@@ -309,7 +310,7 @@ mod tests {
 
     #[test]
     fn memory_does_not_grow_with_the_packets() {
-        let mut c = Collector::new(false);
+        let mut c = Collector::new(false, 400_000);
         let mut at_100k = 0;
         for (i, (s, k, replies)) in session(400_000, |_| true).into_iter().enumerate() {
             c.sent(s);

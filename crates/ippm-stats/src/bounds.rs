@@ -79,6 +79,21 @@ impl Bounds {
         max_extents: usize::MAX,
     };
 
+    /// The defaults, with the windows no larger than a session of `packets` packets needs: for
+    /// it every window is exact, and a short session (the usual one: hundreds of packets)
+    /// holds kilobytes instead of the defaults' hundreds of kilobytes.
+    pub fn for_packets(packets: u64) -> Self {
+        let n = usize::try_from(packets).unwrap_or(usize::MAX).max(1);
+        let d = Self::DEFAULT;
+        Self {
+            loss_window: d
+                .loss_window
+                .min(n.checked_next_power_of_two().unwrap_or(usize::MAX)),
+            reorder_window: d.reorder_window.min(n),
+            ..d
+        }
+    }
+
     /// The bound on the relative error of an approximated median or percentile: half the width
     /// of a histogram bucket over the smallest value in it, 1 / 2^ceil(log2(2 * 10^d)) for d
     /// significant digits (HdrHistogram keeps unit resolution up to 2 * 10^d). With the default
@@ -119,6 +134,17 @@ impl Default for Bounds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_for_a_short_session_are_small_and_exact_for_it() {
+        let b = Bounds::for_packets(600);
+        assert_eq!((b.loss_window, b.reorder_window), (1024, 600));
+        assert_eq!(Bounds::for_packets(u64::MAX), Bounds::DEFAULT);
+        assert_eq!(Bounds::for_packets(0).loss_window, 1);
+        let small = crate::TwoWayAccumulator::new(Bounds::for_packets(600)).memory_bytes();
+        let full = crate::TwoWayAccumulator::new(Bounds::DEFAULT).memory_bytes();
+        assert!(small * 10 < full, "{small} vs {full}");
+    }
 
     #[test]
     fn relative_error_of_the_precision() {
