@@ -228,6 +228,27 @@ impl RecvBatch {
     #[allow(unsafe_code)]
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.metas.clear();
+        let n = self.recvmmsg(fd, libc::MSG_DONTWAIT)?;
+        for i in 0..n {
+            let meta = self.meta(i);
+            self.metas.push(meta);
+        }
+        Ok(n)
+    }
+
+    /// One non-blocking `recvmmsg` on `fd`'s error queue: the transmit stamps in it go to
+    /// `out` (other entries, ICMP errors, are consumed and skipped). Returns how many entries
+    /// were read; fewer than [`BATCH`] means the queue is empty now.
+    pub(crate) fn recv_stamps(&mut self, fd: RawFd, out: &mut Vec<TxStamp>) -> io::Result<usize> {
+        let n = self.recvmmsg(fd, libc::MSG_DONTWAIT | libc::MSG_ERRQUEUE)?;
+        out.extend((0..n).filter_map(|i| self.stamp(i)));
+        Ok(n)
+    }
+
+    /// One `recvmmsg` into every slot, each header reset first (the kernel shortens the name
+    /// and control lengths it writes back).
+    #[allow(unsafe_code)]
+    fn recvmmsg(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
         let base = self.bufs.as_mut_ptr();
         for i in 0..BATCH {
             self.iovs[i] = libc::iovec {
@@ -253,7 +274,7 @@ impl RecvBatch {
                 fd,
                 self.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -264,12 +285,44 @@ impl RecvBatch {
                 _ => Err(e),
             };
         }
-        let n = usize::try_from(n).unwrap_or(0).min(BATCH);
-        for i in 0..n {
-            let meta = self.meta(i);
-            self.metas.push(meta);
+        Ok(usize::try_from(n).unwrap_or(0).min(BATCH))
+    }
+
+    /// The transmit stamp in slot `i`'s error-queue entry, if it is one.
+    #[allow(unsafe_code)]
+    fn stamp(&self, i: usize) -> Option<TxStamp> {
+        let hdr = &self.hdrs[i];
+        let mut time = None;
+        let mut id = None;
+        // SAFETY: as in `meta`: the kernel has just written msg_controllen octets of cmsgs,
+        // walked with CMSG_FIRSTHDR/CMSG_NXTHDR; each read is unaligned-safe and of the size
+        // the cmsg's type has (three timespecs; a sock_extended_err).
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&hdr.msg_hdr);
+            while let Some(cm) = c.as_ref() {
+                let data = libc::CMSG_DATA(cm);
+                match (cm.cmsg_level, cm.cmsg_type) {
+                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) => {
+                        // [software, (deprecated), hardware]: the first is ours.
+                        let ts = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                        time = Some(duration_of(TimeSpec::from(ts)));
+                    }
+                    (libc::IPPROTO_IP, libc::IP_RECVERR)
+                    | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) => {
+                        let e = std::ptr::read_unaligned(data.cast::<libc::sock_extended_err>());
+                        if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING {
+                            id = Some(e.ee_data);
+                        }
+                    }
+                    _ => {}
+                }
+                c = libc::CMSG_NXTHDR(&hdr.msg_hdr, cm);
+            }
         }
-        Ok(n)
+        Some(TxStamp {
+            id: id?,
+            time: time.filter(|t| !t.is_zero())?,
+        })
     }
 
     /// What came with slot `i`'s datagram (just received).
@@ -465,58 +518,6 @@ pub(crate) struct TxStamp {
     pub(crate) id: u32,
     /// The kernel's software transmit time, since the Unix epoch.
     pub(crate) time: Duration,
-}
-
-/// What one read of a socket's error queue found.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum ErrQueue {
-    /// Nothing waiting.
-    Empty,
-    /// A transmit timestamp.
-    Stamp(TxStamp),
-    /// Something else (an ICMP error), consumed and skipped.
-    Other,
-}
-
-/// Reads one entry of `fd`'s error queue.
-pub(crate) fn read_err_queue(fd: RawFd) -> io::Result<ErrQueue> {
-    thread_local! {
-        static CMSG: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(
-            nix::cmsg_space!([TimeSpec; 3], libc::sock_extended_err, libc::sockaddr_in6),
-        );
-    }
-    CMSG.with(|c| {
-        let cmsg = &mut *c.borrow_mut();
-        let mut buf = [0u8; 64];
-        let mut iov = [io::IoSliceMut::new(&mut buf)];
-        let msg = match socket::recvmsg::<SockaddrStorage>(
-            fd,
-            &mut iov,
-            Some(cmsg),
-            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EAGAIN) => return Ok(ErrQueue::Empty),
-            Err(e) => return Err(e.into()),
-        };
-        let mut time = None;
-        let mut id = None;
-        for c in msg.cmsgs()? {
-            match c {
-                ControlMessageOwned::ScmTimestampsns(ts) => time = Some(duration_of(ts.system)),
-                ControlMessageOwned::Ipv4RecvErr(e, _) | ControlMessageOwned::Ipv6RecvErr(e, _)
-                    if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
-                {
-                    id = Some(e.ee_data);
-                }
-                _ => {}
-            }
-        }
-        Ok(match (id, time) {
-            (Some(id), Some(time)) => ErrQueue::Stamp(TxStamp { id, time }),
-            _ => ErrQueue::Other,
-        })
-    })
 }
 
 /// A one-shot monotonic timer with nanosecond resolution (timerfd), which an engine thread

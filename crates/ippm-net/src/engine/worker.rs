@@ -16,7 +16,7 @@ use slab::Slab;
 use tracing::warn;
 
 use super::{End, LogLimit, Out, Role, Wake};
-use crate::sys::{BATCH, ErrQueue, RecvBatch, SendBatch, Timer};
+use crate::sys::{BATCH, RecvBatch, SendBatch, Timer, TxStamp};
 
 const WAKER: Token = Token(0);
 const TIMER: Token = Token(1);
@@ -95,6 +95,7 @@ pub(super) fn spawn(n: usize) -> io::Result<Arc<Shared>> {
                 armed: None,
                 rx: RecvBatch::new(),
                 tx: SendBatch::new(),
+                stamps: Vec::with_capacity(BATCH),
             }
             .run();
         })?;
@@ -114,6 +115,8 @@ struct Session {
     /// Its last receive turn ended with datagrams possibly still waiting.
     more_rx: bool,
     tx_stamps: bool,
+    /// Datagrams sent whose transmit stamp has not been read yet (with `tx_stamps`).
+    stamps_due: u64,
 }
 
 struct Worker {
@@ -128,6 +131,8 @@ struct Worker {
     armed: Option<Instant>,
     rx: RecvBatch,
     tx: SendBatch,
+    /// Scratch for the transmit stamps of one error-queue read.
+    stamps: Vec<TxStamp>,
 }
 
 static SEND_ERRORS: LogLimit = LogLimit::new(Duration::from_secs(10));
@@ -154,7 +159,7 @@ impl Worker {
                     Token(t) => {
                         let key = t - FIRST;
                         if ev.is_error() {
-                            self.tx_stamps(key);
+                            self.tx_stamps(key, true);
                         }
                         if ev.is_readable() {
                             self.receive(key);
@@ -246,6 +251,7 @@ impl Worker {
             queued: false,
             more_rx: false,
             tx_stamps,
+            stamps_due: 0,
         });
         self.ids.insert(id, key);
         // Its first due call (a sender's first packet) and any datagram already waiting.
@@ -271,8 +277,8 @@ impl Worker {
     fn receive(&mut self, key: usize) {
         // Transmit stamps first: a packet's stamp is queued before its reply can arrive, so
         // the role knows a packet's kernel send time when the reply to it comes.
-        if self.sessions.get(key).is_some_and(|s| s.tx_stamps) {
-            self.tx_stamps(key);
+        if self.sessions.get(key).is_some_and(|s| s.stamps_due > 0) {
+            self.tx_stamps(key, false);
         }
         let Some(s) = self.sessions.get_mut(key) else {
             return;
@@ -328,18 +334,34 @@ impl Worker {
         }
     }
 
-    /// Reads the session's error queue: transmit timestamps for the role.
-    fn tx_stamps(&mut self, key: usize) {
+    /// Reads the session's error queue: transmit timestamps for the role, a batch per call,
+    /// only while stamps are owed (so a reply costs no extra call once its stamp is in).
+    fn tx_stamps(&mut self, key: usize, woken: bool) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
+        // The kernel said the queue has something: read it even if nothing is owed (an entry
+        // that is not a stamp), or it would stay there.
+        if woken {
+            s.stamps_due = s.stamps_due.max(1);
+        }
         let fd = s.socket.as_raw_fd();
         // Bounded like a receive turn: the queue holds at most what this session sent.
-        for _ in 0..RX_TURN * BATCH {
-            match crate::sys::read_err_queue(fd) {
-                Ok(ErrQueue::Stamp(t)) if s.tx_stamps => s.role.tx_stamp(t.id, t.time),
-                Ok(ErrQueue::Stamp(_) | ErrQueue::Other) => {}
-                Ok(ErrQueue::Empty) | Err(_) => break,
+        for _ in 0..RX_TURN {
+            if s.stamps_due == 0 {
+                break;
+            }
+            self.stamps.clear();
+            let Ok(n) = self.rx.recv_stamps(fd, &mut self.stamps) else {
+                break;
+            };
+            for t in &self.stamps {
+                s.role.tx_stamp(t.id, t.time);
+            }
+            s.stamps_due = s.stamps_due.saturating_sub(n as u64);
+            if n < BATCH {
+                // Empty now: what is still owed comes with its own EPOLLERR.
+                break;
             }
         }
     }
@@ -437,6 +459,9 @@ fn flush(s: &mut Session, out: &mut Out<'_>) {
         s.role.seal(pkt);
     }
     let (sent, err) = out.batch.send(s.socket.as_raw_fd());
+    if s.tx_stamps {
+        s.stamps_due += sent as u64;
+    }
     if sent < queued {
         s.role.unsent(sent, queued);
         if let Some(more) = SEND_ERRORS.check() {
