@@ -4,13 +4,12 @@
 //! client), junk datagrams from the client's own address that grow neither memory nor the log,
 //! and test packets sent with TTL / Hop Limit 255.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ippm_proto::schedule::Slot;
-use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Secret};
+use ippm_proto::session::ClientEvent;
 use ippm_proto::time::duration_to_bits;
 use ippm_proto::wire::owamp::{
     FetchSessionRepr, RequestSessionRepr, StopSession, StopSessionsRepr, TypeP,
@@ -21,6 +20,7 @@ use ippm_proto::{Accept, ErrorEstimate, Protocol, SecurityMode, Timestamp};
 use serde_json::Value;
 
 mod common;
+use common::ctl::Ctl;
 use common::{Daemon, IPPM, cpu_time, proc_status};
 
 /// The tests that keep a core busy (a flood, a million datagrams) run one at a time: on a
@@ -32,52 +32,7 @@ fn busy() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Our own control client (the session state machine over a blocking TCP stream).
-struct Ctl {
-    s: TcpStream,
-    c: Client,
-}
-
 impl Ctl {
-    fn new(addr: &str, protocol: Protocol, mode: SecurityMode) -> Self {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let cfg = if mode == SecurityMode::Open {
-            ClientConfig::open()
-        } else {
-            ClientConfig::with_passphrase(vec![mode], b"alice", Secret::new(common::ALICE.to_vec()))
-        };
-        let r = ClientRandom {
-            client_iv: [1; 16],
-            aes_key: [2; 16],
-            hmac_key: [3; 32],
-        };
-        let mut me = Self {
-            s,
-            c: Client::new(protocol, cfg, r, Instant::now()),
-        };
-        match me.event() {
-            ClientEvent::Established { .. } => {}
-            other => panic!("{other:?}"),
-        }
-        me
-    }
-
-    fn event(&mut self) -> ClientEvent {
-        let mut buf = [0u8; 65536];
-        loop {
-            while let Some(o) = self.c.poll_transmit() {
-                self.s.write_all(&o).unwrap();
-            }
-            if let Some(e) = self.c.poll_event() {
-                return e;
-            }
-            let n = self.s.read(&mut buf).unwrap();
-            assert!(n > 0, "server closed");
-            self.c.handle_input(Instant::now(), &buf[..n]).unwrap();
-        }
-    }
-
     /// Requests an OWAMP session; its SID and port.
     fn session(&mut self, req: &RequestSessionRepr) -> ([u8; 16], u16) {
         self.c.request_session(Instant::now(), req).unwrap();

@@ -7,13 +7,14 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Secret};
+use ippm_proto::session::ClientEvent;
 use ippm_proto::wire::owamp::{FetchSessionRepr, TypeP};
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
 use ippm_proto::wire::twamp::RequestTwSessionRepr;
 use ippm_proto::{ErrorEstimate, Protocol, SecurityMode, Timestamp};
 
 mod common;
+use common::ctl::Ctl;
 use common::{Daemon, IPPM};
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -50,56 +51,6 @@ fn twping_works(d: &Daemon) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 sent, 0 lost"));
-}
-
-/// Drives our own client state machine over a real socket up to the point `until` says.
-struct Ctl {
-    s: TcpStream,
-    c: Client,
-}
-
-impl Ctl {
-    fn new(addr: SocketAddr, mode: SecurityMode) -> Self {
-        let s = connect(addr);
-        let cfg = if mode == SecurityMode::Open {
-            ClientConfig::open()
-        } else {
-            ClientConfig::with_passphrase(vec![mode], b"alice", Secret::new(common::ALICE.to_vec()))
-        };
-        let r = ClientRandom {
-            client_iv: [1; 16],
-            aes_key: [2; 16],
-            hmac_key: [3; 32],
-        };
-        let mut me = Self {
-            s,
-            c: Client::new(Protocol::Twamp, cfg, r, Instant::now()),
-        };
-        match me.event() {
-            ClientEvent::Established { .. } => {}
-            other => panic!("{other:?}"),
-        }
-        me
-    }
-
-    fn flush(&mut self) {
-        while let Some(o) = self.c.poll_transmit() {
-            self.s.write_all(&o).unwrap();
-        }
-    }
-
-    fn event(&mut self) -> ClientEvent {
-        let mut buf = [0u8; 4096];
-        loop {
-            self.flush();
-            if let Some(e) = self.c.poll_event() {
-                return e;
-            }
-            let n = self.s.read(&mut buf).unwrap();
-            assert!(n > 0, "server closed");
-            self.c.handle_input(Instant::now(), &buf[..n]).unwrap();
-        }
-    }
 }
 
 fn request(port: u16) -> RequestTwSessionRepr {
@@ -150,7 +101,7 @@ fn hostile_control_and_test_traffic() {
     assert_eq!(reply[15], 3);
 
     // Out of order after set-up: an OWAMP Fetch-Session on a TWAMP connection.
-    let mut c = Ctl::new(addr, SecurityMode::Open);
+    let mut c = Ctl::new(&addr.to_string(), Protocol::Twamp, SecurityMode::Open);
     c.s.write_all(
         &FetchSessionRepr {
             sid: [0; 16],
@@ -163,7 +114,7 @@ fn hostile_control_and_test_traffic() {
     read_to_close(&mut c.s);
 
     // Oversized: a Stop-N-Sessions claiming 2^31 sessions.
-    let mut c = Ctl::new(addr, SecurityMode::Open);
+    let mut c = Ctl::new(&addr.to_string(), Protocol::Twamp, SecurityMode::Open);
     let mut m = vec![0u8; 48];
     m[0] = 9;
     m[12..16].copy_from_slice(&(1u32 << 31).to_be_bytes());
@@ -171,7 +122,11 @@ fn hostile_control_and_test_traffic() {
     read_to_close(&mut c.s);
 
     // Bad HMAC: a Request-TW-Session with one bit flipped in flight.
-    let mut c = Ctl::new(addr, SecurityMode::Authenticated);
+    let mut c = Ctl::new(
+        &addr.to_string(),
+        Protocol::Twamp,
+        SecurityMode::Authenticated,
+    );
     c.c.request_tw_session(Instant::now(), &request(9)).unwrap();
     let mut wire = c.c.poll_transmit().unwrap();
     wire[20] ^= 0x04;
@@ -184,7 +139,11 @@ fn hostile_control_and_test_traffic() {
     // line, the real packet is reflected.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut c = Ctl::new(addr, SecurityMode::Authenticated);
+    let mut c = Ctl::new(
+        &addr.to_string(),
+        Protocol::Twamp,
+        SecurityMode::Authenticated,
+    );
     c.c.request_tw_session(Instant::now(), &request(udp.local_addr().unwrap().port()))
         .unwrap();
     let (sid, port) = match c.event() {

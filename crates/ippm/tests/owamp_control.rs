@@ -9,53 +9,16 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ippm_proto::schedule::Slot;
-use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom};
+use ippm_proto::session::ClientEvent;
 use ippm_proto::wire::owamp::{
     FetchSessionRepr, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr, TypeP,
 };
 use ippm_proto::wire::test::{Layout, SenderRepr};
-use ippm_proto::{Accept, ErrorEstimate, Protocol, Timestamp};
+use ippm_proto::{Accept, ErrorEstimate, Protocol, SecurityMode, Timestamp};
 
 mod common;
+use common::ctl::Ctl;
 use common::{Daemon, IPPM};
-
-struct Ctl {
-    s: TcpStream,
-    c: Client,
-}
-
-impl Ctl {
-    fn new(addr: &str) -> Self {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let r = ClientRandom {
-            client_iv: [1; 16],
-            aes_key: [2; 16],
-            hmac_key: [3; 32],
-        };
-        let mut me = Self {
-            s,
-            c: Client::new(Protocol::Owamp, ClientConfig::open(), r, Instant::now()),
-        };
-        assert!(matches!(me.event(), ClientEvent::Established { .. }));
-        me
-    }
-
-    fn event(&mut self) -> ClientEvent {
-        let mut buf = [0u8; 65536];
-        loop {
-            while let Some(o) = self.c.poll_transmit() {
-                self.s.write_all(&o).unwrap();
-            }
-            if let Some(e) = self.c.poll_event() {
-                return e;
-            }
-            let n = self.s.read(&mut buf).unwrap();
-            assert!(n > 0, "server closed");
-            self.c.handle_input(Instant::now(), &buf[..n]).unwrap();
-        }
-    }
-}
 
 fn request(udp: &UdpSocket, server_sends: bool, packets: u32, gap_ms: u64) -> RequestSessionRepr {
     let me = udp.local_addr().unwrap();
@@ -96,7 +59,7 @@ fn fetch_ranges_skips_and_early_stop() {
     let log = dir.path().join("serve.log");
     let d = Daemon::start_owamp_logged("127.0.0.1:0", &[], &log);
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut c = Ctl::new(&d.addr);
+    let mut c = Ctl::new(&d.addr, Protocol::Owamp, SecurityMode::Open);
     // We send 10 packets, but skip 3..=4, and the server sends 1000 at 10 ms that we stop
     // after about 50 ms.
     c.c.request_session(Instant::now(), &request(&udp, false, 10, 1))
@@ -264,7 +227,7 @@ fn server_next_seqno_is_exact_when_stopped_mid_flood() {
         let udp = ippm_net::udp::blocking_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         udp.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        let mut c = Ctl::new(&d.addr);
+        let mut c = Ctl::new(&d.addr, Protocol::Owamp, SecurityMode::Open);
         // 1,000,000 packets 20 us apart: far more than get out before the stop.
         let mut req = request(&udp, true, 1_000_000, 0);
         req.slots = vec![Slot::Fixed(ippm_proto::time::duration_to_bits(

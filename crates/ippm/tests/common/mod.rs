@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod charon;
+pub(crate) mod ctl;
 pub(crate) mod ours;
 
 use std::io::{BufRead, BufReader, Write};
