@@ -1,4 +1,4 @@
-//! The TWAMP Session-Reflector (RFC 5357 §4.2): a [`Role`] of the test-packet engine.
+//! The TWAMP Session-Reflector (RFC 5357 §4.2): a `Role` of the test-packet engine.
 //!
 //! Per packet: the kernel's receive timestamp (SO_TIMESTAMPNS) is the Receive Timestamp; the
 //! sender's packet is checked (HMAC in the protected modes) and dropped, counted, if it fails;
@@ -6,7 +6,7 @@
 //! timestamp and error estimate, and the TTL the sender's packet arrived with; its padding is
 //! the start of the sender's padding, truncated so the reply is as long as the request
 //! (RFC 5357 §4.2.1, RFC 6038 §5.2); its Timestamp is taken just before it is protected and
-//! sent ([`Role::seal`]). Replies go to the packet's source (which may differ from the requested
+//! sent (`Role::seal`). Replies go to the packet's source (which may differ from the requested
 //! sender port behind NAT) but only to the control connection's peer address.
 
 use std::net::{IpAddr, UdpSocket};

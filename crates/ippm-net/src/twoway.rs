@@ -5,8 +5,8 @@
 //! The sender's T1 is the kernel's transmit stamp where it gives one. A reply is counted
 //! against its packet's stamp: the engine reads a session's transmit stamps before its
 //! replies, so the stamp of a packet is in before the reply to it; a packet is entered into
-//! the statistics once its stamp is in, when its first reply comes, or when [`RING`] packets
-//! later no stamp has come.
+//! the statistics once its stamp is in, when its first reply comes, or when 256 packets later
+//! no stamp has come.
 
 use ippm_proto::{ErrorEstimate, Timestamp};
 use ippm_stats::{Bounds, Reflected, TwoWayAccumulator, TwoWayReport};

@@ -11,7 +11,7 @@
 //! its socket, a zero-interval schedule) gets a bounded batch per turn and then waits its turn
 //! behind the others, so no session can take a thread from the rest.
 //!
-//! What a session does with its packets is its [`Role`]: pure per-packet work on buffers the
+//! What a session does with its packets is its `Role`: pure per-packet work on buffers the
 //! engine owns, written once per role and shared by every protocol that needs it.
 
 #[cfg(test)]
