@@ -8,20 +8,15 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ippm_proto::schedule::Slot;
 use ippm_proto::session::ClientEvent;
-use ippm_proto::time::duration_to_bits;
-use ippm_proto::wire::owamp::{
-    FetchSessionRepr, RequestSessionRepr, StopSession, StopSessionsRepr, TypeP,
-};
+use ippm_proto::wire::owamp::{FetchSessionRepr, StopSession, StopSessionsRepr};
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
-use ippm_proto::wire::twamp::RequestTwSessionRepr;
 use ippm_proto::{Accept, ErrorEstimate, Protocol, SecurityMode, Timestamp};
 use serde_json::Value;
 
 mod common;
-use common::ctl::Ctl;
-use common::{Daemon, IPPM, cpu_time, proc_status};
+use common::ctl::{Ctl, ow_request};
+use common::{Daemon, IPPM, cpu_time, free_ports, proc_status};
 
 /// The tests that keep a core busy (a flood, a million datagrams) run one at a time: on a
 /// small host, two at once would measure each other.
@@ -30,74 +25,6 @@ static BUSY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn busy() -> std::sync::MutexGuard<'static, ()> {
     BUSY.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Ctl {
-    /// Requests an OWAMP session; its SID and port.
-    fn session(&mut self, req: &RequestSessionRepr) -> ([u8; 16], u16) {
-        self.c.request_session(Instant::now(), req).unwrap();
-        match self.event() {
-            ClientEvent::SessionAccepted { sid, port, .. } => (sid, port),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// Requests a TWAMP session from `me`; its SID and the reflector's port.
-    fn tw_session(&mut self, me: SocketAddr) -> ([u8; 16], u16) {
-        self.c
-            .request_tw_session(Instant::now(), &tw_request(me))
-            .unwrap();
-        match self.event() {
-            ClientEvent::SessionAccepted { sid, port, .. } => (sid, port),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn start(&mut self) {
-        self.c.start_sessions(Instant::now()).unwrap();
-        assert_eq!(self.event(), ClientEvent::StartAck(Accept::Ok));
-    }
-}
-
-/// An OWAMP session between `me` and the server: the server sends to `me` when
-/// `server_sends`, else `me` sends to it; `packets` with a fixed `gap`.
-fn ow_request(
-    me: SocketAddr,
-    server_sends: bool,
-    packets: u32,
-    gap: Duration,
-) -> RequestSessionRepr {
-    RequestSessionRepr {
-        conf_sender: server_sends,
-        conf_receiver: !server_sends,
-        num_packets: packets,
-        sender_port: if server_sends { 0 } else { me.port() },
-        receiver_port: if server_sends { me.port() } else { 0 },
-        sender_address: me.ip(),
-        receiver_address: me.ip(),
-        sid: if server_sends { [0x42; 16] } else { [0; 16] },
-        padding_length: 0,
-        start_time: Timestamp::ZERO,
-        timeout: 1 << 32,
-        type_p: TypeP(0),
-        slots: vec![Slot::Fixed(duration_to_bits(gap))],
-    }
-}
-
-/// A TWAMP session whose sender is `me`.
-fn tw_request(me: SocketAddr) -> RequestTwSessionRepr {
-    RequestTwSessionRepr {
-        sender_port: me.port(),
-        receiver_port: 0,
-        sender_address: me.ip(),
-        receiver_address: me.ip(),
-        padding_length: 64,
-        start_time: Timestamp::ZERO,
-        timeout: 1 << 32,
-        type_p: TypeP(0),
-        octets_to_reflect: 0,
-        padding_to_reflect: 0,
-    }
 }
 
 /// An open-mode OWAMP / TWAMP sender packet of `len` octets.
@@ -491,24 +418,6 @@ fn owamp_store_refuses_what_it_cannot_hold() {
     );
 }
 
-/// A port P with P..P+n free for UDP on 127.0.0.1 (nothing holds them when this returns).
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..100 {
-        let first = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = first.local_addr().unwrap().port();
-        if p > u16::MAX - n {
-            continue;
-        }
-        let rest: Result<Vec<_>, _> = (1..n)
-            .map(|i| UdpSocket::bind(("127.0.0.1", p + i)))
-            .collect();
-        if rest.is_ok() {
-            return p;
-        }
-    }
-    panic!("no {n} free consecutive UDP ports");
-}
-
 /// xorshift64: junk that differs from datagram to datagram, reproducibly.
 struct Junk(u64);
 
@@ -837,120 +746,4 @@ fn test_packets_leave_with_ttl_255() {
             assert_eq!(m.ttl, Some(255), "{ip}: OWAMP packet TTL");
         }
     }
-}
-
-// Bugs found while writing the tests above: each test states what should hold and fails on
-// the code as it is. Run them with `cargo test -p ippm --test engine -- --ignored`.
-
-/// `--max-sessions-total` bounds TWAMP sessions only: OWAMP sessions (each a socket on the
-/// engine, and a descriptor) are not counted, so OWAMP clients are bounded by nothing but
-/// `--max-connections` x `--max-sessions` per listener.
-#[test]
-#[ignore = "bug: OWAMP sessions are not counted against --max-sessions-total"]
-fn bug_owamp_sessions_count_against_the_total() {
-    let d = Daemon::start_both("127.0.0.1", &["--max-sessions-total", "2"], None);
-    let owamp = d.owamp.clone().unwrap();
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let me = sink.local_addr().unwrap();
-    let mut c = Ctl::new(&owamp, Protocol::Owamp, SecurityMode::Open);
-    let gap = Duration::from_secs(1);
-    for i in 0..2u8 {
-        let mut req = ow_request(me, true, 10, gap);
-        req.sid = [i; 16];
-        c.session(&req);
-    }
-    let mut req = ow_request(me, true, 10, gap);
-    req.sid = [9; 16];
-    c.c.request_session(Instant::now(), &req).unwrap();
-    assert_eq!(
-        c.event(),
-        ClientEvent::SessionRejected(Accept::TemporaryResourceLimitation),
-        "a third OWAMP session beyond --max-sessions-total 2"
-    );
-}
-
-/// `--max-sessions-total` is "most test sessions at once, over all connections", but each
-/// TWAMP listener counts its own sessions: with the default listeners (IPv4 and IPv6) the
-/// daemon takes twice the limit (and `fit_descriptors` budgets descriptors for it once).
-#[test]
-#[ignore = "bug: the TWAMP session total is counted per listener"]
-fn bug_twamp_session_total_over_all_listeners() {
-    let (d, listening) = Daemon::start_args(
-        &[
-            "--twamp-listen",
-            "127.0.0.1:0",
-            "--twamp-listen",
-            "[::1]:0",
-            "--max-sessions-total",
-            "1",
-        ],
-        2,
-        None,
-    );
-    let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let v6 = UdpSocket::bind("[::1]:0").unwrap();
-    let mut first = Ctl::new(&listening[0].1, Protocol::Twamp, SecurityMode::Open);
-    first.tw_session(v4.local_addr().unwrap());
-    let mut second = Ctl::new(&listening[1].1, Protocol::Twamp, SecurityMode::Open);
-    second
-        .c
-        .request_tw_session(Instant::now(), &tw_request(v6.local_addr().unwrap()))
-        .unwrap();
-    assert_eq!(
-        second.event(),
-        ClientEvent::SessionRejected(Accept::TemporaryResourceLimitation),
-        "a second session beyond --max-sessions-total 1, on the other listener"
-    );
-    drop(d);
-}
-
-/// `--test-ports` bounds the ports of test sessions (TWAMP checks a requested port against
-/// it), but an OWAMP receive session binds the Receiver Port the client asks for wherever it
-/// is: a client opens any free UDP port of the host's it likes.
-#[test]
-#[ignore = "bug: an OWAMP receive session binds a requested port outside --test-ports"]
-fn bug_owamp_receiver_port_within_the_test_ports() {
-    let p = free_ports(2);
-    let range = format!("{p}-{p}");
-    let d = Daemon::start_both("127.0.0.1", &["--test-ports", &range], None);
-    let owamp = d.owamp.clone().unwrap();
-    let me: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let mut c = Ctl::new(&owamp, Protocol::Owamp, SecurityMode::Open);
-    let mut req = ow_request(me, false, 10, Duration::from_secs(1));
-    req.receiver_port = p + 1;
-    let (_, port) = c.session(&req);
-    assert_eq!(port, p, "asked for {}, outside {range}", p + 1);
-}
-
-/// `[open] max_sessions` (and `[[identity]] max_sessions`) limit the sessions of a control
-/// connection; TWAMP applies them, OWAMP only the global `--max-sessions`.
-#[test]
-#[ignore = "bug: OWAMP ignores the per-identity and [open] session limits"]
-fn bug_owamp_sessions_obey_the_open_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("ippm.toml");
-    std::fs::write(&cfg, "[open]\nmax_sessions = 1\n").unwrap();
-    let d = Daemon::start_both("127.0.0.1", &["--config", cfg.to_str().unwrap()], None);
-    let me: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    // TWAMP: the second is refused.
-    let mut c = Ctl::new(&d.addr, Protocol::Twamp, SecurityMode::Open);
-    c.tw_session(me);
-    c.c.request_tw_session(Instant::now(), &tw_request(me))
-        .unwrap();
-    assert!(matches!(c.event(), ClientEvent::SessionRejected(_)));
-    // OWAMP: so should it be.
-    let mut c = Ctl::new(
-        d.owamp.as_ref().unwrap(),
-        Protocol::Owamp,
-        SecurityMode::Open,
-    );
-    let gap = Duration::from_secs(1);
-    c.session(&ow_request(me, false, 10, gap));
-    c.c.request_session(Instant::now(), &ow_request(me, false, 10, gap))
-        .unwrap();
-    let second = c.event();
-    assert!(
-        matches!(second, ClientEvent::SessionRejected(_)),
-        "a second OWAMP session beyond [open] max_sessions = 1: {second:?}"
-    );
 }

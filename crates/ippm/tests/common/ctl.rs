@@ -1,11 +1,17 @@
 //! Our own control client for the tests that speak O/TWAMP-Control by hand: the session state
-//! machine over a blocking TCP stream, with fixed randomness.
+//! machine over a blocking TCP stream, with fixed randomness; and the session requests they
+//! send.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ippm_proto::schedule::Slot;
 use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom, Secret};
-use ippm_proto::{Protocol, SecurityMode};
+use ippm_proto::time::duration_to_bits;
+use ippm_proto::wire::owamp::{RequestSessionRepr, TypeP};
+use ippm_proto::wire::twamp::RequestTwSessionRepr;
+use ippm_proto::{Accept, Protocol, SecurityMode, Timestamp};
 
 /// A control connection driven by the tests.
 pub(crate) struct Ctl {
@@ -59,5 +65,71 @@ impl Ctl {
             assert!(n > 0, "server closed");
             self.c.handle_input(Instant::now(), &buf[..n]).unwrap();
         }
+    }
+
+    /// Requests an OWAMP session; its SID and port.
+    pub(crate) fn session(&mut self, req: &RequestSessionRepr) -> ([u8; 16], u16) {
+        self.c.request_session(Instant::now(), req).unwrap();
+        match self.event() {
+            ClientEvent::SessionAccepted { sid, port, .. } => (sid, port),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Requests a TWAMP session from `me`; its SID and the reflector's port.
+    pub(crate) fn tw_session(&mut self, me: SocketAddr) -> ([u8; 16], u16) {
+        self.c
+            .request_tw_session(Instant::now(), &tw_request(me))
+            .unwrap();
+        match self.event() {
+            ClientEvent::SessionAccepted { sid, port, .. } => (sid, port),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub(crate) fn start(&mut self) {
+        self.c.start_sessions(Instant::now()).unwrap();
+        assert_eq!(self.event(), ClientEvent::StartAck(Accept::Ok));
+    }
+}
+
+/// An OWAMP session between `me` and the server: the server sends to `me` when
+/// `server_sends`, else `me` sends to it; `packets` with a fixed `gap`.
+pub(crate) fn ow_request(
+    me: SocketAddr,
+    server_sends: bool,
+    packets: u32,
+    gap: Duration,
+) -> RequestSessionRepr {
+    RequestSessionRepr {
+        conf_sender: server_sends,
+        conf_receiver: !server_sends,
+        num_packets: packets,
+        sender_port: if server_sends { 0 } else { me.port() },
+        receiver_port: if server_sends { me.port() } else { 0 },
+        sender_address: me.ip(),
+        receiver_address: me.ip(),
+        sid: if server_sends { [0x42; 16] } else { [0; 16] },
+        padding_length: 0,
+        start_time: Timestamp::ZERO,
+        timeout: 1 << 32,
+        type_p: TypeP(0),
+        slots: vec![Slot::Fixed(duration_to_bits(gap))],
+    }
+}
+
+/// A TWAMP session whose sender is `me`.
+pub(crate) fn tw_request(me: SocketAddr) -> RequestTwSessionRepr {
+    RequestTwSessionRepr {
+        sender_port: me.port(),
+        receiver_port: 0,
+        sender_address: me.ip(),
+        receiver_address: me.ip(),
+        padding_length: 64,
+        start_time: Timestamp::ZERO,
+        timeout: 1 << 32,
+        type_p: TypeP(0),
+        octets_to_reflect: 0,
+        padding_to_reflect: 0,
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod ctl;
 pub(crate) mod ours;
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -380,4 +381,22 @@ pub(crate) fn udp_counters(port: u16) -> Option<UdpCounters> {
             })
         })
     })
+}
+
+/// A port P with P..P+n free for UDP on 127.0.0.1 (nothing holds them when this returns).
+pub(crate) fn free_ports(n: u16) -> u16 {
+    for _ in 0..100 {
+        let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = first.local_addr().unwrap().port();
+        if p > u16::MAX - n {
+            continue;
+        }
+        let rest: Result<Vec<_>, _> = (1..n)
+            .map(|i| UdpSocket::bind(("127.0.0.1", p + i)))
+            .collect();
+        if rest.is_ok() {
+            return p;
+        }
+    }
+    panic!("no {n} free consecutive UDP ports");
 }
