@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ippm_proto::schedule::Slot;
 use ippm_proto::session::ClientEvent;
 use ippm_proto::wire::owamp::{
-    FetchSessionRepr, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr, TypeP,
+    FetchSessionRepr, RequestSessionRepr, SkipRange, StopSession, StopSessionsRepr,
 };
 use ippm_proto::wire::test::{Layout, SenderRepr};
 use ippm_proto::{Accept, ErrorEstimate, Protocol, SecurityMode, Timestamp};
@@ -21,24 +21,15 @@ use common::ctl::Ctl;
 use common::{Daemon, IPPM};
 
 fn request(udp: &UdpSocket, server_sends: bool, packets: u32, gap_ms: u64) -> RequestSessionRepr {
-    let me = udp.local_addr().unwrap();
-    RequestSessionRepr {
-        conf_sender: server_sends,
-        conf_receiver: !server_sends,
-        num_packets: packets,
-        sender_port: if server_sends { 0 } else { me.port() },
-        receiver_port: if server_sends { me.port() } else { 0 },
-        sender_address: me.ip(),
-        receiver_address: me.ip(),
-        sid: if server_sends { [0x42; 16] } else { [0; 16] },
-        padding_length: 0,
-        start_time: Timestamp::ZERO,
-        timeout: 1 << 31,
-        type_p: TypeP(0),
-        slots: vec![Slot::Fixed(ippm_proto::time::duration_to_bits(
-            Duration::from_millis(gap_ms),
-        ))],
-    }
+    let mut r = common::ctl::ow_request(
+        udp.local_addr().unwrap(),
+        server_sends,
+        packets,
+        Duration::from_millis(gap_ms),
+    );
+    // Half a second of Timeout after Stop-Sessions.
+    r.timeout = 1 << 31;
+    r
 }
 
 fn send_test(udp: &UdpSocket, to: SocketAddr, seq: u32) {
