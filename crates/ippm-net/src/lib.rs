@@ -9,6 +9,7 @@
 mod accept;
 pub mod clock;
 mod control_client;
+mod counters;
 pub mod engine;
 pub mod ike;
 pub mod ike_control;
@@ -21,6 +22,7 @@ pub mod packets;
 pub mod policy;
 mod receiver;
 pub mod reflector;
+pub mod rng;
 mod sender;
 mod sys;
 pub mod twamp_client;

@@ -354,6 +354,11 @@ impl Metrics {
             "Test packets dropped for a bad HMAC",
             m.hmac_failures.clone(),
         );
+        m.registry.register(
+            "dropped",
+            "Connections, sessions and test packets the daemon refused or dropped, by event",
+            crate::counters::DROPPED.clone(),
+        );
         Arc::new(m)
     }
 

@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 
 use crate::accept::ReplyStream;
 use crate::clock;
-use crate::engine::{End, Engine, LogLimit, Out, RecvMeta, Role, SessionHandle, Wake};
+use crate::counters::{TEST_PACKET_BAD, TEST_PACKET_STRANGER, TEST_RECORD_NO_ROOM};
+use crate::engine::{End, Engine, Out, RecvMeta, Role, SessionHandle, Wake};
 use crate::owamp_store::{Dropped, Recorder, SessionHandle as StoreHandle};
 use crate::receiver::{From, OneWayReceiver, Refused};
 use crate::sender::{SendPlan, schedule_offsets};
@@ -348,9 +349,6 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
     }
 }
 
-/// Records dropped at the store's bounds: said once per interval, not per packet.
-static STORE_FULL: LogLimit = LogLimit::new(Duration::from_secs(10));
-
 /// The receiving side of a session the client sends: every packet that passes its check is
 /// recorded for Fetch-Session.
 struct Receive {
@@ -363,9 +361,16 @@ impl Role for Receive {
     fn receive(&mut self, pkt: &mut [u8], meta: &RecvMeta, _out: &mut Out<'_>) {
         let rec = match self.rx.record(pkt, meta) {
             Ok(r) => r,
-            Err(Refused::Stranger) => return,
+            Err(Refused::Stranger) => {
+                if let Some(more) = TEST_PACKET_STRANGER.note() {
+                    debug!(from = %meta.from, suppressed = more, "test packet from an address other than the client's, dropped");
+                }
+                return;
+            }
             Err(Refused::Bad) => {
-                debug!(from = %meta.from, len = meta.len, "test packet failed its check, dropped");
+                if let Some(more) = TEST_PACKET_BAD.note() {
+                    warn!(from = %meta.from, len = meta.len, suppressed = more, "test packet failed its check, dropped");
+                }
                 return;
             }
         };
@@ -376,7 +381,7 @@ impl Role for Receive {
             Ok(()) => {}
             // The bounds: counted always, said at most once per interval.
             Err(e @ (Dropped::SessionFull(_) | Dropped::StoreFull(_))) => {
-                if let Some(more) = STORE_FULL.check() {
+                if let Some(more) = TEST_RECORD_NO_ROOM.note() {
                     warn!(from = %meta.from, reason = %e, suppressed = more, "dropping test records");
                 }
             }

@@ -12,13 +12,14 @@
 use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
 use tracing::{debug, warn};
 
 use crate::clock::{self, ClockCache};
-use crate::engine::{End, Engine, LogLimit, Out, RecvMeta, Role, SessionHandle};
+use crate::counters::{TEST_PACKET_BAD, TEST_PACKET_STRANGER};
+use crate::engine::{End, Engine, Out, RecvMeta, Role, SessionHandle};
 
 /// Largest test packet handled.
 pub const MAX_PACKET: usize = 65_535;
@@ -76,9 +77,6 @@ impl ReflectorSession {
     }
 }
 
-/// Test packets that fail their check: logged at most once per interval, whichever session.
-static BAD_PACKETS: LogLimit = LogLimit::new(Duration::from_secs(10));
-
 struct Reflect {
     protection: TestProtection,
     layout: Layout,
@@ -94,7 +92,9 @@ impl Role for Reflect {
     fn receive(&mut self, pkt: &mut [u8], meta: &RecvMeta, out: &mut Out<'_>) {
         if meta.from.ip() != self.peer {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            debug!(from = %meta.from, "test packet from an address other than the client's, dropped");
+            if let Some(more) = TEST_PACKET_STRANGER.note() {
+                debug!(from = %meta.from, suppressed = more, "test packet from an address other than the client's, dropped");
+            }
             return;
         }
         let recv_time = meta
@@ -124,7 +124,7 @@ impl Role for Reflect {
         });
         if let Some(why) = why {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if let Some(more) = BAD_PACKETS.check() {
+            if let Some(more) = TEST_PACKET_BAD.note() {
                 warn!(from = %meta.from, len = meta.len, why, suppressed = more, "test packet failed its check, dropped");
             }
             return;

@@ -21,7 +21,7 @@ mod worker;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use crate::sys::RecvMeta;
@@ -241,36 +241,4 @@ impl Drop for SessionHandle {
 /// control connection holds one) and returns the limit now in force.
 pub fn raise_fd_limit() -> io::Result<u64> {
     crate::sys::raise_nofile()
-}
-
-/// At most one log line per interval for an event that can come once per packet: the first
-/// occurrence is logged, the rest are counted and said in the next line.
-#[derive(Debug)]
-pub(crate) struct LogLimit {
-    interval: Duration,
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl LogLimit {
-    pub(crate) const fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether to log now; when it says yes, also how many were not logged since the last
-    /// line.
-    pub(crate) fn check(&self) -> Option<u64> {
-        let now = Instant::now();
-        let mut last = self.last.lock().ok()?;
-        if last.is_some_and(|t| now.duration_since(t) < self.interval) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        *last = Some(now);
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
-    }
 }

@@ -15,7 +15,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use tracing::warn;
 
-use super::{End, LogLimit, Out, Role, Wake};
+use super::{End, Out, Role, Wake};
+use crate::counters::{TEST_RECV_ERROR, TEST_SEND_ERROR};
 use crate::sys::{BATCH, RecvBatch, SendBatch, Timer, TxStamp};
 
 const WAKER: Token = Token(0);
@@ -134,9 +135,6 @@ struct Worker {
     /// Scratch for the transmit stamps of one error-queue read.
     stamps: Vec<TxStamp>,
 }
-
-static SEND_ERRORS: LogLimit = LogLimit::new(Duration::from_secs(10));
-static RECV_ERRORS: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 impl Worker {
     fn run(&mut self) {
@@ -294,7 +292,7 @@ impl Worker {
             let n = match self.rx.recv(fd) {
                 Ok(n) => n,
                 Err(e) => {
-                    if let Some(more) = RECV_ERRORS.check() {
+                    if let Some(more) = TEST_RECV_ERROR.note() {
                         warn!(error = %e, suppressed = more, "engine: receive failed");
                     }
                     failed = e.kind() != io::ErrorKind::ConnectionRefused
@@ -464,7 +462,7 @@ fn flush(s: &mut Session, out: &mut Out<'_>) {
     }
     if sent < queued {
         s.role.unsent(sent, queued);
-        if let Some(more) = SEND_ERRORS.check() {
+        if let Some(more) = TEST_SEND_ERROR.note() {
             let error = err.map(|e| e.to_string()).unwrap_or_default();
             warn!(%error, dropped = queued - sent, suppressed = more, "engine: send failed");
         }
