@@ -106,6 +106,18 @@ pub(crate) static TEST_PACKET_STRANGER: Dropped = Dropped::new("test_packet_stra
 pub(crate) static TEST_RECORD_NO_ROOM: Dropped = Dropped::new("test_record_no_room");
 /// A test socket's receive failed.
 pub(crate) static TEST_RECV_ERROR: Dropped = Dropped::new("test_recv_error");
+/// A control client named an RFC 7717 IKE SA we do not have, or one with another host.
+pub(crate) static IKE_SA_REFUSED: Dropped = Dropped::new("ike_sa_refused");
+/// A control connection refused: every place (of its source) held by connections set up.
+pub(crate) static CONNECTION_REFUSED: Dropped = Dropped::new("connection_refused");
+/// A control connection still setting up, closed to make room for a newcomer.
+pub(crate) static CONNECTION_EVICTED: Dropped = Dropped::new("connection_evicted");
+/// accept(2) failed (out of file descriptors, mostly); the connection was closed.
+pub(crate) static ACCEPT_FAILED: Dropped = Dropped::new("accept_failed");
+/// A test session refused (a limit, no port, the policy).
+pub(crate) static SESSION_REFUSED: Dropped = Dropped::new("session_refused");
+/// A control connection ended by a protocol error, a timeout or a write that did not finish.
+pub(crate) static CONNECTION_FAILED: Dropped = Dropped::new("connection_failed");
 /// Test packets the kernel would not send.
 pub(crate) static TEST_SEND_ERROR: Dropped = Dropped::new("test_send_error");
 
