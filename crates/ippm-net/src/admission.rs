@@ -15,15 +15,21 @@
 //! set-up (no Start-Sessions yet) makes room, taken from the source that holds the most
 //! connections: a squatter or a slowloris client gives way to a newcomer, while a client
 //! that set up its sessions keeps its place, and a flood from a few sources evicts its own
-//! connections before anybody else's.
+//! connections before anybody else's. Sessions likewise: when the session limit is reached,
+//! the oldest connection still setting up that holds sessions, from the source holding the
+//! most, is closed and its sessions (requested, never started: each a socket held for
+//! nothing) are given to the newcomer. Started sessions are never taken.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use ippm_proto::{Accept, Protocol};
 use tokio::sync::Notify;
+
+use crate::counters::CONNECTION_EVICTED;
 
 /// The limits; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +120,11 @@ struct Conn {
     since: Instant,
     set_up: bool,
     evict: Arc<Notify>,
+    /// Sessions its permits hold now.
+    sessions: usize,
+    /// Set when the connection is evicted: its permits no longer count (their sessions were
+    /// taken off the totals then, and the connection's task drops them as it ends).
+    void: Arc<AtomicBool>,
 }
 
 fn index(p: Protocol) -> usize {
@@ -140,6 +151,39 @@ impl Inner {
         self.per_protocol[c.protocol] = self.per_protocol[c.protocol].saturating_sub(1);
         release(&mut self.conns_per_source, &(c.protocol, c.source));
         Some(c)
+    }
+
+    /// Closes connection `id` to make room: out of the table, its sessions off the totals.
+    fn evict(&mut self, id: u64) -> bool {
+        let Some(c) = self.remove(id) else {
+            return false;
+        };
+        c.void.store(true, Ordering::Relaxed);
+        self.sessions = self.sessions.saturating_sub(c.sessions);
+        for _ in 0..c.sessions {
+            release(&mut self.sessions_per_source, &c.source);
+        }
+        c.evict.notify_one();
+        true
+    }
+
+    /// The connection whose sessions make room for one more: not set up, not `asking`,
+    /// holding sessions (from `source` when given), from the source holding the most
+    /// sessions, the oldest of that source.
+    fn session_victim(&self, asking: u64, source: Option<Source>) -> Option<u64> {
+        self.conns
+            .iter()
+            .filter(|(id, c)| **id != asking && !c.set_up && c.sessions > 0)
+            .filter(|(_, c)| source.is_none_or(|s| s == c.source))
+            .min_by_key(|(_, c)| {
+                let held = self
+                    .sessions_per_source
+                    .get(&c.source)
+                    .copied()
+                    .unwrap_or(0);
+                (std::cmp::Reverse(held), c.since)
+            })
+            .map(|(id, _)| *id)
     }
 
     /// The connection to close to make room: not set up, of `protocol` (and of `source`
@@ -202,22 +246,17 @@ impl Admission {
             let id = inner
                 .victim(p, Some(source))
                 .ok_or(Refused::SourceFull(from_source))?;
-            if let Some(c) = inner.remove(id) {
-                c.evict.notify_one();
-                evicted = true;
-            }
+            evicted = inner.evict(id);
         } else if inner.per_protocol[p] >= self.limits.max_connections {
             let id = inner
                 .victim(p, None)
                 .ok_or(Refused::Full(inner.per_protocol[p]))?;
-            if let Some(c) = inner.remove(id) {
-                c.evict.notify_one();
-                evicted = true;
-            }
+            evicted = inner.evict(id);
         }
         let id = inner.next_id;
         inner.next_id += 1;
         let evict = Arc::new(Notify::new());
+        let void = Arc::new(AtomicBool::new(false));
         inner.conns.insert(
             id,
             Conn {
@@ -226,6 +265,8 @@ impl Admission {
                 since: now,
                 set_up: false,
                 evict: evict.clone(),
+                sessions: 0,
+                void: void.clone(),
             },
         );
         inner.per_protocol[p] += 1;
@@ -237,7 +278,9 @@ impl Admission {
                 source,
                 set_up: false,
                 evict,
+                void,
                 granted: 0,
+                took: 0,
             },
             evicted,
         ))
@@ -265,8 +308,11 @@ pub struct Ticket {
     source: Source,
     set_up: bool,
     evict: Arc<Notify>,
+    void: Arc<AtomicBool>,
     /// Sessions this connection was granted (the per-connection limit counts these).
     granted: usize,
+    /// Connections closed to give this one sessions.
+    took: usize,
 }
 
 impl Ticket {
@@ -300,37 +346,71 @@ impl Ticket {
         }
         let limits = self.admission.limits;
         let mut inner = self.admission.lock();
+        let held = |inner: &Inner| {
+            inner
+                .sessions_per_source
+                .get(&self.source)
+                .copied()
+                .unwrap_or(0)
+        };
+        let took = self.took;
+        if held(&inner) >= limits.max_sessions_per_source {
+            let id = inner.session_victim(self.id, Some(self.source)).ok_or((
+                Accept::TemporaryResourceLimitation,
+                "session limit of this source",
+            ))?;
+            self.took += usize::from(inner.evict(id));
+        }
         if inner.sessions >= limits.max_sessions_total {
+            let id = inner.session_victim(self.id, None).ok_or((
+                Accept::TemporaryResourceLimitation,
+                "server-wide session limit",
+            ))?;
+            self.took += usize::from(inner.evict(id));
+        }
+        if self.took > took {
+            if let Some(more) = CONNECTION_EVICTED.note() {
+                tracing::info!(source = %self.source, suppressed = more,
+                    "session limit reached: closed the oldest connection still setting up that \
+                     held sessions (from the source holding the most)");
+            }
+        }
+        // A victim may have held fewer sessions than the limits are over by (limits lowered
+        // by nobody, but sessions of evicted connections are already off the counts): check.
+        if held(&inner) >= limits.max_sessions_per_source
+            || inner.sessions >= limits.max_sessions_total
+        {
             return Err((
                 Accept::TemporaryResourceLimitation,
                 "server-wide session limit",
             ));
         }
-        let held = inner
-            .sessions_per_source
-            .get(&self.source)
-            .copied()
-            .unwrap_or(0);
-        if held >= limits.max_sessions_per_source {
-            return Err((
-                Accept::TemporaryResourceLimitation,
-                "session limit of this source",
-            ));
-        }
         inner.sessions += 1;
         *inner.sessions_per_source.entry(self.source).or_default() += 1;
+        if let Some(c) = inner.conns.get_mut(&self.id) {
+            c.sessions += 1;
+        }
         drop(inner);
         self.granted += 1;
         Ok(SessionPermit {
             admission: self.admission.clone(),
             source: self.source,
+            conn: self.id,
+            void: self.void.clone(),
         })
+    }
+}
+
+impl Ticket {
+    /// Connections closed (so far) to give this one its sessions.
+    pub fn took(&self) -> usize {
+        self.took
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        // Gone already if it was evicted.
+        // Gone already if it was evicted. Its permits keep counting on their own.
         self.admission.lock().remove(self.id);
     }
 }
@@ -341,13 +421,22 @@ impl Drop for Ticket {
 pub struct SessionPermit {
     admission: Arc<Admission>,
     source: Source,
+    conn: u64,
+    /// Its connection was evicted: the session was taken off the counts then.
+    void: Arc<AtomicBool>,
 }
 
 impl Drop for SessionPermit {
     fn drop(&mut self) {
+        if self.void.load(Ordering::Relaxed) {
+            return;
+        }
         let mut inner = self.admission.lock();
         inner.sessions = inner.sessions.saturating_sub(1);
         release(&mut inner.sessions_per_source, &self.source);
+        if let Some(c) = inner.conns.get_mut(&self.conn) {
+            c.sessions = c.sessions.saturating_sub(1);
+        }
     }
 }
 
@@ -446,12 +535,15 @@ mod tests {
         let p1 = c1.session(None).unwrap();
         let _p2 = c2.session(Some(5)).unwrap();
         let _p3 = c2.session(Some(5)).unwrap();
-        // The source holds 3 (over both protocols).
+        // Set up, nobody gives way: the source holds 3 (over both protocols).
+        c1.set_up();
+        c2.set_up();
         assert_eq!(
             c1.session(None).unwrap_err().1,
             "session limit of this source"
         );
         let _p4 = c3.session(None).unwrap();
+        c3.set_up();
         assert_eq!(a.sessions(), 4);
         assert_eq!(c3.session(None).unwrap_err().1, "server-wide session limit");
         drop(p1);
@@ -466,6 +558,47 @@ mod tests {
                 "session limit of this identity"
             )
         );
+    }
+
+    #[test]
+    fn sessions_never_started_give_way() {
+        let a = Admission::new(limits(10, 10));
+        let t0 = Instant::now();
+        let at = |s| t0 + std::time::Duration::from_secs(s);
+        // A squatter holds the whole session table with sessions it never starts.
+        let (mut squat, _) = a.admit(Protocol::Twamp, ip("192.0.2.66"), at(0)).unwrap();
+        let held: Vec<_> = (0..3).map(|_| squat.session(None).unwrap()).collect();
+        let (mut squat2, _) = a.admit(Protocol::Owamp, ip("192.0.2.67"), at(1)).unwrap();
+        let _held2 = squat2.session(None).unwrap();
+        assert_eq!(a.sessions(), 4);
+        // A newcomer gets a session: the connection of the source holding the most goes.
+        let (mut good, _) = a.admit(Protocol::Twamp, ip("192.0.2.1"), at(2)).unwrap();
+        let mine = good.session(None).unwrap();
+        assert_eq!(good.took(), 1);
+        futures_ready(squat.evicted());
+        assert_eq!(a.sessions(), 2, "the squatter's three are off the count");
+        // Its permits, dropped as its task ends, do not count twice.
+        drop(held);
+        assert_eq!(a.sessions(), 2);
+        // Started sessions (a set-up connection) are never taken.
+        good.set_up();
+        let (mut other, _) = a.admit(Protocol::Twamp, ip("192.0.2.2"), at(3)).unwrap();
+        let _o = other.session(None).unwrap();
+        let _o2 = other.session(None).unwrap();
+        other.set_up();
+        assert_eq!(a.sessions(), 4);
+        // squat2 (not set up) gives way; then only set-up holders are left.
+        let (mut late, _) = a.admit(Protocol::Owamp, ip("192.0.2.3"), at(4)).unwrap();
+        let _l = late.session(None).unwrap();
+        futures_ready(squat2.evicted());
+        late.set_up();
+        let (mut last, _) = a.admit(Protocol::Owamp, ip("192.0.2.4"), at(5)).unwrap();
+        assert_eq!(
+            last.session(None).unwrap_err().1,
+            "server-wide session limit"
+        );
+        drop(mine);
+        assert!(last.session(None).is_ok());
     }
 
     /// Polls `f` once: it must be ready (a stored notification).
