@@ -167,7 +167,7 @@ pub(crate) static SESSION_REFUSED: Dropped =
     Dropped::with_burst("session_refused", 10, PER_CONNECTION);
 /// A control connection ended by a protocol error, a timeout or a write that did not finish.
 pub(crate) static CONNECTION_FAILED: Dropped =
-    Dropped::with_burst("connection_failed", 20, PER_CONNECTION);
+    Dropped::with_burst("connection_failed", 8, PER_CONNECTION);
 /// Test packets the kernel would not send.
 pub(crate) static TEST_SEND_ERROR: Dropped = Dropped::new("test_send_error");
 
