@@ -106,6 +106,14 @@ impl Pair {
         }
     }
 
+    /// Start-Sessions, accepted: the set-up is over.
+    fn start(&mut self) {
+        self.client.start_sessions(self.now).unwrap();
+        self.drive();
+        self.server.start_ack(Accept::Ok).unwrap();
+        self.drive();
+    }
+
     fn last_client_event(&self) -> &ClientEvent {
         self.client_events.last().expect("a client event")
     }
@@ -848,10 +856,7 @@ fn timeouts() {
     // Start-Sessions ends the set-up; then the idle deadline moves with commands and
     // activity.
     p.now += Duration::from_secs(5);
-    p.client.start_sessions(p.now).unwrap();
-    p.drive();
-    p.server.start_ack(Accept::Ok).unwrap();
-    p.drive();
+    p.start();
     assert!(p.server.is_set_up());
     let idle = p.server.poll_timeout().unwrap();
     assert_eq!(idle, p.now + Duration::from_secs(900));
@@ -891,10 +896,7 @@ fn trickled_octets_extend_no_deadline() {
         client_cfg(SecurityMode::Open),
     );
     p.establish();
-    p.client.start_sessions(p.now).unwrap();
-    p.drive();
-    p.server.start_ack(Accept::Ok).unwrap();
-    p.drive();
+    p.start();
     let idle = p.server.poll_timeout().unwrap();
     p.client
         .request_tw_session(p.now, &twamp_request(1, 0))

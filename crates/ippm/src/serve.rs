@@ -400,24 +400,26 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         .fold(max_sessions, usize::max);
     control.setup_timeout = Duration::from_secs(a.setup_timeout.or(l.setup_timeout).unwrap_or(30));
     control.idle_timeout = Duration::from_secs(a.idle_timeout.or(l.idle_timeout).unwrap_or(900));
-    let defaults = AdmissionLimits::default();
+    let d = AdmissionLimits::default();
+    // Flag, else file, else default.
+    let pick = |flag: Option<usize>, file: Option<usize>, default| flag.or(file).unwrap_or(default);
     let limits = AdmissionLimits {
-        max_connections: a
-            .max_connections
-            .or(l.max_connections)
-            .unwrap_or(defaults.max_connections),
-        max_connections_per_source: a
-            .max_connections_per_source
-            .or(l.max_connections_per_source)
-            .unwrap_or(defaults.max_connections_per_source),
-        max_sessions_total: a
-            .max_sessions_total
-            .or(l.max_sessions_total)
-            .unwrap_or(defaults.max_sessions_total),
-        max_sessions_per_source: a
-            .max_sessions_per_source
-            .or(l.max_sessions_per_source)
-            .unwrap_or(defaults.max_sessions_per_source),
+        max_connections: pick(a.max_connections, l.max_connections, d.max_connections),
+        max_connections_per_source: pick(
+            a.max_connections_per_source,
+            l.max_connections_per_source,
+            d.max_connections_per_source,
+        ),
+        max_sessions_total: pick(
+            a.max_sessions_total,
+            l.max_sessions_total,
+            d.max_sessions_total,
+        ),
+        max_sessions_per_source: pick(
+            a.max_sessions_per_source,
+            l.max_sessions_per_source,
+            d.max_sessions_per_source,
+        ),
     };
     for (name, v) in [
         ("max_connections", limits.max_connections),
