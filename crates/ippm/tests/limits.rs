@@ -58,6 +58,8 @@ fn twamp_session_total_over_all_listeners() {
     let v6 = UdpSocket::bind("[::1]:0").unwrap();
     let mut first = Ctl::new(&listening[0].1, Protocol::Twamp, SecurityMode::Open);
     first.tw_session(v4.local_addr().unwrap());
+    // Started: a set-up connection's sessions never give way to a newcomer's.
+    first.start();
     let mut second = Ctl::new(&listening[1].1, Protocol::Twamp, SecurityMode::Open);
     second
         .c
@@ -117,4 +119,53 @@ fn owamp_sessions_obey_the_open_limit() {
         matches!(second, ClientEvent::SessionRejected(_)),
         "a second OWAMP session beyond [open] max_sessions = 1: {second:?}"
     );
+}
+
+/// `[[identity]] max_sessions` holds for an authenticated OWAMP client as for TWAMP: the
+/// third session of `alice` (limit 2) is refused, with Accept = 4 (the identity's limit does
+/// not change by waiting).
+#[test]
+fn owamp_sessions_obey_the_identity_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = common::keyfile(dir.path());
+    let cfg = dir.path().join("ippm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "keys = {:?}\n[[identity]]\nname = \"alice\"\nmax_sessions = 2\n",
+            keys.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_both("127.0.0.1", &["--config", cfg.to_str().unwrap()], None);
+    let me: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let gap = Duration::from_secs(1);
+    for (addr, protocol) in [
+        (d.owamp.clone().unwrap(), Protocol::Owamp),
+        (d.addr.clone(), Protocol::Twamp),
+    ] {
+        let mut c = Ctl::new(&addr, protocol, SecurityMode::Authenticated);
+        for _ in 0..2 {
+            match protocol {
+                Protocol::Owamp => {
+                    c.session(&ow_request(me, false, 10, gap));
+                }
+                Protocol::Twamp => {
+                    c.tw_session(me);
+                }
+            }
+        }
+        match protocol {
+            Protocol::Owamp => {
+                c.c.request_session(Instant::now(), &ow_request(me, false, 10, gap))
+            }
+            Protocol::Twamp => c.c.request_tw_session(Instant::now(), &tw_request(me)),
+        }
+        .unwrap();
+        assert_eq!(
+            c.event(),
+            ClientEvent::SessionRejected(Accept::PermanentResourceLimitation),
+            "{protocol:?}: a third session of alice, whose limit is 2"
+        );
+    }
 }
