@@ -336,8 +336,9 @@ impl LocalCredential {
     /// (RFC 7427), `None` if it sent none.
     ///
     /// With them: method 14 (RFC 7427 §3: a one-octet length, the DER AlgorithmIdentifier,
-    /// the signature): RSA PKCS#1 v1.5 with the first of SHA-256, SHA-384, SHA-512 the peer
-    /// supports; ECDSA (ASN.1 DER signature) with SHA-256 on P-256 and SHA-384 on P-384 if
+    /// the signature): RSA with the first of SHA-256, SHA-384, SHA-512 the peer supports,
+    /// RSASSA-PSS (MGF1 with that hash, salt as long as it) or PKCS#1 v1.5 as
+    /// [`LocalCredential::with_rsa_signature`] chose (PSS by default); ECDSA (ASN.1 DER signature) with SHA-256 on P-256 and SHA-384 on P-384 if
     /// the peer supports that hash, else method 9/10. Without them: method 9 or 10 (RFC 4754
     /// r|s) for ECDSA keys; for RSA keys method 1 would need SHA-1 signing, which ring does
     /// not offer: [`AuthError::Sha1SigningNotOffered`].
