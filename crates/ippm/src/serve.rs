@@ -8,6 +8,10 @@
 //!
 //! [owamp]
 //! listen = ["0.0.0.0:861", "[::]:861"]
+//! results_sessions = 4096            # sessions kept for Fetch-Session, finished or running
+//! results_records = 8388608          # records kept in all (about 32 octets each)
+//! results_records_per_session = 1048576  # larger requests get Accept = 4
+//! results_keep = 600                 # seconds a finished session stays fetchable
 //!
 //! [twamp]
 //! listen = ["0.0.0.0:862", "[::]:862"]
@@ -49,6 +53,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ippm_net::admission::AdmissionLimits;
 use ippm_net::owamp_server::OwampServerOptions;
+use ippm_net::owamp_store::StoreLimits;
 use ippm_net::policy::{Limits, Policy};
 use ippm_net::twamp_server::{TwampServerOptions, serve};
 use ippm_proto::session::{PassphraseStore, ServerConfig};
@@ -175,6 +180,10 @@ struct TwampSection {
 #[serde(deny_unknown_fields)]
 struct OwampSection {
     listen: Option<Vec<SocketAddr>>,
+    results_sessions: Option<usize>,
+    results_records: Option<usize>,
+    results_records_per_session: Option<usize>,
+    results_keep: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +253,8 @@ struct Settings {
     owamp: OwampServerOptions,
     /// Connection and session limits, for every listener of both protocols.
     limits: AdmissionLimits,
+    /// What the OWAMP record store keeps for Fetch-Session.
+    store: StoreLimits,
     ike: Option<(crate::ike::IkeSettings, ippm_net::ike::IkeSlot)>,
     /// The archive's file and how long per-packet records stay.
     archive: Option<(PathBuf, Option<Duration>)>,
@@ -453,6 +464,19 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     }
     let mut owamp = OwampServerOptions::new(Arc::new(owamp_control));
     owamp.rules = options.rules.clone();
+    let o = &file.owamp;
+    let sd = StoreLimits::default();
+    let store = StoreLimits {
+        sessions: o.results_sessions.unwrap_or(sd.sessions),
+        total: o.results_records.unwrap_or(sd.total),
+        per_session: o.results_records_per_session.unwrap_or(sd.per_session),
+        keep: o.results_keep.map_or(sd.keep, Duration::from_secs),
+    };
+    if store.sessions == 0 || store.total == 0 || store.per_session == 0 {
+        bail!(
+            "config: [owamp] results_sessions, results_records and results_records_per_session must be at least 1"
+        );
+    }
 
     let given = |cli: &Vec<SocketAddr>, file: &Option<Vec<SocketAddr>>| {
         if cli.is_empty() {
@@ -504,6 +528,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         owamp_listen,
         owamp,
         limits,
+        store,
         listen,
         listen_defaults,
         options,
@@ -527,7 +552,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     s.owamp.rules.admission = admission;
     let opts = Arc::new(s.options);
     let owamp_opts = Arc::new(s.owamp);
-    let store = Arc::new(ippm_net::owamp_server::Store::default());
+    let store = Arc::new(ippm_net::owamp_server::Store::new(s.store));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     // IKE first: the O/TWAMP servers look RFC 7717 secrets up in it.
@@ -788,6 +813,28 @@ mod tests {
         .unwrap();
         assert_eq!(s.options.control.count, 1024);
         assert_eq!(s.options.control.max_sessions, 9);
+    }
+
+    #[test]
+    fn owamp_results_store_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("ippm.toml");
+        std::fs::write(
+            &cfg,
+            "[owamp]\nresults_sessions = 20000\nresults_records = 5000000\nresults_keep = 60\n",
+        )
+        .unwrap();
+        let s = settings(&args(&["--config", cfg.to_str().unwrap()])).unwrap();
+        assert_eq!(s.store.sessions, 20_000);
+        assert_eq!(s.store.total, 5_000_000);
+        assert_eq!(s.store.per_session, StoreLimits::default().per_session);
+        assert_eq!(s.store.keep, Duration::from_secs(60));
+        std::fs::write(&cfg, "[owamp]\nresults_sessions = 0\n").unwrap();
+        let e = format!(
+            "{:#}",
+            settings(&args(&["--config", cfg.to_str().unwrap()])).unwrap_err()
+        );
+        assert!(e.contains("results_sessions"), "{e}");
     }
 
     #[test]
