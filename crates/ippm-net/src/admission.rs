@@ -346,6 +346,14 @@ impl Ticket {
         }
         let limits = self.admission.limits;
         let mut inner = self.admission.lock();
+        // Closed to make room, and its task has not seen it yet: a session granted now would
+        // count against the limits with nobody to release it.
+        if !inner.conns.contains_key(&self.id) {
+            return Err((
+                Accept::TemporaryResourceLimitation,
+                "connection closed to make room",
+            ));
+        }
         let held = |inner: &Inner| {
             inner
                 .sessions_per_source
@@ -599,6 +607,93 @@ mod tests {
         );
         drop(mine);
         assert!(last.session(None).is_ok());
+    }
+
+    /// Any sequence of arrivals, set-ups, session requests and departures keeps every count
+    /// within its limit and equal to what is alive, and never closes a connection that
+    /// finished its set-up.
+    #[test]
+    fn invariants_hold_for_any_sequence() {
+        use proptest::prelude::*;
+        #[derive(Debug, Clone)]
+        enum Op {
+            Admit(bool, u8),
+            SetUp(usize),
+            Session(usize),
+            DropConn(usize),
+            DropSession(usize),
+        }
+        let op = prop_oneof![
+            (any::<bool>(), 0u8..5).prop_map(|(tw, s)| Op::Admit(tw, s)),
+            any::<usize>().prop_map(Op::SetUp),
+            any::<usize>().prop_map(Op::Session),
+            any::<usize>().prop_map(Op::DropConn),
+            any::<usize>().prop_map(Op::DropSession),
+        ];
+        proptest!(ProptestConfig::with_cases(200), |(ops in proptest::collection::vec(op, 1..200))| {
+            let lim = AdmissionLimits {
+                max_connections: 6,
+                max_connections_per_source: 3,
+                max_sessions_total: 7,
+                max_sessions_per_source: 4,
+            };
+            let a = Admission::new(lim);
+            let now = Instant::now();
+            let mut conns: Vec<Ticket> = Vec::new();
+            let mut sessions: Vec<SessionPermit> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Admit(tw, s) => {
+                        let p = if tw { Protocol::Twamp } else { Protocol::Owamp };
+                        let ip = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, s));
+                        if let Ok((t, _)) = a.admit(p, ip, now) {
+                            conns.push(t);
+                        }
+                    }
+                    Op::SetUp(i) if !conns.is_empty() => {
+                        // A connection set up before it was closed to make room (its task
+                        // stops at the eviction and sets nothing up after).
+                        let n = conns.len();
+                        let t = &mut conns[i % n];
+                        if a.lock().conns.contains_key(&t.id) {
+                            t.set_up();
+                        }
+                    }
+                    Op::Session(i) if !conns.is_empty() => {
+                        let n = conns.len();
+                        if let Ok(p) = conns[i % n].session(None) {
+                            sessions.push(p);
+                        }
+                    }
+                    Op::DropConn(i) if !conns.is_empty() => {
+                        let n = conns.len();
+                        conns.swap_remove(i % n);
+                    }
+                    Op::DropSession(i) if !sessions.is_empty() => {
+                        let n = sessions.len();
+                        sessions.swap_remove(i % n);
+                    }
+                    _ => {}
+                }
+                // Evicted tickets are gone from the table; a set-up one never is.
+                let inner = a.lock();
+                for t in &conns {
+                    let present = inner.conns.contains_key(&t.id);
+                    prop_assert!(present || !t.set_up, "a set-up connection was evicted");
+                }
+                for p in [0, 1] {
+                    prop_assert!(inner.per_protocol[p] <= lim.max_connections);
+                    let live = inner.conns.values().filter(|c| c.protocol == p).count();
+                    prop_assert_eq!(inner.per_protocol[p], live, "connections of protocol {}", p);
+                }
+                prop_assert!(inner.conns_per_source.values().all(|n| *n <= lim.max_connections_per_source));
+                prop_assert!(inner.sessions <= lim.max_sessions_total);
+                prop_assert!(inner.sessions_per_source.values().all(|n| *n <= lim.max_sessions_per_source));
+                let counted = sessions.iter().filter(|p| !p.void.load(Ordering::Relaxed)).count();
+                prop_assert_eq!(inner.sessions, counted, "sessions");
+                prop_assert_eq!(inner.sessions_per_source.values().sum::<usize>(), counted, "sessions per source");
+            }
+        });
     }
 
     /// Polls `f` once: it must be ready (a stored notification).
