@@ -10,8 +10,7 @@ use std::time::Instant;
 
 use ippm_proto::crypto::{ControlSealer, SessionKeys};
 use ippm_proto::session::{
-    Client, ClientConfig, ClientRandom, PassphraseStore, Secret, Server, ServerConfig,
-    ServerRandom,
+    Client, ClientConfig, ClientRandom, PassphraseStore, Secret, Server, ServerConfig, ServerRandom,
 };
 use ippm_proto::wire::owamp::FetchSessionRepr;
 use ippm_proto::{Modes, Protocol, SecurityMode, Timestamp};
@@ -30,7 +29,11 @@ fn client(protocol: Protocol, mode: SecurityMode, now: Instant) -> Client {
     };
     cfg.max_count = 1024;
     cfg.max_message = 1 << 20;
-    let random = ClientRandom { client_iv: [4; 16], aes_key: [5; 16], hmac_key: [6; 32] };
+    let random = ClientRandom {
+        client_iv: [4; 16],
+        aes_key: [5; 16],
+        hmac_key: [6; 32],
+    };
     Client::new(protocol, cfg, random, now)
 }
 
@@ -48,8 +51,14 @@ fn feed(c: &mut Client, now: Instant, data: &[u8], chunk: usize) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
-    let protocol = if sel & 1 == 0 { Protocol::Owamp } else { Protocol::Twamp };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let protocol = if sel & 1 == 0 {
+        Protocol::Owamp
+    } else {
+        Protocol::Twamp
+    };
     let chunk = usize::from(sel >> 4) + 1;
     let now = Instant::now();
     let mode = match (sel >> 2) & 3 {
@@ -68,7 +77,11 @@ fuzz_target!(|data: &[u8]| {
     store.insert("fuzz", Secret::new(SECRET.to_vec()));
     let mut scfg = ServerConfig::new(Modes(0x0f), Arc::new(store), Timestamp::new(1, 2));
     scfg.count = 1024;
-    let random = ServerRandom { challenge: [1; 16], salt: [2; 16], server_iv: [3; 16] };
+    let random = ServerRandom {
+        challenge: [1; 16],
+        salt: [2; 16],
+        server_iv: [3; 16],
+    };
     let mut s = Server::new(protocol, Arc::new(scfg), PEER, random, now);
     let mut c = client(protocol, mode, now);
     for _ in 0..4 {
@@ -82,18 +95,24 @@ fuzz_target!(|data: &[u8]| {
     while c.poll_event().is_some() {}
     // Put the client in a state that expects an answer (bit 7 chooses which).
     let _ = match (protocol, sel & 0x80 != 0) {
-        (Protocol::Owamp, true) => c.fetch_session(now, &FetchSessionRepr {
-            sid: [7; 16],
-            begin_seq: 0,
-            end_seq: u32::MAX,
-        }),
+        (Protocol::Owamp, true) => c.fetch_session(
+            now,
+            &FetchSessionRepr {
+                sid: [7; 16],
+                begin_seq: 0,
+                end_seq: u32::MAX,
+            },
+        ),
         (_, _) => c.start_sessions(now),
     };
     while c.poll_transmit().is_some() {}
     let mut bytes = rest.to_vec();
     if mode != SecurityMode::Open {
         bytes.truncate(bytes.len() / 16 * 16);
-        let keys = SessionKeys { aes: [5; 16], hmac: [6; 32] };
+        let keys = SessionKeys {
+            aes: [5; 16],
+            hmac: [6; 32],
+        };
         // The server's stream continues after Server-Start's encrypted block; encrypting from
         // a fresh chain with the server IV gives bytes that decrypt to garbage after the first
         // block, which exercises the HMAC path as well as the framing.

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use ippm_proto::crypto::{ControlSealer, SessionKeys};
 use ippm_proto::session::{
-    Client, ClientConfig, ClientRandom, PassphraseStore, Secret, Server, ServerConfig,
-    ServerEvent, ServerRandom,
+    Client, ClientConfig, ClientRandom, PassphraseStore, Secret, Server, ServerConfig, ServerEvent,
+    ServerRandom,
 };
 use ippm_proto::{Accept, Modes, Protocol, SecurityMode, Timestamp};
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +31,11 @@ fn server(protocol: Protocol, now: Instant) -> Server {
     };
     let mut cfg = ServerConfig::new(modes, Arc::new(store), Timestamp::new(1, 2));
     cfg.count = 1024;
-    let random = ServerRandom { challenge: [1; 16], salt: [2; 16], server_iv: [3; 16] };
+    let random = ServerRandom {
+        challenge: [1; 16],
+        salt: [2; 16],
+        server_iv: [3; 16],
+    };
     Server::new(protocol, Arc::new(cfg), PEER, random, now)
 }
 
@@ -69,8 +73,14 @@ fn feed(s: &mut Server, now: Instant, data: &[u8], chunk: usize) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
-    let protocol = if sel & 1 == 0 { Protocol::Owamp } else { Protocol::Twamp };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let protocol = if sel & 1 == 0 {
+        Protocol::Owamp
+    } else {
+        Protocol::Twamp
+    };
     let chunk = usize::from(sel >> 4) + 1;
     let now = Instant::now();
     if sel & 2 == 0 {
@@ -95,7 +105,11 @@ fuzz_target!(|data: &[u8]| {
         ClientConfig::with_passphrase(vec![mode], b"fuzz", Secret::new(SECRET.to_vec()))
     };
     cfg.max_count = 1024;
-    let random = ClientRandom { client_iv: [4; 16], aes_key: [5; 16], hmac_key: [6; 32] };
+    let random = ClientRandom {
+        client_iv: [4; 16],
+        aes_key: [5; 16],
+        hmac_key: [6; 32],
+    };
     let mut c = Client::new(protocol, cfg, random, now);
     for _ in 0..4 {
         while let Some(d) = s.poll_transmit() {
@@ -114,7 +128,10 @@ fuzz_target!(|data: &[u8]| {
     // many), and seal each with valid HMACs as a real client would (one at 96 for messages
     // long enough to be a Request-Session, one in the last block), so the plaintext reaches
     // the command parsers.
-    let keys = SessionKeys { aes: [5; 16], hmac: [6; 32] };
+    let keys = SessionKeys {
+        aes: [5; 16],
+        hmac: [6; 32],
+    };
     let mut sealer = ControlSealer::new(&keys, [4; 16]);
     let mut bytes = Vec::new();
     let mut input = rest;
@@ -125,8 +142,19 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut msg = tail[..len].to_vec();
         input = &tail[len..];
-        let offsets: &[usize] = if len >= 128 { &[96, len - 16] } else { &[len - 16] };
-        sealer.seal(&mut msg, if n & 0x80 != 0 { &offsets[offsets.len() - 1..] } else { offsets });
+        let offsets: &[usize] = if len >= 128 {
+            &[96, len - 16]
+        } else {
+            &[len - 16]
+        };
+        sealer.seal(
+            &mut msg,
+            if n & 0x80 != 0 {
+                &offsets[offsets.len() - 1..]
+            } else {
+                offsets
+            },
+        );
         bytes.extend_from_slice(&msg);
     }
     feed(&mut s, now, &bytes, chunk);

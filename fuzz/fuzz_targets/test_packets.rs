@@ -3,21 +3,30 @@
 //! packet that unprotects re-protects to the same bytes.
 #![no_main]
 
+use ippm_proto::SecurityMode;
 use ippm_proto::crypto::TestKeys;
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
-use ippm_proto::SecurityMode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, pkt)) = data.split_first() else { return };
+    let Some((&sel, pkt)) = data.split_first() else {
+        return;
+    };
     let mode = match sel & 3 {
         0 => SecurityMode::Open,
         1 => SecurityMode::Authenticated,
         2 => SecurityMode::Encrypted,
         _ => SecurityMode::Mixed,
     };
-    let kind = if sel & 4 == 0 { PacketKind::Sender } else { PacketKind::Reflector };
-    let keys = TestKeys { aes: [0x11; 16], hmac: [0x22; 32] };
+    let kind = if sel & 4 == 0 {
+        PacketKind::Sender
+    } else {
+        PacketKind::Reflector
+    };
+    let keys = TestKeys {
+        aes: [0x11; 16],
+        hmac: [0x22; 32],
+    };
     let prot = TestProtection::new(mode, Some(&keys)).unwrap();
     let layout = Layout::of(mode);
 

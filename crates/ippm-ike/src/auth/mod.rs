@@ -24,6 +24,14 @@ pub use cert::{LocalCredential, PrivateKey, TrustStore};
 pub use identity::Identity;
 pub use pss::{PssError, RsaSignature};
 
+/// Reads the AlgorithmIdentifier of an RFC 7427 Digital Signature AUTH payload as the
+/// verifier does: `Ok(Some(hash))` (its IKEv2 Hash Algorithms number) for RSASSA-PSS with
+/// parameters ippm verifies, `Ok(None)` for an algorithm other than RSASSA-PSS, and the
+/// reason for an RSASSA-PSS one it cannot (the fuzz target drives this with peer octets).
+pub fn pss_algorithm(algid: &[u8]) -> Result<Option<u16>, PssError> {
+    pss::parse(algid).map(|h| h.map(pss::PssHash::ike))
+}
+
 /// SHA2-256 in the IKEv2 Hash Algorithms registry (RFC 7427 §7).
 pub const HASH_SHA2_256: u16 = 2;
 /// SHA2-384 in the IKEv2 Hash Algorithms registry (RFC 7427 §7).

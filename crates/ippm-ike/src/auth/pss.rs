@@ -119,6 +119,15 @@ impl PssHash {
         }
     }
 
+    /// Its IKEv2 Hash Algorithms number.
+    pub(super) fn ike(self) -> u16 {
+        match self {
+            Self::Sha256 => HASH_SHA2_256,
+            Self::Sha384 => HASH_SHA2_384,
+            Self::Sha512 => HASH_SHA2_512,
+        }
+    }
+
     /// The AlgorithmIdentifier ippm sends with its signatures.
     pub(super) fn algorithm_identifier(self) -> &'static [u8] {
         match self {
