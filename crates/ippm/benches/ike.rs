@@ -47,7 +47,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 mod common;
 use common::{SENDER_CPU, SERVER_CPU, pin};
 
-#[path = "../tests/common/charon.rs"]
+#[path = "../tests/common/charon/mod.rs"]
 mod charon;
 #[path = "../tests/common/ours.rs"]
 mod ours;
