@@ -428,6 +428,7 @@ async fn twamp_session(
         ports: None,
         max_count: ippm_proto::crypto::DEFAULT_MAX_COUNT,
         control_timeout: Duration::from_secs(10),
+        rng: ippm_net::rng::os(),
         session_control: false,
         reflect: None,
         symmetrical: false,
@@ -675,6 +676,7 @@ async fn owamp_session(
         ports: None,
         max_count: ippm_proto::crypto::DEFAULT_MAX_COUNT,
         control_timeout: Duration::from_secs(10),
+        rng: ippm_net::rng::os(),
         to_server: true,
         from_server: true,
     };
