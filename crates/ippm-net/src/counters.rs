@@ -108,6 +108,9 @@ pub(crate) static TEST_RECORD_NO_ROOM: Dropped = Dropped::new("test_record_no_ro
 pub(crate) static TEST_RECV_ERROR: Dropped = Dropped::new("test_recv_error");
 /// Test packets the kernel would not send.
 pub(crate) static TEST_SEND_ERROR: Dropped = Dropped::new("test_send_error");
+/// A write to the measurement archive that failed (full disk) or was not made (the archive
+/// could not be opened): its results are not archived.
+pub(crate) static RESULT_NOT_ARCHIVED: Dropped = Dropped::new("result_not_archived");
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! `ippm`: OWAMP and TWAMP measurement with keys from IKEv2.
 
+mod archiving;
 mod ike;
 mod measure;
 mod owping;

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use ippm_archive::{Archive, Direction, NewSession, Protocol, Record, SessionId, Status};
+use ippm_archive::{Direction, NewSession, Protocol, Record, SessionId, Status};
 use ippm_net::ike::IkeHandle;
 use ippm_net::metrics::{Metrics, SessionFigures};
 use ippm_net::owamp_client::{OwpingOptions, OwpingResult, owping};
@@ -215,7 +215,9 @@ impl Spec {
 /// What the runners share.
 #[derive(Clone)]
 pub(crate) struct Sinks {
-    pub(crate) archive: Arc<Archive>,
+    /// Where results go when they can: a session whose results cannot be archived (full
+    /// disk) still runs, and still goes to the metrics.
+    pub(crate) archive: Arc<crate::archiving::ArchiveSink>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) ike: Option<IkeHandle>,
 }
@@ -322,7 +324,6 @@ async fn failed_before_start(spec: &Spec, sinks: &Sinks, started: i64, why: &str
         "owamp"
     };
     sinks.metrics.session_ended(&spec.label, pname, "failed");
-    let archive = sinks.archive.clone();
     let new = NewSession {
         peer: spec.label.clone(),
         protocol: spec.protocol,
@@ -332,50 +333,55 @@ async fn failed_before_start(spec: &Spec, sinks: &Sinks, started: i64, why: &str
         params_json: spec.params.to_string(),
     };
     let why = why.to_owned();
-    let res = tokio::task::spawn_blocking(move || -> Result<(), ippm_archive::ArchiveError> {
-        let id = archive.start_session(&new)?;
-        archive.finish_session(id, Status::Failed, Some(&why), None, now_ns())
-    })
-    .await;
-    if let Ok(Err(e)) = res {
-        tracing::error!("archive: {e}");
-    }
+    sinks
+        .archive
+        .write("a failed session", move |a| {
+            let id = a.start_session(&new)?;
+            a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
+        })
+        .await;
 }
 
-/// A session that failed once started: its last packets and the reason to the archive.
+/// A session that failed once started: its last packets and the reason to the archive
+/// (`id`: its archive entry, `None` if its start could not be archived).
 async fn session_failed(
     spec: &Spec,
     sinks: &Sinks,
-    id: SessionId,
+    id: Option<SessionId>,
     batch: Vec<Record>,
     why: String,
     pname: &'static str,
 ) {
     tracing::warn!(peer = %spec.label, "measurement session failed: {why}");
-    archive_call(&sinks.archive, move |a| {
-        a.add_records(id, &batch, None, now_ns())?;
-        a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
-    })
-    .await;
+    match id {
+        Some(id) => {
+            sinks
+                .archive
+                .write("a session's end", move |a| {
+                    a.add_records(id, &batch, None, now_ns())?;
+                    a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
+                })
+                .await;
+        }
+        None => sinks.archive.skipped("a session's end"),
+    }
     sinks.metrics.session_ended(&spec.label, pname, "failed");
 }
 
-/// Runs a blocking archive call off the runtime; logs a failure.
-async fn archive_call<T: Send + 'static>(
-    archive: &Arc<Archive>,
-    f: impl FnOnce(&Archive) -> Result<T, ippm_archive::ArchiveError> + Send + 'static,
-) -> Option<T> {
-    let a = archive.clone();
-    match tokio::task::spawn_blocking(move || f(&a)).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::error!("archive: {e}");
-            None
+/// A second's packets of a running session to the archive; with no archive entry for the
+/// session (its start could not be archived), dropped and counted, so that they do not pile
+/// up in memory while the disk is full.
+async fn flush(sinks: &Sinks, id: Option<SessionId>, batch: Vec<Record>, summary: Option<String>) {
+    match id {
+        Some(id) => {
+            sinks
+                .archive
+                .write("a session's packets", move |a| {
+                    a.add_records(id, &batch, summary.as_deref(), now_ns())
+                })
+                .await;
         }
-        Err(e) => {
-            tracing::error!("archive task: {e}");
-            None
-        }
+        None => sinks.archive.skipped("a session's packets"),
     }
 }
 
@@ -440,6 +446,8 @@ async fn twamp_session(
     // The session as far as it went, for the running summary.
     let mut partial: Option<TwpingResult> = None;
     let mut id: Option<SessionId> = None;
+    // Whether the test began (Start-Ack), archived or not.
+    let mut started_test = false;
     let mut pending: Vec<Record> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -456,7 +464,11 @@ async fn twamp_session(
                         started_unix_ns: started,
                         params_json: spec.params.to_string(),
                     };
-                    id = archive_call(&sinks.archive, move |a| a.start_session(&new)).await;
+                    started_test = true;
+                    id = sinks
+                        .archive
+                        .write("a session's start", move |a| a.start_session(&new))
+                        .await;
                     partial = Some(TwpingResult {
                         mode,
                         sid,
@@ -489,15 +501,11 @@ async fn twamp_session(
                 None => break,
             },
             _ = tick.tick() => {
-                if let (Some(id), Some(p)) = (id, &partial)
+                if let Some(p) = &partial
                     && !pending.is_empty()
                 {
-                    let (summary, _) = twamp_partial_summary(p);
-                    let batch = std::mem::take(&mut pending);
-                    archive_call(&sinks.archive, move |a| {
-                        a.add_records(id, &batch, Some(&summary), now_ns())
-                    })
-                    .await;
+                    let summary = id.map(|_| twamp_partial_summary(p).0);
+                    flush(sinks, id, std::mem::take(&mut pending), summary).await;
                 }
             }
         }
@@ -509,8 +517,8 @@ async fn twamp_session(
             return false;
         }
     };
-    match (result, id) {
-        (Ok(r), Some(id)) => {
+    match (result, started_test) {
+        (Ok(r), true) => {
             // Packets that never came back: records without a receive time.
             let answered: std::collections::HashSet<u32> =
                 r.replies.iter().map(|p| p.reflector.sender_seq).collect();
@@ -530,12 +538,18 @@ async fn twamp_session(
             );
             let (summary, report) = twamp_summary(&r);
             let batch = std::mem::take(&mut pending);
-            let s2 = summary.clone();
-            archive_call(&sinks.archive, move |a| {
-                a.add_records(id, &batch, Some(&s2), now_ns())?;
-                a.finish_session(id, Status::Complete, None, Some(&s2), now_ns())
-            })
-            .await;
+            match id {
+                Some(id) => {
+                    sinks
+                        .archive
+                        .write("a session's end", move |a| {
+                            a.add_records(id, &batch, Some(&summary), now_ns())?;
+                            a.finish_session(id, Status::Complete, None, Some(&summary), now_ns())
+                        })
+                        .await;
+                }
+                None => sinks.archive.skipped("a session's end"),
+            }
             sinks
                 .metrics
                 .observe_session(&twamp_figures(&spec.label, &report));
@@ -550,7 +564,7 @@ async fn twamp_session(
             );
             true
         }
-        (Err(e), Some(id)) => {
+        (Err(e), true) => {
             session_failed(
                 spec,
                 sinks,
@@ -562,8 +576,9 @@ async fn twamp_session(
             .await;
             false
         }
-        (Ok(_), None) => false,
-        (Err(e), None) => {
+        // A result without a Start-Ack cannot be: twping reports Started before it runs.
+        (Ok(_), false) => false,
+        (Err(e), false) => {
             failed_before_start(spec, sinks, started, &e.to_string()).await;
             false
         }
@@ -694,7 +709,10 @@ async fn owamp_session(
         started_unix_ns: started,
         params_json: spec.params.to_string(),
     };
-    let id = archive_call(&sinks.archive, move |a| a.start_session(&new)).await;
+    let id = sinks
+        .archive
+        .write("a session's start", move |a| a.start_session(&new))
+        .await;
     let mut pending: Vec<Record> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -713,9 +731,8 @@ async fn owamp_session(
                 None => break,
             },
             _ = tick.tick() => {
-                if let Some(id) = id && !pending.is_empty() {
-                    let batch = std::mem::take(&mut pending);
-                    archive_call(&sinks.archive, move |a| a.add_records(id, &batch, None, now_ns())).await;
+                if !pending.is_empty() {
+                    flush(sinks, id, std::mem::take(&mut pending), None).await;
                 }
             }
         }
@@ -726,9 +743,6 @@ async fn owamp_session(
             tracing::error!("measurement task: {e}");
             return false;
         }
-    };
-    let Some(id) = id else {
-        return false;
     };
     match result {
         Ok(r) => {
@@ -761,14 +775,21 @@ async fn owamp_session(
                 .as_ref()
                 .or(r.from_server.as_ref())
                 .map(|w| hex(&w.sid));
-            archive_call(&sinks.archive, move |a| {
-                if let Some(sid) = sid {
-                    a.set_sid(id, &sid)?;
+            match id {
+                Some(id) => {
+                    sinks
+                        .archive
+                        .write("a session's end", move |a| {
+                            if let Some(sid) = sid {
+                                a.set_sid(id, &sid)?;
+                            }
+                            a.add_records(id, &records, Some(&summary), now_ns())?;
+                            a.finish_session(id, Status::Complete, None, Some(&summary), now_ns())
+                        })
+                        .await;
                 }
-                a.add_records(id, &records, Some(&summary), now_ns())?;
-                a.finish_session(id, Status::Complete, None, Some(&summary), now_ns())
-            })
-            .await;
+                None => sinks.archive.skipped("a session's end"),
+            }
             for f in &figures {
                 sinks.metrics.observe_session(f);
             }
