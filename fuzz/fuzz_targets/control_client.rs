@@ -4,6 +4,7 @@
 //! Invariant: no panic, and after an error the client stays closed.
 #![no_main]
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,9 @@ use ippm_proto::session::{
 use ippm_proto::wire::owamp::FetchSessionRepr;
 use ippm_proto::{Modes, Protocol, SecurityMode, Timestamp};
 use libfuzzer_sys::fuzz_target;
+
+/// The control connection's peer (TEST-NET-1).
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 const SECRET: &[u8] = b"fuzz secret";
 
@@ -65,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
     let mut scfg = ServerConfig::new(Modes(0x0f), Arc::new(store), Timestamp::new(1, 2));
     scfg.count = 1024;
     let random = ServerRandom { challenge: [1; 16], salt: [2; 16], server_iv: [3; 16] };
-    let mut s = Server::new(protocol, Arc::new(scfg), random, now);
+    let mut s = Server::new(protocol, Arc::new(scfg), PEER, random, now);
     let mut c = client(protocol, mode, now);
     for _ in 0..4 {
         while let Some(d) = s.poll_transmit() {

@@ -5,6 +5,7 @@
 //! server stays closed.
 #![no_main]
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,9 @@ use ippm_proto::session::{
 };
 use ippm_proto::{Accept, Modes, Protocol, SecurityMode, Timestamp};
 use libfuzzer_sys::fuzz_target;
+
+/// The control connection's peer (TEST-NET-1).
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 const SECRET: &[u8] = b"fuzz secret";
 
@@ -28,7 +32,7 @@ fn server(protocol: Protocol, now: Instant) -> Server {
     let mut cfg = ServerConfig::new(modes, Arc::new(store), Timestamp::new(1, 2));
     cfg.count = 1024;
     let random = ServerRandom { challenge: [1; 16], salt: [2; 16], server_iv: [3; 16] };
-    Server::new(protocol, Arc::new(cfg), random, now)
+    Server::new(protocol, Arc::new(cfg), PEER, random, now)
 }
 
 /// Answers whatever the server asks, so fuzz input keeps reaching the parser.

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ippm_ike::auth::{
     AuthError, HASH_SHA2_256, HASH_SHA2_384, HASH_SHA2_512, Identity, LocalCredential, PrivateKey,
-    TrustStore, hash_algorithms_notify_data, parse_hash_algorithms, psk_auth, psk_verify,
-    signed_octets,
+    RsaSignature, TrustStore, hash_algorithms_notify_data, parse_hash_algorithms, psk_auth,
+    psk_verify, signed_octets,
 };
 use ippm_ike::codepoints::{AuthMethod, IdType};
 use ippm_ike::keys::Prf;
@@ -25,6 +25,14 @@ const RFC_SHA256_RSA: &str = "300d06092a864886f70d01010b0500";
 const RFC_SHA512_RSA: &str = "300d06092a864886f70d01010d0500";
 const RFC_ECDSA_SHA256: &str = "300a06082a8648ce3d040302";
 const RFC_ECDSA_SHA384: &str = "300a06082a8648ce3d040303";
+/// RSASSA-PSS with SHA-256 and SHA-512 (MGF1 with the same hash, salt the hash's length) as
+/// ippm sends them: the Mozilla Root Store Policy's DER (tests/pss.rs has the details).
+const PSS_SHA256: &str = "304106092a864886f70d01010a3034a00f300d06096086480165030402010500\
+                          a11c301a06092a864886f70d010108300d06096086480165030402010500a203\
+                          020120";
+const PSS_SHA512: &str = "304106092a864886f70d01010a3034a00f300d06096086480165030402030500\
+                          a11c301a06092a864886f70d010108300d06096086480165030402030500a203\
+                          020140";
 
 const ALL_HASHES: &[u16] = &[HASH_SHA2_256, HASH_SHA2_384, HASH_SHA2_512];
 
@@ -371,7 +379,7 @@ fn sign_then_verify_every_method() {
             assert_eq!(method, AuthMethod::DIGITAL_SIGNATURE, "{alg:?}");
             let (algid, _) = rfc7427_parts(&data);
             let expected = match alg {
-                Alg::Rsa => RFC_SHA256_RSA,
+                Alg::Rsa => PSS_SHA256,
                 Alg::P256 => RFC_ECDSA_SHA256,
                 Alg::P384 => RFC_ECDSA_SHA384,
             };
@@ -382,8 +390,18 @@ fn sign_then_verify_every_method() {
             match alg {
                 Alg::Rsa => {
                     let (m, d) = signed.unwrap();
-                    assert_eq!(hex::encode(rfc7427_parts(&d).0), RFC_SHA512_RSA);
+                    assert_eq!(hex::encode(rfc7427_parts(&d).0), PSS_SHA512);
                     verify(m, &d).unwrap();
+                    // PKCS#1 v1.5 when configured.
+                    let pkcs1 = credential(&ee, &key).with_rsa_signature(RsaSignature::Pkcs1);
+                    for (hashes, want) in [
+                        (ALL_HASHES, RFC_SHA256_RSA),
+                        (&[HASH_SHA2_512][..], RFC_SHA512_RSA),
+                    ] {
+                        let (m, d) = pkcs1.sign(&octets, Some(hashes)).unwrap();
+                        assert_eq!(hex::encode(rfc7427_parts(&d).0), want);
+                        verify(m, &d).unwrap();
+                    }
                 }
                 Alg::P256 => assert_eq!(signed.unwrap().0, AuthMethod::ECDSA_256),
                 Alg::P384 => assert_eq!(signed.unwrap().0, AuthMethod::ECDSA_384),
@@ -807,14 +825,17 @@ fn openssl_keys_and_certificates() {
                 .unwrap_or_else(|e| panic!("{cert} {id}: {e}"));
         }
         // Our RFC 7427 signature verifies with openssl, with the hash its
-        // AlgorithmIdentifier names (as openssl reads it).
+        // AlgorithmIdentifier names (as openssl reads it): RSASSA-PSS (SHA-256, MGF1 with
+        // SHA-256, salt 32) for RSA, ECDSA with SHA-256.
         let (algid, sig) = rfc7427_parts(&d);
         std::fs::write(dir.join("algid.der"), algid).unwrap();
         std::fs::write(dir.join("sig.bin"), sig).unwrap();
         let parsed =
             String::from_utf8(o(&["asn1parse", "-inform", "DER", "-in", "algid.der"])).unwrap();
+        let rsa = parsed.contains("rsassaPss");
         assert!(
-            parsed.contains("sha256WithRSAEncryption") || parsed.contains("ecdsa-with-SHA256"),
+            (rsa && parsed.contains("sha256") && parsed.contains("mgf1") && parsed.contains(":20"))
+                || parsed.contains("ecdsa-with-SHA256"),
             "{parsed}"
         );
         o(&[
@@ -828,15 +849,22 @@ fn openssl_keys_and_certificates() {
             "-out",
             "ee.pub",
         ]);
+        let pss: &[&str] = if rsa {
+            &[
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:digest",
+            ]
+        } else {
+            &[]
+        };
         let v = o(&[
-            "dgst",
-            "-sha256",
-            "-verify",
-            "ee.pub",
-            "-signature",
-            "sig.bin",
-            "octets.bin",
-        ]);
+            &["dgst", "-sha256", "-verify", "ee.pub"][..],
+            pss,
+            &["-signature", "sig.bin", "octets.bin"],
+        ]
+        .concat());
         assert_eq!(String::from_utf8(v).unwrap().trim(), "Verified OK");
     }
     // Signatures made by openssl verify: RFC 7427 (RSA and ECDSA with SHA-256, SHA-384 and

@@ -4,54 +4,111 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ippm_proto::Protocol;
 use ippm_proto::session::{Error, Server, ServerEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::twamp_server::ConnectionError;
+use crate::admission::{Admission, Ticket};
+use crate::counters::{ACCEPT_FAILED, CONNECTION_EVICTED, CONNECTION_FAILED, CONNECTION_REFUSED};
+use crate::rng::RandomError;
 
-/// Accepts connections until `shutdown` turns true, at most `max_connections` at once (more
-/// are closed at once with a log line), running each as a task made by `on_accept`.
+/// Errors that end a connection: the protocol's, or the socket's.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The peer broke the protocol (already answered where the protocol says to).
+    #[error(transparent)]
+    Protocol(#[from] Error),
+    /// The TCP connection failed.
+    #[error("control connection I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A write did not complete in this long: the peer does not read, and the connection is
+    /// dropped rather than held with its queued reply.
+    #[error("peer stopped reading: a write did not complete in {0:?}, connection dropped")]
+    WriteTimeout(Duration),
+    /// Closed to make room: the connection table was full and this one had not finished its
+    /// set-up.
+    #[error("closed to make room for a new connection (set-up not finished)")]
+    Evicted,
+    /// No random octets for the greeting: nothing was sent.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+/// Accepts connections until `shutdown` turns true, each admitted by `admission` (which
+/// may close one still setting up to make room; a refused one is closed at once) and run
+/// as a task made by `on_accept` with its ticket.
+///
+/// Out of file descriptors, accept(2) fails while the connection waits in the backlog, and
+/// a loop that only retries spins on it: a descriptor kept in reserve is given up to accept
+/// and close that connection, so the backlog drains and the client hears at once.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    max_connections: usize,
+    protocol: Protocol,
+    admission: Arc<Admission>,
     mut shutdown: watch::Receiver<bool>,
     mut on_accept: F,
 ) where
-    F: FnMut(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    F: FnMut(TcpStream, SocketAddr, Ticket, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = Result<(), ConnectionError>> + Send + 'static,
 {
-    let live = Arc::new(AtomicUsize::new(0));
+    let mut reserve = std::fs::File::open("/dev/null").ok();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(more) = ACCEPT_FAILED.note() {
+                        warn!(error = %e, suppressed = more, "accept failed");
+                    }
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        drop(reserve.take());
+                        if let Ok(Ok((s, _))) =
+                            tokio::time::timeout(Duration::from_millis(10), listener.accept()).await
+                        {
+                            drop(s);
+                        }
+                        reserve = std::fs::File::open("/dev/null").ok();
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => return,
         };
-        if live.load(Ordering::Relaxed) >= max_connections {
-            warn!(%peer, "connection limit reached, refusing control connection");
-            continue;
-        }
-        live.fetch_add(1, Ordering::Relaxed);
-        let task = on_accept(stream, peer, shutdown.clone());
-        let live = live.clone();
+        let ticket = match admission.admit(protocol, peer.ip(), std::time::Instant::now()) {
+            Ok((ticket, evicted)) => {
+                if evicted {
+                    if let Some(more) = CONNECTION_EVICTED.note() {
+                        info!(%peer, suppressed = more, "connection table full: closed the oldest \
+                            connection still setting up (from the source holding the most)");
+                    }
+                }
+                ticket
+            }
+            Err(why) => {
+                if let Some(more) = CONNECTION_REFUSED.note() {
+                    warn!(%peer, %why, suppressed = more, "control connection refused");
+                }
+                continue;
+            }
+        };
+        let task = on_accept(stream, peer, ticket, shutdown.clone());
         tokio::spawn(async move {
             match task.await {
                 Ok(()) => debug!(%peer, "control connection closed"),
-                Err(e) => warn!(%peer, error = %e, "control connection ended with an error"),
+                Err(e) => {
+                    if let Some(more) = CONNECTION_FAILED.note() {
+                        warn!(%peer, error = %e, suppressed = more, "control connection ended with an error");
+                    } else {
+                        debug!(%peer, error = %e, "control connection ended with an error");
+                    }
+                }
             }
-            live.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
@@ -70,23 +127,27 @@ pub(crate) trait ReplyStream: Send {
 
 /// Drives `server` over `stream` until the connection ends: writes what it queues (including
 /// a refusal before an error ends the connection), feeds it what arrives, fires its timer,
-/// and hands each event to `on_event`. `last_activity` says when test traffic last flowed
-/// for this connection, which keeps an otherwise quiet control connection alive. Writes
-/// time out after [`DEFAULT_WRITE_TIMEOUT`].
+/// and hands each event to `on_event`; the connection ends when `ticket` is evicted, and
+/// tells the ticket once the set-up is over. `last_activity` says when test traffic last flowed
+/// for this connection, which keeps an otherwise quiet control connection alive. A write
+/// that takes longer than `write_timeout` ends the connection.
 pub(crate) async fn drive(
     stream: &mut TcpStream,
     server: &mut Server,
+    ticket: &mut Ticket,
     shutdown: &mut watch::Receiver<bool>,
     last_activity: impl Fn() -> Option<std::time::Instant>,
-    mut on_event: impl FnMut(ServerEvent, &mut Server) -> Result<(), Error>,
+    write_timeout: Duration,
+    mut on_event: impl FnMut(ServerEvent, &mut Server, &mut Ticket) -> Result<(), Error>,
 ) -> Result<(), ConnectionError> {
     drive_streams(
         stream,
         server,
+        ticket,
         shutdown,
         last_activity,
-        DEFAULT_WRITE_TIMEOUT,
-        |ev, server| on_event(ev, server).map(|()| None),
+        write_timeout,
+        |ev, server, ticket| on_event(ev, server, ticket).map(|()| None),
     )
     .await
 }
@@ -100,10 +161,15 @@ pub(crate) async fn drive(
 pub(crate) async fn drive_streams(
     stream: &mut TcpStream,
     server: &mut Server,
+    ticket: &mut Ticket,
     shutdown: &mut watch::Receiver<bool>,
     last_activity: impl Fn() -> Option<std::time::Instant>,
     write_timeout: Duration,
-    mut on_event: impl FnMut(ServerEvent, &mut Server) -> Result<Option<Box<dyn ReplyStream>>, Error>,
+    mut on_event: impl FnMut(
+        ServerEvent,
+        &mut Server,
+        &mut Ticket,
+    ) -> Result<Option<Box<dyn ReplyStream>>, Error>,
 ) -> Result<(), ConnectionError> {
     // Control messages are small (the largest common one, a Request-Session, is 112 octets
     // plus 16 per slot) and the state machine buffers a message that spans reads; a connection
@@ -149,8 +215,12 @@ pub(crate) async fn drive_streams(
                     server.handle_timeout(std::time::Instant::now())
                 }
                 _ = shutdown.changed() => return Ok(()),
+                () = ticket.evicted() => return Err(ConnectionError::Evicted),
             }
         };
+        if server.is_set_up() {
+            ticket.set_up();
+        }
         if let Err(e) = r {
             while let Some(out) = server.poll_transmit() {
                 let write = tokio::time::timeout(write_timeout, stream.write_all(&out));
@@ -161,7 +231,7 @@ pub(crate) async fn drive_streams(
             return Err(e.into());
         }
         while let Some(ev) = server.poll_event() {
-            if let Some(rs) = on_event(ev, server)? {
+            if let Some(rs) = on_event(ev, server, ticket)? {
                 // The state machine holds input until the reply ends, so no second reply
                 // can start before this one is done.
                 reply = Some(rs);

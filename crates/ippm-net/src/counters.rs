@@ -26,20 +26,30 @@ pub(crate) static DROPPED: LazyLock<Family<DropLabels, Counter>> = LazyLock::new
 /// How often a line is logged for one kind of event at most.
 pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// At most one log line per interval for an event that can come once per packet: the first
-/// occurrence is logged, the rest are counted and said in the next line.
+/// A budget of log lines for an event that can come once per packet or per connection: up
+/// to `burst` lines at once, then one more per `interval` (a token bucket). Events beyond it
+/// are counted and said in the next line that is logged.
 #[derive(Debug)]
 pub(crate) struct LogLimit {
     interval: Duration,
-    last: Mutex<Option<Instant>>,
+    burst: u32,
+    /// Lines that may be logged now, and when the budget was last topped up.
+    budget: Mutex<(u32, Option<Instant>)>,
     suppressed: AtomicU64,
 }
 
 impl LogLimit {
+    /// One line per `interval`.
     pub(crate) const fn new(interval: Duration) -> Self {
+        Self::with_burst(interval, 1)
+    }
+
+    /// `burst` lines at once, then one per `interval`.
+    pub(crate) const fn with_burst(interval: Duration, burst: u32) -> Self {
         Self {
             interval,
-            last: Mutex::new(None),
+            burst,
+            budget: Mutex::new((0, None)),
             suppressed: AtomicU64::new(0),
         }
     }
@@ -48,12 +58,32 @@ impl LogLimit {
     /// line.
     pub(crate) fn check(&self) -> Option<u64> {
         let now = Instant::now();
-        let mut last = self.last.lock().ok()?;
-        if last.is_some_and(|t| now.duration_since(t) < self.interval) {
+        let mut b = self.budget.lock().ok()?;
+        let (tokens, since) = &mut *b;
+        match since {
+            None => {
+                *tokens = self.burst;
+                *since = Some(now);
+            }
+            Some(t) => {
+                let step = self.interval.as_nanos().max(1);
+                let earned = now.duration_since(*t).as_nanos() / step;
+                if earned > 0 {
+                    let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+                    *tokens = tokens.saturating_add(earned).min(self.burst);
+                    // Keep the remainder, so the rate holds whatever the check times.
+                    *t += self.interval.saturating_mul(earned);
+                    if *tokens == self.burst {
+                        *t = now;
+                    }
+                }
+            }
+        }
+        if *tokens == 0 {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        *last = Some(now);
+        *tokens -= 1;
         Some(self.suppressed.swap(0, Ordering::Relaxed))
     }
 }
@@ -68,11 +98,22 @@ pub(crate) struct Dropped {
 
 impl Dropped {
     /// `event` is the metric label: lower case with underscores, e.g. `test_packet_bad`.
+    /// One log line per [`LOG_INTERVAL`] (events that come once per packet).
     pub(crate) const fn new(event: &'static str) -> Self {
         Self {
             event,
             counter: OnceLock::new(),
             log: LogLimit::new(LOG_INTERVAL),
+        }
+    }
+
+    /// Up to `burst` lines at once, then one per `interval`: for events that come once per
+    /// connection, where the first few lines of a burst each tell something.
+    pub(crate) const fn with_burst(event: &'static str, burst: u32, interval: Duration) -> Self {
+        Self {
+            event,
+            counter: OnceLock::new(),
+            log: LogLimit::with_burst(interval, burst),
         }
     }
 
@@ -98,6 +139,10 @@ impl Dropped {
 
 // The catalogue: every event the daemon counts, in one place (docs/prometheus.md lists them).
 
+/// After its burst, a per-connection event logs one line per this long: a flood costs about
+/// 30 bytes of log a second per kind of event.
+const PER_CONNECTION: Duration = Duration::from_secs(5);
+
 /// A test packet that failed its check (length, HMAC, format).
 pub(crate) static TEST_PACKET_BAD: Dropped = Dropped::new("test_packet_bad");
 /// A test packet from an address other than the session's peer.
@@ -106,6 +151,23 @@ pub(crate) static TEST_PACKET_STRANGER: Dropped = Dropped::new("test_packet_stra
 pub(crate) static TEST_RECORD_NO_ROOM: Dropped = Dropped::new("test_record_no_room");
 /// A test socket's receive failed.
 pub(crate) static TEST_RECV_ERROR: Dropped = Dropped::new("test_recv_error");
+/// A control client named an RFC 7717 IKE SA we do not have, or one with another host.
+pub(crate) static IKE_SA_REFUSED: Dropped =
+    Dropped::with_burst("ike_sa_refused", 5, PER_CONNECTION);
+/// A control connection refused: every place (of its source) held by connections set up.
+pub(crate) static CONNECTION_REFUSED: Dropped =
+    Dropped::with_burst("connection_refused", 5, PER_CONNECTION);
+/// A control connection still setting up, closed to make room for a newcomer.
+pub(crate) static CONNECTION_EVICTED: Dropped =
+    Dropped::with_burst("connection_evicted", 5, PER_CONNECTION);
+/// accept(2) failed (out of file descriptors, mostly); the connection was closed.
+pub(crate) static ACCEPT_FAILED: Dropped = Dropped::new("accept_failed");
+/// A test session refused (a limit, no port, the policy).
+pub(crate) static SESSION_REFUSED: Dropped =
+    Dropped::with_burst("session_refused", 10, PER_CONNECTION);
+/// A control connection ended by a protocol error, a timeout or a write that did not finish.
+pub(crate) static CONNECTION_FAILED: Dropped =
+    Dropped::with_burst("connection_failed", 8, PER_CONNECTION);
 /// Test packets the kernel would not send.
 pub(crate) static TEST_SEND_ERROR: Dropped = Dropped::new("test_send_error");
 /// A write to the measurement archive that failed (full disk) or was not made (the archive
@@ -124,6 +186,25 @@ mod tests {
         assert_eq!(l.check(), None);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(l.check(), Some(2));
+    }
+
+    #[test]
+    fn burst_then_one_per_interval() {
+        let l = LogLimit::with_burst(Duration::from_millis(100), 3);
+        assert_eq!((0..10).filter(|_| l.check().is_some()).count(), 3);
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(
+            l.check(),
+            Some(7),
+            "the next line says how many were held back"
+        );
+        assert_eq!(l.check(), None);
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(
+            (0..10).filter(|_| l.check().is_some()).count(),
+            3,
+            "refilled to the burst"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+pub mod admission;
 pub mod clock;
 mod control_client;
 mod counters;

@@ -5,12 +5,11 @@
 //! from a store that outlives the control connection (bounded in size, sessions expire).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ippm_proto::schedule::Schedule;
-use ippm_proto::session::{Error, Server, ServerConfig, ServerEvent, ServerRandom, make_sid};
+use ippm_proto::session::{Error, Server, ServerConfig, ServerEvent, make_sid};
 use ippm_proto::time::bits_to_duration;
 use ippm_proto::wire::owamp::{
     FetchSessionRepr, RequestSessionRepr, StopSession, StopSessionsRepr,
@@ -21,45 +20,39 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::accept::ReplyStream;
+use crate::accept::{ConnectionError, ReplyStream};
+use crate::admission::{SessionPermit, Ticket};
 use crate::clock;
-use crate::counters::{TEST_PACKET_BAD, TEST_PACKET_STRANGER, TEST_RECORD_NO_ROOM};
+use crate::counters::{
+    SESSION_REFUSED, TEST_PACKET_BAD, TEST_PACKET_STRANGER, TEST_RECORD_NO_ROOM,
+};
 use crate::engine::{End, Engine, Out, RecvMeta, Role, SessionHandle, Wake};
 use crate::owamp_store::{Dropped, Recorder, SessionHandle as StoreHandle};
+use crate::policy::Rules;
 use crate::receiver::{From, OneWayReceiver, Refused};
+use crate::rng;
 use crate::sender::{SendPlan, schedule_offsets};
-use crate::twamp_server::ConnectionError;
-use crate::udp::{bind_first, blocking_socket};
 
 /// What the OWAMP server offers, and its limits.
 #[derive(Debug, Clone)]
 pub struct OwampServerOptions {
     /// The control-session configuration (modes, Count, secrets, timeouts).
     pub control: Arc<ServerConfig>,
-    /// UDP ports for test sessions (`None`: any free port).
-    pub test_ports: Option<RangeInclusive<u16>>,
-    /// Most control connections at once.
-    pub max_connections: usize,
+    /// Limits, policy, test ports and randomness, shared with the TWAMP server. A
+    /// Fetch-Session client that stops reading is dropped after `rules.write_timeout`.
+    pub rules: Rules,
     /// Most packets one session may ask for (a larger request gets Accept = 4). The record
     /// store has its own limits ([`StoreLimits`](crate::owamp_store::StoreLimits)).
     pub max_packets: u32,
-    /// Longest Timeout honoured after Stop-Sessions.
-    pub max_timeout: Duration,
-    /// How long one write of a control connection may take: a Fetch-Session client that
-    /// stops reading is dropped after this, with a log line.
-    pub write_timeout: Duration,
 }
 
 impl OwampServerOptions {
-    /// Defaults around a control configuration.
+    /// Defaults around a control configuration (limits of its own).
     pub fn new(control: Arc<ServerConfig>) -> Self {
         Self {
             control,
-            test_ports: None,
-            max_connections: 256,
+            rules: Rules::default(),
             max_packets: 10_000_000,
-            max_timeout: Duration::from_secs(60),
-            write_timeout: crate::accept::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -76,28 +69,27 @@ pub async fn serve(
     if let Ok(a) = listener.local_addr() {
         info!(listen = %a, modes = ?opts.control.modes, "OWAMP server listening");
     }
-    let max = opts.max_connections;
-    crate::accept::accept_loop(listener, max, shutdown, move |stream, peer, shutdown| {
-        let (opts, store) = (opts.clone(), store.clone());
-        async move { connection(stream, peer, &opts, &store, shutdown).await }
-    })
+    let admission = opts.rules.admission.clone();
+    crate::accept::accept_loop(
+        listener,
+        Protocol::Owamp,
+        admission,
+        shutdown,
+        move |stream, peer, ticket, shutdown| {
+            let (opts, store) = (opts.clone(), store.clone());
+            async move { connection(stream, peer, ticket, &opts, &store, shutdown).await }
+        },
+    )
     .await;
-}
-
-fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    if getrandom::fill(&mut b).is_err() {
-        tracing::error!("the OS random number generator failed");
-    }
-    b
 }
 
 /// A session of this connection.
 enum Session {
     /// The server receives (Conf-Receiver).
     Receive {
-        /// Until Start-Sessions: its socket, protection and recorder; then the engine session.
-        pending: Option<(UdpSocket, TestProtection, Recorder)>,
+        /// Until Start-Sessions: its socket, protection, recorder and place in the limits;
+        /// then the engine session (whose role holds the place until it ends).
+        pending: Option<(UdpSocket, TestProtection, Recorder, SessionPermit)>,
         running: Option<SessionHandle>,
         /// The stored session, for Stop-Sessions.
         stored: StoreHandle,
@@ -106,7 +98,7 @@ enum Session {
     },
     /// The server sends (Conf-Sender).
     Send {
-        pending: Option<(UdpSocket, TestProtection)>,
+        pending: Option<(UdpSocket, TestProtection, SessionPermit)>,
         running: Option<SessionHandle>,
         request: RequestSessionRepr,
         to: SocketAddr,
@@ -117,33 +109,41 @@ enum Session {
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
+    mut ticket: Ticket,
     opts: &OwampServerOptions,
     store: &Arc<Store>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
-    let random = ServerRandom {
-        challenge: random(),
-        salt: random(),
-        server_iv: random(),
-    };
+    let random = crate::twamp_server::server_random(&opts.rules)?;
     let mut server = Server::new(
         Protocol::Owamp,
         opts.control.clone(),
+        peer.ip(),
         random,
         Instant::now(),
     );
     let mut sessions: Vec<([u8; 16], Session)> = Vec::new();
+    // Sessions this connection's identity may have (from the policy, once established).
+    let mut identity_limit: Option<usize> = None;
     let result = crate::accept::drive_streams(
         &mut stream,
         &mut server,
+        &mut ticket,
         &mut shutdown,
         || None,
-        opts.write_timeout,
-        |ev, server| match ev {
+        opts.rules.write_timeout,
+        |ev, server, ticket| match ev {
             ServerEvent::FetchSession(f) => fetch(server, &f, peer, store),
-            ev => handle_event(ev, server, &mut sessions, peer, local, opts, store).map(|()| None),
+            ServerEvent::Established { mode, identity, .. } => {
+                identity_limit = opts.rules.session_limit(identity.as_ref());
+                info!(%peer, %mode, identity = ?identity.map(|i| crate::twamp_server::display_identity(&i)),
+                    "OWAMP control connection established");
+                Ok(None)
+            }
+            ev => handle_event(ev, server, ticket, identity_limit, &mut sessions, peer, local, opts, store)
+                .map(|()| None),
         },
     )
     .await;
@@ -166,9 +166,12 @@ async fn connection(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn handle_event(
     ev: ServerEvent,
     server: &mut Server,
+    ticket: &mut Ticket,
+    identity_limit: Option<usize>,
     sessions: &mut Vec<([u8; 16], Session)>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -176,11 +179,11 @@ fn handle_event(
     store: &Arc<Store>,
 ) -> Result<(), Error> {
     match ev {
-        ServerEvent::Established { mode, identity, .. } => {
-            info!(%peer, %mode, identity = ?identity.is_some(), "OWAMP control connection established");
-        }
         ServerEvent::RequestSession(req) => {
-            match new_session(server, &req, peer, local, opts, store) {
+            let checked = ticket
+                .session(identity_limit)
+                .and_then(|permit| new_session(server, &req, peer, local, opts, store, permit));
+            match checked {
                 Ok((sid, port, s)) => {
                     server.accept_session(sid, port)?;
                     info!(%peer, sid = %crate::twamp_server::hex(&sid), port, packets = req.num_packets,
@@ -188,7 +191,9 @@ fn handle_event(
                     sessions.push((sid, s));
                 }
                 Err((accept, why)) => {
-                    warn!(%peer, %accept, why, "test session refused");
+                    if let Some(more) = SESSION_REFUSED.note() {
+                        warn!(%peer, %accept, why, suppressed = more, "test session refused");
+                    }
                     server.reject_session(accept)?;
                 }
             }
@@ -289,12 +294,13 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
         Session::Receive {
             pending, running, ..
         } => {
-            let Some((socket, protection, recorder)) = pending.take() else {
+            let Some((socket, protection, recorder, permit)) = pending.take() else {
                 return;
             };
             let role = Receive {
                 rx: OneWayReceiver::new(protection, From::Ip(peer)),
                 recorder: Some(recorder),
+                _permit: permit,
             };
             engine
                 .add(socket, Box::new(role), false)
@@ -307,7 +313,7 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
             to,
             state,
         } => {
-            let Some((socket, protection)) = pending.take() else {
+            let Some((socket, protection, permit)) = pending.take() else {
                 return;
             };
             let Some(schedule) = Schedule::new(request.slots.clone(), sid) else {
@@ -338,6 +344,7 @@ fn start(sid: &[u8; 16], s: &mut Session, peer: IpAddr) {
             let role = Send {
                 plan,
                 state: state.clone(),
+                _permit: permit,
             };
             engine
                 .add(socket, Box::new(role), false)
@@ -355,6 +362,8 @@ struct Receive {
     rx: OneWayReceiver,
     /// Given back (the session finished) when the engine ends the session.
     recorder: Option<Recorder>,
+    /// The session's place in the daemon's limits, released when the engine drops the role.
+    _permit: SessionPermit,
 }
 
 impl Role for Receive {
@@ -407,6 +416,8 @@ impl Role for Receive {
 struct Send {
     plan: SendPlan,
     state: Arc<Mutex<SendState>>,
+    /// The session's place in the daemon's limits, released when the engine drops the role.
+    _permit: SessionPermit,
 }
 
 /// What a sending session and its control connection share: Stop-Sessions sets `stopped`
@@ -461,6 +472,7 @@ fn new_session(
     local: SocketAddr,
     opts: &OwampServerOptions,
     store: &Store,
+    permit: SessionPermit,
 ) -> Result<([u8; 16], u16, Session), Refusal> {
     if req.num_packets > opts.max_packets {
         return Err((Accept::PermanentResourceLimitation, "too many packets"));
@@ -478,7 +490,9 @@ fn new_session(
         .type_p
         .dscp()
         .ok_or((Accept::NotSupported, "Type-P descriptor is not a DSCP"))?;
-    let timeout = bits_to_duration(req.timeout).min(opts.max_timeout);
+    let timeout = bits_to_duration(req.timeout).min(opts.rules.max_timeout);
+    let random =
+        || rng::array(&*opts.rules.random).map_err(|_| (Accept::InternalError, "no random octets"));
     if req.conf_receiver {
         // We receive: the sender must be the client.
         if !req.sender_address.is_unspecified() && req.sender_address != peer.ip() {
@@ -492,17 +506,12 @@ fn new_session(
         } else {
             req.receiver_address
         };
-        let want = (req.receiver_port != 0).then_some(req.receiver_port);
-        let socket = want
-            .and_then(|p| blocking_socket(SocketAddr::new(ip, p)).ok())
-            .map(Ok)
-            .unwrap_or_else(|| bind_first(ip, opts.test_ports.clone(), blocking_socket))
-            .map_err(|_| (Accept::TemporaryResourceLimitation, "no free test port"))?;
+        let socket = opts.rules.test_socket(ip, req.receiver_port)?;
         let port = socket
             .local_addr()
             .map_err(|_| (Accept::InternalError, "socket"))?
             .port();
-        let sid = make_sid(ip, clock::now(), random());
+        let sid = make_sid(ip, clock::now(), random()?);
         let protection = TestProtection::new(mode, server.test_keys(&sid).as_ref())
             .map_err(|_| (Accept::InternalError, "test keys"))?;
         // Fetch-Session returns the request with the port we chose.
@@ -517,7 +526,7 @@ fn new_session(
             sid,
             port,
             Session::Receive {
-                pending: Some((socket, protection, recorder)),
+                pending: Some((socket, protection, recorder, permit)),
                 running: None,
                 stored,
                 timeout,
@@ -539,8 +548,7 @@ fn new_session(
         } else {
             req.sender_address
         };
-        let socket = bind_first(ip, opts.test_ports.clone(), blocking_socket)
-            .map_err(|_| (Accept::TemporaryResourceLimitation, "no free test port"))?;
+        let socket = opts.rules.test_socket(ip, 0)?;
         if dscp != 0 {
             crate::udp::set_dscp_blocking(&socket, dscp)
                 .map_err(|_| (Accept::InternalError, "cannot set DSCP"))?;
@@ -556,7 +564,7 @@ fn new_session(
             sid,
             port,
             Session::Send {
-                pending: Some((socket, protection)),
+                pending: Some((socket, protection, permit)),
                 running: None,
                 request: req.clone(),
                 to: SocketAddr::new(to_ip, req.receiver_port),

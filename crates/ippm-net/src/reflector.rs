@@ -17,6 +17,7 @@ use std::time::Instant;
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, SenderRepr, TestProtection};
 use tracing::{debug, warn};
 
+use crate::admission::SessionPermit;
 use crate::clock::{self, ClockCache};
 use crate::counters::{TEST_PACKET_BAD, TEST_PACKET_STRANGER};
 use crate::engine::{End, Engine, Out, RecvMeta, Role, SessionHandle};
@@ -54,7 +55,13 @@ pub struct ReflectorStats {
 
 impl ReflectorSession {
     /// Starts reflecting on `engine`; the session ends when the handle is dropped or stopped.
-    pub(crate) fn start(self, engine: &Engine) -> std::io::Result<SessionHandle> {
+    /// Runs the reflector on `engine`; it holds `permit` (its place in the daemon's session
+    /// limits) until it ends, which may be after its control connection is gone.
+    pub(crate) fn start(
+        self,
+        engine: &Engine,
+        permit: Option<SessionPermit>,
+    ) -> std::io::Result<SessionHandle> {
         let Self {
             socket,
             protection,
@@ -72,12 +79,15 @@ impl ReflectorSession {
             epoch,
             seq: 0,
             clock: ClockCache::new(),
+            _permit: permit,
         };
         engine.add(socket, Box::new(role), false)
     }
 }
 
 struct Reflect {
+    /// Released when the engine drops the role, i.e. when the session really ends.
+    _permit: Option<SessionPermit>,
     protection: TestProtection,
     layout: Layout,
     peer: IpAddr,

@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ippm_proto::session::{Error, Server, ServerConfig, ServerEvent, ServerRandom, make_sid};
@@ -17,46 +16,34 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::admission::{SessionPermit, Ticket};
 use crate::clock;
+use crate::counters::SESSION_REFUSED;
 use crate::engine::{Engine, SessionHandle};
+use crate::policy::Rules;
 use crate::reflector::{self, ReflectorSession, ReflectorStats};
-use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
+use crate::rng::{self, RandomError};
+use crate::udp::set_dscp_blocking;
+
+pub use crate::accept::ConnectionError;
 
 /// What the TWAMP server offers, and its limits.
 #[derive(Debug, Clone)]
 pub struct TwampServerOptions {
     /// The control-session configuration (modes, Count, secrets, timeouts).
     pub control: Arc<ServerConfig>,
-    /// Per-identity session limits (`None`: only the control configuration's).
-    pub policy: Option<Arc<crate::policy::Policy>>,
-    /// UDP ports for reflectors (`None`: any free port).
-    pub test_ports: Option<RangeInclusive<u16>>,
-    /// Most control connections at once.
-    pub max_connections: usize,
-    /// Most test sessions at once, over all connections.
-    pub max_sessions_total: usize,
-    /// Longest Timeout a client may ask the reflector to wait after Stop-Sessions.
-    pub max_timeout: Duration,
+    /// Limits, policy, test ports and randomness, shared with the OWAMP server.
+    pub rules: Rules,
 }
 
 impl TwampServerOptions {
-    /// Defaults around a control configuration.
+    /// Defaults around a control configuration (limits of its own).
     pub fn new(control: Arc<ServerConfig>) -> Self {
         Self {
             control,
-            policy: None,
-            test_ports: None,
-            max_connections: 256,
-            max_sessions_total: 1024,
-            max_timeout: Duration::from_secs(60),
+            rules: Rules::default(),
         }
     }
-}
-
-/// Shared state of a running server.
-#[derive(Debug, Default)]
-struct Shared {
-    sessions: AtomicUsize,
 }
 
 /// Accepts TWAMP-Control connections on `listener` until `shutdown` turns true.
@@ -65,29 +52,27 @@ pub async fn serve(
     opts: Arc<TwampServerOptions>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let shared = Arc::new(Shared::default());
     if let Ok(a) = listener.local_addr() {
         info!(listen = %a, modes = ?opts.control.modes, "TWAMP server listening");
     }
-    let max = opts.max_connections;
-    crate::accept::accept_loop(listener, max, shutdown, move |stream, peer, shutdown| {
-        let (opts, shared) = (opts.clone(), shared.clone());
-        async move { connection(stream, peer, &opts, &shared, shutdown).await }
-    })
+    let admission = opts.rules.admission.clone();
+    crate::accept::accept_loop(
+        listener,
+        Protocol::Twamp,
+        admission,
+        shutdown,
+        move |stream, peer, ticket, shutdown| {
+            let opts = opts.clone();
+            async move { connection(stream, peer, ticket, &opts, shutdown).await }
+        },
+    )
     .await;
 }
 
-fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    // The OS RNG failing is not something a server can work around.
-    if getrandom::fill(&mut b).is_err() {
-        b = [0u8; N];
-        tracing::error!("the OS random number generator failed");
-    }
-    b
-}
-
 struct TestSession {
+    /// The session's place in the daemon's limits, until it has started: then the
+    /// reflector holds it until it ends.
+    permit: Option<SessionPermit>,
     /// Until Start-Sessions: the reflector, not yet running.
     pending: Option<ReflectorSession>,
     /// Once started: the engine session.
@@ -103,7 +88,7 @@ impl TestSession {
         let Some(s) = self.pending.take() else {
             return;
         };
-        match Engine::global().and_then(|e| s.start(e)) {
+        match Engine::global().and_then(|e| s.start(e, self.permit.take())) {
             Ok(h) => self.running = Some(h),
             Err(e) => warn!(error = %e, "cannot start a reflector"),
         }
@@ -125,39 +110,38 @@ impl TestSession {
     }
 }
 
-/// Errors that end a connection: the protocol's, or the socket's.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    /// The peer broke the protocol (already answered where the protocol says to).
-    #[error(transparent)]
-    Protocol(#[from] Error),
-    /// The TCP connection failed.
-    #[error("control connection I/O: {0}")]
-    Io(#[from] std::io::Error),
-    /// A write did not complete in this long: the peer does not read, and the connection is
-    /// dropped rather than held with its queued reply.
-    #[error("peer stopped reading: a write did not complete in {0:?}, connection dropped")]
-    WriteTimeout(Duration),
+/// The random octets of a connection's greeting and Server-Start, or the error that ends it
+/// before anything is sent.
+pub(crate) fn server_random(rules: &Rules) -> Result<ServerRandom, ConnectionError> {
+    let r = &*rules.random;
+    let drawn = (|| {
+        Ok::<_, RandomError>(ServerRandom {
+            challenge: rng::array(r)?,
+            salt: rng::array(r)?,
+            server_iv: rng::array(r)?,
+        })
+    })();
+    drawn.map_err(|e| {
+        tracing::error!(error = %e, "closing a control connection: no random octets for its greeting");
+        ConnectionError::Random(e)
+    })
 }
 
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
+    mut ticket: Ticket,
     opts: &TwampServerOptions,
-    shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
     let epoch = std::time::Instant::now();
-    let random = ServerRandom {
-        challenge: random(),
-        salt: random(),
-        server_iv: random(),
-    };
+    let random = server_random(&opts.rules)?;
     let mut server = Server::new(
         Protocol::Twamp,
         opts.control.clone(),
+        peer.ip(),
         random,
         std::time::Instant::now(),
     );
@@ -173,18 +157,20 @@ async fn connection(
     let result = crate::accept::drive(
         &mut stream,
         &mut server,
+        &mut ticket,
         &mut shutdown,
         last_activity,
-        |ev, server| {
+        opts.rules.write_timeout,
+        |ev, server, ticket| {
             handle_event(
                 ev,
                 server,
+                ticket,
                 &mut sessions,
                 &mut identity_limit,
                 peer,
                 local,
                 opts,
-                shared,
                 epoch,
                 &stats,
             )
@@ -195,7 +181,6 @@ async fn connection(
     // stopped, at once otherwise).
     for (_, s) in sessions.drain() {
         s.close();
-        shared.sessions.fetch_sub(1, Ordering::Relaxed);
     }
     result
 }
@@ -204,12 +189,12 @@ async fn connection(
 fn handle_event(
     ev: ServerEvent,
     server: &mut Server,
+    ticket: &mut Ticket,
     sessions: &mut HashMap<[u8; 16], TestSession>,
     identity_limit: &mut Option<usize>,
     peer: SocketAddr,
     local: SocketAddr,
     opts: &TwampServerOptions,
-    shared: &Shared,
     epoch: std::time::Instant,
     stats: &Arc<ReflectorStats>,
 ) -> Result<(), Error> {
@@ -219,31 +204,23 @@ fn handle_event(
             extensions,
             identity,
         } => {
-            *identity_limit = opts
-                .policy
-                .as_ref()
-                .and_then(|p| p.limits(identity.as_ref()))
-                .map(|l| l.max_sessions);
+            *identity_limit = opts.rules.session_limit(identity.as_ref());
             info!(%peer, %mode, ?extensions, identity = ?identity.map(|i| display_identity(&i)), "TWAMP control connection established");
         }
         ServerEvent::RequestTwSession(req) => {
-            let checked = if identity_limit.is_some_and(|max| sessions.len() >= max) {
-                Err((
-                    Accept::PermanentResourceLimitation,
-                    "session limit of this identity",
-                ))
-            } else {
-                new_session(server, &req, peer, local, opts, shared, stats, epoch)
-            };
+            let checked = ticket.session(*identity_limit).and_then(|permit| {
+                new_session(server, &req, peer, local, opts, permit, stats, epoch)
+            });
             match checked {
                 Ok((sid, port, session)) => {
                     server.accept_session(sid, port)?;
                     sessions.insert(sid, session);
-                    shared.sessions.fetch_add(1, Ordering::Relaxed);
                     info!(%peer, sid = %hex(&sid), port, padding = req.padding_length, "test session accepted");
                 }
                 Err((accept, why)) => {
-                    warn!(%peer, %accept, why, "test session refused");
+                    if let Some(more) = SESSION_REFUSED.note() {
+                        warn!(%peer, %accept, why, suppressed = more, "test session refused");
+                    }
                     server.reject_session(accept)?;
                 }
             }
@@ -303,16 +280,10 @@ fn new_session(
     peer: SocketAddr,
     local: SocketAddr,
     opts: &TwampServerOptions,
-    shared: &Shared,
+    permit: SessionPermit,
     stats: &Arc<ReflectorStats>,
     epoch: std::time::Instant,
 ) -> Result<([u8; 16], u16, TestSession), (Accept, &'static str)> {
-    if shared.sessions.load(Ordering::Relaxed) >= opts.max_sessions_total {
-        return Err((
-            Accept::TemporaryResourceLimitation,
-            "server-wide session limit",
-        ));
-    }
     let unspecified = |a: IpAddr| a.is_unspecified();
     // The sender must be the client (or unspecified: the control connection's address).
     if !unspecified(req.sender_address) && req.sender_address != peer.ip() {
@@ -352,18 +323,7 @@ fn new_session(
             "padding to reflect longer than the padding",
         ));
     }
-    // Try the port the client asked for when it is in our range, then the range.
-    let want = (req.receiver_port != 0
-        && opts
-            .test_ports
-            .as_ref()
-            .is_none_or(|r| r.contains(&req.receiver_port)))
-    .then_some(req.receiver_port);
-    let socket = want
-        .and_then(|p| blocking_socket(SocketAddr::new(rx_ip, p)).ok())
-        .map(Ok)
-        .unwrap_or_else(|| bind_first(rx_ip, opts.test_ports.clone(), blocking_socket))
-        .map_err(|_| (Accept::TemporaryResourceLimitation, "no free test port"))?;
+    let socket = opts.rules.test_socket(rx_ip, req.receiver_port)?;
     if dscp != 0 {
         set_dscp_blocking(&socket, dscp).map_err(|_| (Accept::InternalError, "cannot set DSCP"))?;
     }
@@ -371,16 +331,21 @@ fn new_session(
         .local_addr()
         .map_err(|_| (Accept::InternalError, "socket"))?
         .port();
-    let sid = make_sid(rx_ip, clock::now(), random());
+    let sid = make_sid(
+        rx_ip,
+        clock::now(),
+        rng::array(&*opts.rules.random).map_err(|_| (Accept::InternalError, "no random octets"))?,
+    );
     let keys = server.test_keys(&sid);
     let protection = TestProtection::new(mode, keys.as_ref())
         .map_err(|_| (Accept::InternalError, "test keys"))?;
-    let timeout = bits_to_duration(req.timeout).min(opts.max_timeout);
+    let timeout = bits_to_duration(req.timeout).min(opts.rules.max_timeout);
     let symmetrical = server_extensions(server).contains(Modes::TWAMP_SYMMETRICAL_SIZE);
     Ok((
         sid,
         port,
         TestSession {
+            permit: Some(permit),
             pending: Some(ReflectorSession {
                 socket,
                 protection,
@@ -400,7 +365,7 @@ fn server_extensions(server: &Server) -> Modes {
     server.extensions()
 }
 
-fn display_identity(id: &ippm_proto::session::KeyIdentity) -> String {
+pub(crate) fn display_identity(id: &ippm_proto::session::KeyIdentity) -> String {
     match id {
         ippm_proto::session::KeyIdentity::Name(n) => String::from_utf8_lossy(n).into_owned(),
         ippm_proto::session::KeyIdentity::Ike { spi_i, spi_r } => {

@@ -76,7 +76,7 @@ async fn start(n: u32) -> (SocketAddr, Arc<Store>, tokio::sync::watch::Sender<bo
         Timestamp::new(1, 0),
     );
     let mut opts = OwampServerOptions::new(Arc::new(control));
-    opts.write_timeout = WRITE_TIMEOUT;
+    opts.rules.write_timeout = WRITE_TIMEOUT;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);

@@ -2,6 +2,7 @@
 //! `fetch_reply_end`): the same octets as the whole answer in every OWAMP mode, read by the
 //! client however it is cut, and every misuse refused with a typed error.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ use ippm_proto::{Accept, ErrorEstimate, Modes, Protocol, SecurityMode, Timestamp
 
 mod common;
 use common::{arr, client_stop, fetch_repr, hex, owamp_request, vectors};
+
+/// The control connection's peer (TEST-NET-1).
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 const MODES: [SecurityMode; 3] = [
     SecurityMode::Open,
@@ -41,6 +45,7 @@ impl Conn {
         let server = Server::new(
             Protocol::Owamp,
             Arc::new(cfg),
+            PEER,
             ServerRandom {
                 challenge: [0x11; 16],
                 salt: [0x22; 16],
@@ -241,7 +246,7 @@ fn streamed_answer_replays_the_perfsonar_captures() {
                 server_iv: arr(&c["server_start"]["server_iv_hex"]),
             };
             let now = Instant::now();
-            let mut server = Server::new(Protocol::Owamp, Arc::new(cfg), random, now);
+            let mut server = Server::new(Protocol::Owamp, Arc::new(cfg), PEER, random, now);
             let msgs = c["control_messages"].as_array().unwrap();
             let from = |dir: &str| -> Vec<(Vec<u8>, Vec<u8>)> {
                 msgs.iter()

@@ -9,6 +9,7 @@
 //!   chose, is fed the bytes the server sent, issues the same commands, and must produce
 //!   exactly the bytes perfSONAR's client sent.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +26,9 @@ use serde_json::Value;
 
 mod common;
 use common::{arr, hex, vectors};
+
+/// The control connection's peer (TEST-NET-1).
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 struct Msg {
     dir_c2s: bool,
@@ -138,7 +142,7 @@ fn server_replays_perfsonar_server_byte_for_byte() {
             server_iv: arr(&c["server_start"]["server_iv_hex"]),
         };
         let now = Instant::now();
-        let mut server = Server::new(protocol, Arc::new(cfg), random, now);
+        let mut server = Server::new(protocol, Arc::new(cfg), PEER, random, now);
         let msgs = script(c);
         let mut expect_out: Vec<u8> = vec![];
         let mut fetch_parts: Vec<&Msg> = vec![];

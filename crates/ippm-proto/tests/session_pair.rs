@@ -1,6 +1,7 @@
 //! Client and server control state machines driven against each other in memory (quinn's
 //! `Pair`), in every mode of both protocols, and every way a peer can misbehave.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,9 @@ use ippm_proto::{Accept, Modes, Protocol, SecurityMode, Timestamp, WireError};
 
 mod common;
 use common::*;
+
+/// The control connection's peer (TEST-NET-1).
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 /// Changes a chunk in flight; the first argument is the chunk's offset in its stream.
 type Tamper = Box<dyn FnMut(usize, &mut Vec<u8>)>;
@@ -36,7 +40,7 @@ struct Pair {
 impl Pair {
     fn new(protocol: Protocol, server_cfg: ServerConfig, client_cfg: ClientConfig) -> Self {
         let now = Instant::now();
-        let server = Server::new(protocol, Arc::new(server_cfg), server_random(), now);
+        let server = Server::new(protocol, Arc::new(server_cfg), PEER, server_random(), now);
         let client = Client::new(protocol, client_cfg, client_random(), now);
         Self {
             client,
@@ -100,6 +104,14 @@ impl Pair {
                 return;
             }
         }
+    }
+
+    /// Start-Sessions, accepted: the set-up is over.
+    fn start(&mut self) {
+        self.client.start_sessions(self.now).unwrap();
+        self.drive();
+        self.server.start_ack(Accept::Ok).unwrap();
+        self.drive();
     }
 
     fn last_client_event(&self) -> &ClientEvent {
@@ -470,7 +482,7 @@ fn ike_derived_key_and_unknown_sa() {
         fn passphrase(&self, _: &[u8]) -> Option<Secret> {
             None
         }
-        fn ike_secret(&self, spi_i: [u8; 8], spi_r: [u8; 8]) -> Option<Secret> {
+        fn ike_secret(&self, spi_i: [u8; 8], spi_r: [u8; 8], _peer: IpAddr) -> Option<Secret> {
             (spi_i == [1; 8] && spi_r == [2; 8]).then(|| Secret::new(vec![0x77; 32]))
         }
     }
@@ -760,6 +772,7 @@ fn truncated_set_up_response_then_close() {
     let mut s = Server::new(
         Protocol::Owamp,
         Arc::new(server_cfg(ALL_OWAMP)),
+        PEER,
         server_random(),
         now,
     );
@@ -797,7 +810,7 @@ fn timeouts() {
     let now = Instant::now();
     let cfg = server_cfg(ALL_TWAMP);
     let setup = cfg.setup_timeout;
-    let mut s = Server::new(Protocol::Twamp, Arc::new(cfg), server_random(), now);
+    let mut s = Server::new(Protocol::Twamp, Arc::new(cfg), PEER, server_random(), now);
     assert_eq!(s.poll_timeout(), Some(now + setup));
     assert_eq!(
         s.handle_timeout(now + setup - Duration::from_millis(1)),
@@ -824,7 +837,7 @@ fn timeouts() {
         p.client.handle_timeout(d),
         Err(Error::Timeout("Accept-Session"))
     ));
-    // The server's idle deadline moves with activity.
+    // Until Start-Sessions the set-up deadline holds: test traffic does not move it.
     let mut p = Pair::new(
         Protocol::Twamp,
         server_cfg(ALL_TWAMP),
@@ -832,8 +845,75 @@ fn timeouts() {
     );
     p.establish();
     let first = p.server.poll_timeout().unwrap();
+    assert_eq!(
+        first,
+        p.now + setup,
+        "the set-up deadline runs from the greeting"
+    );
+    p.server.note_activity(p.now + Duration::from_secs(1));
+    assert_eq!(p.server.poll_timeout(), Some(first));
+    assert!(!p.server.is_set_up());
+    // Start-Sessions ends the set-up; then the idle deadline moves with commands and
+    // activity.
+    p.now += Duration::from_secs(5);
+    p.start();
+    assert!(p.server.is_set_up());
+    let idle = p.server.poll_timeout().unwrap();
+    assert_eq!(idle, p.now + Duration::from_secs(900));
     p.server.note_activity(p.now + Duration::from_secs(100));
-    assert!(p.server.poll_timeout().unwrap() > first);
+    assert!(p.server.poll_timeout().unwrap() > idle);
+}
+
+/// Slowloris: a client that trickles its messages octet by octet is held to the set-up
+/// deadline from the greeting, and once set up, octets of a message never completed do
+/// not renew the idle deadline.
+#[test]
+fn trickled_octets_extend_no_deadline() {
+    let cfg = server_cfg(ALL_TWAMP);
+    let setup = cfg.setup_timeout;
+    let mut p = Pair::new(Protocol::Twamp, cfg, client_cfg(SecurityMode::Open));
+    let t0 = p.now;
+    p.establish();
+    p.client
+        .request_tw_session(p.now, &twamp_request(1, 0))
+        .unwrap();
+    let req = p.client.poll_transmit().unwrap();
+    // One octet every two seconds, as the attack did: the deadline never moves.
+    for (i, b) in req.iter().take(req.len() - 1).enumerate() {
+        let now = t0 + Duration::from_secs(2 * i as u64 / 8);
+        p.server.handle_input(now, &[*b]).unwrap();
+        assert_eq!(p.server.poll_timeout(), Some(t0 + setup), "octet {i}");
+    }
+    assert!(matches!(
+        p.server.handle_timeout(t0 + setup),
+        Err(Error::Timeout("the set-up to finish with Start-Sessions"))
+    ));
+
+    // Set up, then a partial command: the idle deadline is the last complete command's.
+    let mut p = Pair::new(
+        Protocol::Twamp,
+        server_cfg(ALL_TWAMP),
+        client_cfg(SecurityMode::Open),
+    );
+    p.establish();
+    p.start();
+    let idle = p.server.poll_timeout().unwrap();
+    p.client
+        .request_tw_session(p.now, &twamp_request(1, 0))
+        .unwrap();
+    let req = p.client.poll_transmit().unwrap();
+    for (i, b) in req.iter().take(req.len() - 1).enumerate() {
+        let now = p.now + Duration::from_secs(i as u64);
+        p.server.handle_input(now, &[*b]).unwrap();
+    }
+    assert_eq!(p.server.poll_timeout(), Some(idle));
+    // The last octet completes the command: now the deadline moves.
+    let late = p.now + Duration::from_secs(200);
+    p.server.handle_input(late, &req[req.len() - 1..]).unwrap();
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(late + Duration::from_secs(900))
+    );
 }
 
 #[test]

@@ -21,8 +21,15 @@
 //! cert = ["/etc/ippm/probe7.crt"]     # pubkey: our chain (PEM or DER), end entity first
 //! key = "/etc/ippm/probe7.key"        # pubkey: our private key (PEM or DER, mode 600)
 //! ca = ["/etc/ippm/ca.crt"]           # pubkey: CAs the peer's certificate must chain to
+//! rsa_signature = "pss"               # pubkey, RSA key: "pss" (default) or "pkcs1"
 //! proposals = ["aes128-sha256-x25519"]  # offered as initiator (default: the built-in list)
 //! ```
+//!
+//! `rsa_signature` is how an RSA key signs AUTH when the peer supports RFC 7427 (it sent
+//! SIGNATURE_HASH_ALGORITHMS): RSASSA-PSS by default, which RFC 8247 prefers, libreswan
+//! signs with and strongSwan verifies; `"pkcs1"` (RSASSA-PKCS1-v1_5) for peers that verify
+//! no PSS, since the notify names hashes only and leaves the padding unnegotiated. Either
+//! way ippm verifies both from its peers. ECDSA keys ignore it.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -33,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use ippm_ike::auth::{Identity, LocalCredential, TrustStore};
+use ippm_ike::auth::{Identity, LocalCredential, RsaSignature, TrustStore};
 use ippm_ike::config::{Config, Connection, Limits, LocalAuth, Psk, RemoteAuth};
 use ippm_ike::proposal::IkeProposal;
 use ippm_net::ike::IkeServiceOptions;
@@ -77,6 +84,7 @@ struct ConnectionSection {
     key: Option<PathBuf>,
     #[serde(default)]
     ca: Vec<PathBuf>,
+    rsa_signature: Option<String>,
     proposals: Option<Vec<String>>,
 }
 
@@ -128,6 +136,15 @@ pub(crate) fn secret_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// The `rsa_signature` key.
+fn rsa_signature(value: &str, what: &str) -> anyhow::Result<RsaSignature> {
+    match value {
+        "pss" => Ok(RsaSignature::Pss),
+        "pkcs1" => Ok(RsaSignature::Pkcs1),
+        other => bail!("{what}: rsa_signature = {other:?}: use \"pss\" or \"pkcs1\""),
+    }
+}
+
 fn connection(c: &ConnectionSection) -> anyhow::Result<Connection> {
     let what = format!("[[ike.connection]] {:?}", c.name);
     let local_id = Identity::parse(&c.local_id).with_context(|| format!("{what}: local_id"))?;
@@ -147,6 +164,9 @@ fn connection(c: &ConnectionSection) -> anyhow::Result<Connection> {
             if remote_id.is_none() {
                 bail!("{what}: auth = \"psk\" needs remote_id");
             }
+            if c.rsa_signature.is_some() {
+                bail!("{what}: rsa_signature needs auth = \"pubkey\"");
+            }
             let psk = Psk::new(key);
             (LocalAuth::Psk(psk.clone()), RemoteAuth::Psk(psk))
         }
@@ -158,8 +178,13 @@ fn connection(c: &ConnectionSection) -> anyhow::Result<Connection> {
                 bail!("{what}: auth = \"pubkey\" needs cert and ca");
             }
             let certs: Vec<&Path> = c.cert.iter().map(PathBuf::as_path).collect();
-            let cred =
-                LocalCredential::load(&certs, key).with_context(|| format!("{what}: cert/key"))?;
+            let scheme = c
+                .rsa_signature
+                .as_deref()
+                .map_or(Ok(RsaSignature::default()), |v| rsa_signature(v, &what))?;
+            let cred = LocalCredential::load(&certs, key)
+                .with_context(|| format!("{what}: cert/key"))?
+                .with_rsa_signature(scheme);
             let cas: Vec<&Path> = c.ca.iter().map(PathBuf::as_path).collect();
             let store = TrustStore::load(&cas).with_context(|| format!("{what}: ca"))?;
             (
@@ -398,4 +423,30 @@ pub(crate) async fn run(a: IkeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(extra: &str) -> ConnectionSection {
+        toml::from_str(&format!(
+            "name = \"c\"\nauth = \"psk\"\nlocal_id = \"a.example\"\n\
+             remote_id = \"b.example\"\npsk = \"k\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn rsa_signature_values() {
+        assert_eq!(rsa_signature("pss", "c").unwrap(), RsaSignature::Pss);
+        assert_eq!(rsa_signature("pkcs1", "c").unwrap(), RsaSignature::Pkcs1);
+        let e = rsa_signature("rsa/pss", "c").unwrap_err().to_string();
+        assert!(e.contains("\"pss\" or \"pkcs1\""), "{e}");
+        assert!(connection(&section("")).is_ok());
+        let e = connection(&section("rsa_signature = \"pss\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rsa_signature needs auth = \"pubkey\""), "{e}");
+    }
 }

@@ -8,6 +8,10 @@
 //!
 //! [owamp]
 //! listen = ["0.0.0.0:861", "[::]:861"]
+//! results_sessions = 4096            # sessions kept for Fetch-Session, finished or running
+//! results_records = 8388608          # records kept in all (about 32 octets each)
+//! results_records_per_session = 1048576  # larger requests get Accept = 4
+//! results_keep = 600                 # seconds a finished session stays fetchable
 //!
 //! [twamp]
 //! listen = ["0.0.0.0:862", "[::]:862"]
@@ -16,12 +20,14 @@
 //! count = 2048                       # PBKDF2 iterations sent to clients
 //! extensions = true                  # RFC 5938 and RFC 6038
 //!
-//! [limits]
-//! max_connections = 256
+//! [limits]                           # over every listener; sessions over both protocols
+//! max_connections = 256              # per protocol
+//! max_connections_per_source = 32    # per protocol, per IPv4 address or IPv6 /64
 //! max_sessions = 64                  # per control connection
 //! max_sessions_total = 1024
-//! setup_timeout = 30                 # seconds to complete the Set-Up-Response
-//! idle_timeout = 900                 # seconds of silence (SERVWAIT)
+//! max_sessions_per_source = 256
+//! setup_timeout = 30                 # seconds from the greeting to Start-Sessions
+//! idle_timeout = 900                 # seconds without a complete command (SERVWAIT)
 //! max_timeout = 60                   # longest post-Stop-Sessions Timeout honoured
 //!
 //! [engine]
@@ -45,7 +51,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ippm_net::admission::AdmissionLimits;
 use ippm_net::owamp_server::OwampServerOptions;
+use ippm_net::owamp_store::StoreLimits;
 use ippm_net::policy::{Limits, Policy};
 use ippm_net::twamp_server::{TwampServerOptions, serve};
 use ippm_proto::session::{PassphraseStore, ServerConfig};
@@ -81,19 +89,30 @@ pub(crate) struct ServeArgs {
     /// PBKDF2 iteration count sent to clients (a power of 2, at least 1024; default 2048).
     #[arg(long)]
     count: Option<u32>,
-    /// Most control connections at once (default 256).
+    /// Most control connections of each protocol at once, over all its listeners (default
+    /// 256). When full, the oldest connection still setting up makes room.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Most control connections of each protocol from one IPv4 address or IPv6 /64
+    /// (default 32).
+    #[arg(long)]
+    max_connections_per_source: Option<usize>,
     /// Most test sessions per control connection (default 64).
     #[arg(long)]
     max_sessions: Option<usize>,
-    /// Most test sessions at once, over all connections (default 1024).
+    /// Most test sessions at once, OWAMP and TWAMP together (default 1024, lowered to fit
+    /// the file descriptors the process may open).
     #[arg(long)]
     max_sessions_total: Option<usize>,
-    /// Seconds a client has to complete the Set-Up-Response (default 30).
+    /// Most test sessions at once from one IPv4 address or IPv6 /64 (default 256).
+    #[arg(long)]
+    max_sessions_per_source: Option<usize>,
+    /// Seconds a client has from the greeting to its first Start-Sessions (default 30);
+    /// octets that do not complete a message do not extend it.
     #[arg(long)]
     setup_timeout: Option<u64>,
-    /// Seconds a control connection may stay silent (RFC 5357 SERVWAIT; default 900).
+    /// Seconds a set-up control connection may go without a complete command or test
+    /// traffic (RFC 5357 SERVWAIT; default 900).
     #[arg(long)]
     idle_timeout: Option<u64>,
     /// Do not advertise the RFC 5938 and RFC 6038 extensions.
@@ -161,14 +180,20 @@ struct TwampSection {
 #[serde(deny_unknown_fields)]
 struct OwampSection {
     listen: Option<Vec<SocketAddr>>,
+    results_sessions: Option<usize>,
+    results_records: Option<usize>,
+    results_records_per_session: Option<usize>,
+    results_keep: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsSection {
     max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
     max_sessions: Option<usize>,
     max_sessions_total: Option<usize>,
+    max_sessions_per_source: Option<usize>,
     setup_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     max_timeout: Option<u64>,
@@ -226,6 +251,10 @@ struct Settings {
     listen_defaults: bool,
     options: TwampServerOptions,
     owamp: OwampServerOptions,
+    /// Connection and session limits, for every listener of both protocols.
+    limits: AdmissionLimits,
+    /// What the OWAMP record store keeps for Fetch-Session.
+    store: StoreLimits,
     ike: Option<(crate::ike::IkeSettings, ippm_net::ike::IkeSlot)>,
     /// The archive's file and how long per-packet records stay.
     archive: Option<(PathBuf, Option<Duration>)>,
@@ -245,10 +274,12 @@ impl Settings {
     /// Fits the session limit to the file descriptors the process may open (a connection
     /// and a test session take one each), unless it was given; says what the limits allow.
     fn fit_descriptors(&mut self, fds: u64) {
-        let listeners = (self.listen.len() + self.owamp_listen.len()).max(1) as u64;
-        let conns = self.options.max_connections as u64 * listeners;
+        // The connection limit is per protocol, over all of its listeners.
+        let protocols =
+            u64::from(!self.listen.is_empty()) + u64::from(!self.owamp_listen.is_empty());
+        let conns = self.limits.max_connections as u64 * protocols.max(1);
         let budget = fds.saturating_sub(FD_RESERVE);
-        let sessions = self.options.max_sessions_total as u64;
+        let sessions = self.limits.max_sessions_total as u64;
         if conns + sessions > budget {
             if self.sessions_given {
                 tracing::warn!(
@@ -260,15 +291,17 @@ impl Settings {
                 );
             } else {
                 let fit = budget.saturating_sub(conns).max(16);
-                self.options.max_sessions_total = usize::try_from(fit).unwrap_or(usize::MAX);
+                self.limits.max_sessions_total = usize::try_from(fit).unwrap_or(usize::MAX);
             }
         }
         info!(
             fds,
-            connections_per_listener = self.options.max_connections,
-            sessions_total = self.options.max_sessions_total,
-            "limits: at most this many control connections per listener and test sessions in \
-             all (one file descriptor each)"
+            connections_per_protocol = self.limits.max_connections,
+            connections_per_source = self.limits.max_connections_per_source,
+            sessions_total = self.limits.max_sessions_total,
+            sessions_per_source = self.limits.max_sessions_per_source,
+            "limits: at most this many control connections per protocol and test sessions in \
+             all (one file descriptor each), over every listener"
         );
     }
 }
@@ -368,23 +401,61 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     ippm_proto::crypto::check_count(count, u32::MAX).context("PBKDF2 count")?;
     let mut control = ServerConfig::new(modes, policy.clone(), ippm_net::clock::now());
     control.count = count;
-    control.max_sessions = max_sessions;
+    // The state machine's cap is the largest any identity may have; the policy applies each
+    // identity's own (an [[identity]] above [limits] max_sessions is not cut to it).
+    control.max_sessions = policy
+        .identities
+        .values()
+        .chain(policy.open.iter())
+        .map(|l| l.max_sessions)
+        .fold(max_sessions, usize::max);
     control.setup_timeout = Duration::from_secs(a.setup_timeout.or(l.setup_timeout).unwrap_or(30));
     control.idle_timeout = Duration::from_secs(a.idle_timeout.or(l.idle_timeout).unwrap_or(900));
+    let d = AdmissionLimits::default();
+    // Flag, else file, else default.
+    let pick = |flag: Option<usize>, file: Option<usize>, default| flag.or(file).unwrap_or(default);
+    let limits = AdmissionLimits {
+        max_connections: pick(a.max_connections, l.max_connections, d.max_connections),
+        max_connections_per_source: pick(
+            a.max_connections_per_source,
+            l.max_connections_per_source,
+            d.max_connections_per_source,
+        ),
+        max_sessions_total: pick(
+            a.max_sessions_total,
+            l.max_sessions_total,
+            d.max_sessions_total,
+        ),
+        max_sessions_per_source: pick(
+            a.max_sessions_per_source,
+            l.max_sessions_per_source,
+            d.max_sessions_per_source,
+        ),
+    };
+    for (name, v) in [
+        ("max_connections", limits.max_connections),
+        (
+            "max_connections_per_source",
+            limits.max_connections_per_source,
+        ),
+        ("max_sessions_total", limits.max_sessions_total),
+        ("max_sessions_per_source", limits.max_sessions_per_source),
+    ] {
+        if v == 0 {
+            bail!("[limits] {name} = 0 would refuse every client; give at least 1");
+        }
+    }
     let mut options = TwampServerOptions::new(Arc::new(control));
-    options.policy = Some(policy);
-    options.test_ports = a
+    // The admission table is made in `run`, once the session limit is fitted to the
+    // descriptors; these are the rest of the rules both protocols share.
+    options.rules.policy = Some(policy);
+    options.rules.test_ports = a
         .test_ports
         .as_deref()
         .or(file.twamp.test_ports.as_deref())
         .map(parse_port_range)
         .transpose()?;
-    options.max_connections = a.max_connections.or(l.max_connections).unwrap_or(256);
-    options.max_sessions_total = a
-        .max_sessions_total
-        .or(l.max_sessions_total)
-        .unwrap_or(1024);
-    options.max_timeout = Duration::from_secs(l.max_timeout.unwrap_or(60));
+    options.rules.max_timeout = Duration::from_secs(l.max_timeout.unwrap_or(60));
     // OWAMP: the same modes without mixed and the TWAMP extension bits.
     let mut owamp_control = (*options.control).clone();
     owamp_control.modes = offered & Modes::security_bits(ippm_proto::Protocol::Owamp);
@@ -392,9 +463,20 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         owamp_control.modes |= Modes::OWAMP_IKEV2_DERIVED;
     }
     let mut owamp = OwampServerOptions::new(Arc::new(owamp_control));
-    owamp.test_ports = options.test_ports.clone();
-    owamp.max_connections = options.max_connections;
-    owamp.max_timeout = options.max_timeout;
+    owamp.rules = options.rules.clone();
+    let o = &file.owamp;
+    let sd = StoreLimits::default();
+    let store = StoreLimits {
+        sessions: o.results_sessions.unwrap_or(sd.sessions),
+        total: o.results_records.unwrap_or(sd.total),
+        per_session: o.results_records_per_session.unwrap_or(sd.per_session),
+        keep: o.results_keep.map_or(sd.keep, Duration::from_secs),
+    };
+    if store.sessions == 0 || store.total == 0 || store.per_session == 0 {
+        bail!(
+            "config: [owamp] results_sessions, results_records and results_records_per_session must be at least 1"
+        );
+    }
 
     let given = |cli: &Vec<SocketAddr>, file: &Option<Vec<SocketAddr>>| {
         if cli.is_empty() {
@@ -445,6 +527,8 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         ike: ike.map(|i| (i, ike_slot.unwrap_or_default())),
         owamp_listen,
         owamp,
+        limits,
+        store,
         listen,
         listen_defaults,
         options,
@@ -462,9 +546,13 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let engine = ippm_net::engine::Engine::global()?;
     info!(threads = engine.threads(), "test-packet engine started");
     let a_user = a.user.clone();
+    // One admission table for every listener of both protocols.
+    let admission = ippm_net::admission::Admission::new(s.limits);
+    s.options.rules.admission = admission.clone();
+    s.owamp.rules.admission = admission;
     let opts = Arc::new(s.options);
     let owamp_opts = Arc::new(s.owamp);
-    let store = Arc::new(ippm_net::owamp_server::Store::default());
+    let store = Arc::new(ippm_net::owamp_server::Store::new(s.store));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     // IKE first: the O/TWAMP servers look RFC 7717 secrets up in it.
@@ -599,7 +687,8 @@ fn drop_privileges(name: &str) -> anyhow::Result<()> {
 
 /// The IKE service's handle, once it runs (from the policy's slot).
 fn ike_handle_of(opts: &TwampServerOptions) -> Option<ippm_net::ike::IkeHandle> {
-    opts.policy
+    opts.rules
+        .policy
         .as_ref()
         .and_then(|p| p.ike.as_ref())
         .and_then(|slot| slot.get().cloned())
@@ -683,7 +772,7 @@ mod tests {
         assert_eq!(s.listen, vec!["127.0.0.1:8620".parse().unwrap()]);
         assert_eq!(s.options.control.count, 4096);
         assert_eq!(s.options.control.modes & Modes(0x0f), Modes(0x06));
-        let p = s.options.policy.unwrap();
+        let p = s.options.rules.policy.unwrap();
         assert!(p.open.is_none());
         assert_eq!(
             p.identities[&b"bob".to_vec()],
@@ -705,6 +794,28 @@ mod tests {
         .unwrap();
         assert_eq!(s.options.control.count, 1024);
         assert_eq!(s.options.control.max_sessions, 9);
+    }
+
+    #[test]
+    fn owamp_results_store_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("ippm.toml");
+        std::fs::write(
+            &cfg,
+            "[owamp]\nresults_sessions = 20000\nresults_records = 5000000\nresults_keep = 60\n",
+        )
+        .unwrap();
+        let s = settings(&args(&["--config", cfg.to_str().unwrap()])).unwrap();
+        assert_eq!(s.store.sessions, 20_000);
+        assert_eq!(s.store.total, 5_000_000);
+        assert_eq!(s.store.per_session, StoreLimits::default().per_session);
+        assert_eq!(s.store.keep, Duration::from_secs(60));
+        std::fs::write(&cfg, "[owamp]\nresults_sessions = 0\n").unwrap();
+        let e = format!(
+            "{:#}",
+            settings(&args(&["--config", cfg.to_str().unwrap()])).unwrap_err()
+        );
+        assert!(e.contains("results_sessions"), "{e}");
     }
 
     #[test]

@@ -402,6 +402,56 @@ fn rfc7717_strongswan_keys_a_twping_to_ippm() {
         b.log()
     );
 
+    // The right SPIs and secret from the wrong host (another address of A's, which the SA
+    // is not with): Accept = 6, and B's log names the SPIs, the peer and the SA's peer.
+    let ns = net.ns(Side::A).to_owned();
+    let ip_a = |args: &[&str]| {
+        let o = Command::new("ip")
+            .args(["-n", &ns])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let shown = ip_a(&["-o", "-4", "addr", "show", "to", "192.0.2.1/32"]);
+    let dev = shown
+        .split_whitespace()
+        .nth(1)
+        .expect("A's interface")
+        .to_owned();
+    ip_a(&["addr", "add", "192.0.2.3/32", "dev", &dev]);
+    ip_a(&[
+        "route",
+        "replace",
+        "192.0.2.2/32",
+        "dev",
+        &dev,
+        "src",
+        "192.0.2.3",
+    ]);
+    let (o, _) = run(&spis, "A");
+    let err = text(&o);
+    assert!(!o.status.success() && err.contains('6'), "{err}");
+    said.push(err);
+    assert!(
+        wait_until(
+            || b.log().lines().any(|l| l.contains("with another host")
+                && l.contains("peer=192.0.2.3")
+                && l.contains("sa_peer=192.0.2.1")),
+            WAIT
+        ),
+        "{}",
+        b.log()
+    );
+    ip_a(&["route", "del", "192.0.2.2/32"]);
+    let (o, v) = run(&spis, "A");
+    assert_twamp_clean(&o, &v, "authenticated", 20);
+
     // No interface of the daemon yields an IKE key: not the socket's answers (list, and the
     // RFC 7717 secret a local client may ask for, which is not an IKE key), not `ippm ike`,
     // not its log, not the clients' output.

@@ -1,6 +1,7 @@
 //! Interop with strongSwan (charon from Debian's packages) as the judge: ippm's IKEv2 in one
 //! network namespace, charon in the other (tests/common/charon.rs). For ippm as initiator and
-//! as responder, with PSK, RSA and ECDSA certificates, groups 31, 19 and 14, AES-CBC and
+//! as responder, with PSK, RSA (PKCS#1 v1.5 from charon, and RSASSA-PSS both ways) and ECDSA
+//! certificates, groups 31, 19 and 14, AES-CBC and
 //! AES-GCM: the IKE SA is established on both sides, the SPIs agree, and ippm's RFC 7717
 //! secret equals prf(SK_d, "IPPM") from the SK_d charon logged (so SK_d agrees); rekeys
 //! started by either side give new SPIs and keys both agree on; a delete from either side
@@ -10,17 +11,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ippm_ike::config::{Config, Connection, Limits};
+use ippm_ike::auth::{LocalCredential, RsaSignature};
+use ippm_ike::config::{Config, Connection, Limits, LocalAuth};
 use ippm_ike::engine::{SaInfo as OurSa, Spis};
 use ippm_ike::proposal::IkeProposal;
 
 mod common;
 use common::IkeDaemon;
 use common::charon::{
-    Charon, CharonConfig, KeyType, NetPair, PSK, PSK_ID_INITIATOR, PSK_ID_RESPONDER, Pki, Role,
-    SaKeys, Side, hex, wait_until,
+    CERT_ID_INITIATOR, CERT_ID_RESPONDER, Charon, CharonConfig, KeyType, NetPair, PSK,
+    PSK_ID_INITIATOR, PSK_ID_RESPONDER, Pki, Role, SaKeys, Side, hex, wait_until,
 };
 use common::ours::Ours;
 
@@ -73,6 +76,51 @@ fn limits() -> Limits {
 enum Auth {
     Psk,
     Cert,
+    /// Certificates, charon signing with RSASSA-PSS and SHA-512 (as libreswan does:
+    /// MGF1-SHA-512, salt 64) and accepting only RSASSA-PSS (with SHA-256, the hash ippm
+    /// picks first) from ippm, whose default it is for RSA keys.
+    CertPss,
+}
+
+impl Auth {
+    fn cert(self) -> bool {
+        !matches!(self, Self::Psk)
+    }
+
+    /// charon's configuration for this case.
+    fn charon(self, pki: Option<&Pki>, role: Role) -> CharonConfig {
+        let mut cc = CharonConfig::new(pki, role);
+        if matches!(self, Self::CertPss) {
+            // `ike:` makes these IKE signature schemes; without it they would constrain the
+            // certificate chain (which `pki` signed with PKCS#1 v1.5) and not our signing.
+            cc.cert_local_auth = "ike:rsa/pss-sha512".into();
+            cc.cert_remote_auth = "ike:rsa/pss-sha256".into();
+        }
+        cc
+    }
+}
+
+/// With [`Auth::CertPss`]: charon's log shows that it signed with RSASSA-PSS (SHA-512, salt
+/// 64) and verified ippm's RSASSA-PSS signature (SHA-256, salt 32).
+fn check_pss_logged(auth: Auth, charon: &Charon, ippm_id: &str, what: &str) {
+    if !matches!(auth, Auth::CertPss) {
+        return;
+    }
+    let log = charon.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("authentication of") && l.contains("successful"))
+        .collect();
+    let ours = format!("'{ippm_id}' with");
+    for (side, scheme) in [
+        ("(myself)", "RSA_EMSA_PSS_SHA2_512_SALT_64"),
+        (ours.as_str(), "RSA_EMSA_PSS_SHA2_256_SALT_32"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(side) && l.contains(scheme)),
+            "{what}: charon logged no {scheme} authentication of {side}: {lines:#?}"
+        );
+    }
 }
 
 /// Our connection `name` to charon: we are the initiator identities when `initiator`.
@@ -83,11 +131,7 @@ fn connection(
     initiator: bool,
     proposal: &str,
 ) -> Connection {
-    let pki = if matches!(auth, Auth::Cert) {
-        pki
-    } else {
-        None
-    };
+    let pki = if auth.cert() { pki } else { None };
     common::ours::connection(name, pki, initiator, proposal, Some(CHARON_ADDR))
 }
 
@@ -146,7 +190,7 @@ fn wait_ours(ours: &Ours, pred: impl Fn(&[OurSa]) -> bool, what: &str) -> Vec<Ou
 }
 
 fn pki_for(dir: &Path, auth: Auth, kt: KeyType) -> Option<Pki> {
-    matches!(auth, Auth::Cert).then(|| Pki::generate(dir, kt))
+    auth.cert().then(|| Pki::generate(dir, kt))
 }
 
 /// ippm initiates to charon: every case, then a rekey by each side and a delete by each.
@@ -159,7 +203,7 @@ fn ippm_initiates(auth: Auth, kt: KeyType) {
     } else {
         "cert"
     };
-    let mut cc = CharonConfig::new(pki.as_ref(), Role::Responder);
+    let mut cc = auth.charon(pki.as_ref(), Role::Responder);
     cc.proposals = CASES.map(|c| c.1).join(",");
     let charon = Charon::start(&net, Side::A, cc);
     let conns: Vec<Connection> = CASES
@@ -183,6 +227,7 @@ fn ippm_initiates(auth: Auth, kt: KeyType) {
         let sa = sas.iter().find(|s| s.spis.i == spis.i).unwrap();
         assert_eq!(sa.proposal.unwrap(), IkeProposal::parse(ours_p).unwrap());
         check_agree(&ours, &charon, sa.spis, &what);
+        check_pss_logged(auth, &charon, CERT_ID_INITIATOR, &what);
         // The previous case's SA goes (deleted by us) before the next.
         if let Some(prev) = last {
             ours.handle.down(&Spis::to_string(&prev)).unwrap();
@@ -274,7 +319,7 @@ fn charon_initiates(auth: Auth, kt: KeyType) {
     let mut kept = None;
     for (ours_p, charon_p) in CASES {
         let what = format!("{auth:?}/{kt:?} charon->ippm {charon_p}");
-        let mut cc = CharonConfig::new(pki.as_ref(), Role::Initiator);
+        let mut cc = auth.charon(pki.as_ref(), Role::Initiator);
         cc.proposals = charon_p.into();
         let charon = Charon::start(&net, Side::A, cc);
         let out = charon.initiate(conn_name);
@@ -289,6 +334,7 @@ fn charon_initiates(auth: Auth, kt: KeyType) {
         assert!(!sa.initiator);
         assert_eq!(sa.proposal.unwrap(), IkeProposal::parse(ours_p).unwrap());
         check_agree(&ours, &charon, sa.spis, &what);
+        check_pss_logged(auth, &charon, CERT_ID_RESPONDER, &what);
         kept = Some((charon, sa.spis));
         // The next charon starts afresh; ours forgets the SA when it stops answering.
         if ours_p != CASES[2].0 {
@@ -343,6 +389,57 @@ fn strongswan_ippm_initiator_rsa() {
     ippm_initiates(Auth::Cert, KeyType::Rsa);
 }
 
+/// RSASSA-PSS both ways (RFC 7427): charon signs with `rsa/pss` and accepts nothing else.
+#[test]
+fn strongswan_ippm_initiator_rsa_pss() {
+    ippm_initiates(Auth::CertPss, KeyType::Rsa);
+}
+
+/// The PSS-only charon of the tests above refuses PKCS#1 v1.5 from ippm (so their passing
+/// shows ippm signed with PSS), and ippm, asked for PKCS#1 v1.5, sends it.
+#[test]
+fn strongswan_pss_only_charon_refuses_pkcs1() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = NetPair::new();
+    let pki = Pki::generate(dir.path(), KeyType::Rsa);
+    let charon = Charon::start(
+        &net,
+        Side::A,
+        Auth::CertPss.charon(Some(&pki), Role::Responder),
+    );
+    let mut conn = connection("c0", Auth::CertPss, Some(&pki), true, CASES[0].0);
+    let me = &pki.initiator;
+    let cred = LocalCredential::load(&[me.cert.as_path()], &me.key)
+        .unwrap()
+        .with_rsa_signature(RsaSignature::Pkcs1);
+    conn.local_auth = LocalAuth::Cert(Arc::new(cred));
+    let ours = start_ours(
+        &net,
+        Config {
+            connections: vec![conn],
+            limits: limits(),
+            ..Config::default()
+        },
+    );
+    ours.handle.up("c0").unwrap();
+    let refused = |c: &Charon| {
+        // charon checks the signature, then the scheme against its constraints.
+        c.log_text()
+            .contains("IKE signature scheme RSA_EMSA_PKCS1_SHA2_256 not acceptable")
+    };
+    assert!(
+        charon.wait_for(refused, WAIT),
+        "charon did not refuse ippm's PKCS#1 v1.5 signature:\n{}",
+        charon.log_summary()
+    );
+    assert!(
+        wait_until(|| ours.handle.list().is_empty(), WAIT),
+        "ippm keeps {:?}",
+        ours.handle.list()
+    );
+    assert!(charon.list_sas().is_empty());
+}
+
 #[test]
 fn strongswan_ippm_initiator_ecdsa() {
     ippm_initiates(Auth::Cert, KeyType::Ecdsa);
@@ -356,6 +453,11 @@ fn strongswan_ippm_responder_psk() {
 #[test]
 fn strongswan_ippm_responder_rsa() {
     charon_initiates(Auth::Cert, KeyType::Rsa);
+}
+
+#[test]
+fn strongswan_ippm_responder_rsa_pss() {
+    charon_initiates(Auth::CertPss, KeyType::Rsa);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
 use super::identity::dn_matches;
+use super::pss::{self, PssHash, RsaSignature};
 use super::{AuthError, HASH_SHA2_256, HASH_SHA2_384, HASH_SHA2_512, Identity};
 use crate::codepoints::AuthMethod;
 
@@ -270,6 +271,7 @@ pub struct LocalCredential {
     /// The chain, DER, end entity first (sent in CERT payloads).
     pub chain: Vec<Vec<u8>>,
     key: PrivateKey,
+    rsa_signature: RsaSignature,
 }
 
 impl LocalCredential {
@@ -284,7 +286,23 @@ impl LocalCredential {
         for c in chain.iter().skip(1) {
             parse_cert(c)?;
         }
-        Ok(Self { chain, key })
+        Ok(Self {
+            chain,
+            key,
+            rsa_signature: RsaSignature::default(),
+        })
+    }
+
+    /// The same credential signing RFC 7427 AUTH with `scheme` when its key is RSA (ECDSA
+    /// keys ignore it). The default is [`RsaSignature::Pss`].
+    pub fn with_rsa_signature(mut self, scheme: RsaSignature) -> Self {
+        self.rsa_signature = scheme;
+        self
+    }
+
+    /// How an RSA key of this credential signs RFC 7427 AUTH.
+    pub fn rsa_signature(&self) -> RsaSignature {
+        self.rsa_signature
     }
 
     /// Loads certificates (PEM or DER files; the first certificate of the first file is
@@ -318,8 +336,9 @@ impl LocalCredential {
     /// (RFC 7427), `None` if it sent none.
     ///
     /// With them: method 14 (RFC 7427 §3: a one-octet length, the DER AlgorithmIdentifier,
-    /// the signature): RSA PKCS#1 v1.5 with the first of SHA-256, SHA-384, SHA-512 the peer
-    /// supports; ECDSA (ASN.1 DER signature) with SHA-256 on P-256 and SHA-384 on P-384 if
+    /// the signature): RSA with the first of SHA-256, SHA-384, SHA-512 the peer supports,
+    /// RSASSA-PSS (MGF1 with that hash, salt as long as it) or PKCS#1 v1.5 as
+    /// [`LocalCredential::with_rsa_signature`] chose (PSS by default); ECDSA (ASN.1 DER signature) with SHA-256 on P-256 and SHA-384 on P-384 if
     /// the peer supports that hash, else method 9/10. Without them: method 9 or 10 (RFC 4754
     /// r|s) for ECDSA keys; for RSA keys method 1 would need SHA-1 signing, which ring does
     /// not offer: [`AuthError::Sha1SigningNotOffered`].
@@ -331,16 +350,12 @@ impl LocalCredential {
         let rng = SystemRandom::new();
         match (&self.key.kind, peer_hashes) {
             (KeyKind::Rsa(k), Some(hashes)) => {
-                let (enc, alg): (&'static dyn signature::RsaEncoding, _) =
-                    if hashes.contains(&HASH_SHA2_256) {
-                        (&signature::RSA_PKCS1_SHA256, ALG_RSA_SHA256)
-                    } else if hashes.contains(&HASH_SHA2_384) {
-                        (&signature::RSA_PKCS1_SHA384, ALG_RSA_SHA384)
-                    } else if hashes.contains(&HASH_SHA2_512) {
-                        (&signature::RSA_PKCS1_SHA512, ALG_RSA_SHA512)
-                    } else {
-                        return Err(AuthError::NoCommonHash);
-                    };
+                // SHA-256 first, as for every key: the hash ippm announces first.
+                let hash = [HASH_SHA2_256, HASH_SHA2_384, HASH_SHA2_512]
+                    .into_iter()
+                    .find(|h| hashes.contains(h))
+                    .ok_or(AuthError::NoCommonHash)?;
+                let (enc, alg) = rsa_encoding(self.rsa_signature, hash)?;
                 let mut sig = vec![0; k.public().modulus_len()];
                 k.sign(enc, &rng, octets, &mut sig)
                     .map_err(|_| AuthError::SigningFailed)?;
@@ -369,6 +384,28 @@ impl LocalCredential {
             }
         }
     }
+}
+
+/// ring's signing encoding and the RFC 7427 AlgorithmIdentifier for an RSA signature with
+/// `hash` (one of ours).
+fn rsa_encoding(
+    scheme: RsaSignature,
+    hash: u16,
+) -> Result<(&'static dyn signature::RsaEncoding, &'static [u8]), AuthError> {
+    let pkcs1: [(u16, &'static dyn signature::RsaEncoding, &'static [u8]); 3] = [
+        (HASH_SHA2_256, &signature::RSA_PKCS1_SHA256, ALG_RSA_SHA256),
+        (HASH_SHA2_384, &signature::RSA_PKCS1_SHA384, ALG_RSA_SHA384),
+        (HASH_SHA2_512, &signature::RSA_PKCS1_SHA512, ALG_RSA_SHA512),
+    ];
+    match scheme {
+        RsaSignature::Pss => {
+            PssHash::from_ike(hash).map(|h| (h.signing(), h.algorithm_identifier()))
+        }
+        RsaSignature::Pkcs1 => pkcs1
+            .into_iter()
+            .find_map(|(h, enc, alg)| (h == hash).then_some((enc, alg))),
+    }
+    .ok_or(AuthError::NoCommonHash)
 }
 
 /// RFC 7427 §3 authentication data. The AlgorithmIdentifiers are short constants.
@@ -475,8 +512,9 @@ impl TrustStore {
     /// checks that `id` is the certificate's (FQDN, RFC 822 and IP against the
     /// subjectAltName entries, names case-insensitively; a DN against the subject), then
     /// verifies the AUTH data: method 1 (RSA PKCS#1 SHA-1), 9 and 10 (ECDSA P-256/SHA-256,
-    /// P-384/SHA-384, r|s), 14 (RFC 7427: RSA PKCS#1 with SHA-256/384/512, ECDSA with
-    /// SHA-256/384 (ring) or SHA-512 (p256/p384, which ring lacks)).
+    /// P-384/SHA-384, r|s), 14 (RFC 7427: RSA PKCS#1 v1.5 or RSASSA-PSS (MGF1 with the
+    /// same hash, salt as long as the hash) with SHA-256/384/512, ECDSA with SHA-256/384
+    /// (ring) or SHA-512 (p256/p384, which ring lacks)).
     #[allow(clippy::too_many_arguments)]
     pub fn verify_peer(
         &self,
@@ -674,6 +712,14 @@ fn rfc7427_algorithm(algid: &[u8], key: PeerKey) -> Result<Verifier, AuthError> 
     if let Some((_, alg)) = rsa.iter().find(|(a, _)| *a == algid) {
         return match key {
             PeerKey::Rsa => Ok(Verifier::Ring(*alg)),
+            _ => Err(wrong_key()),
+        };
+    }
+    // RSASSA-PSS identifiers come in more than one encoding (hash parameters NULL or absent,
+    // trailerField omitted or 1), so they are parsed rather than compared.
+    if let Some(hash) = pss::parse(algid)? {
+        return match key {
+            PeerKey::Rsa => Ok(Verifier::Ring(hash.verification())),
             _ => Err(wrong_key()),
         };
     }

@@ -1,11 +1,12 @@
 //! IKEv2 authentication (RFC 7296 §2.15): the octets each side signs, shared-key AUTH, X.509
-//! certificate signatures (RFC 7296 methods 1, RFC 4754 methods 9 and 10, RFC 7427 method 14),
-//! chain validation and identities.
+//! certificate signatures (RFC 7296 methods 1, RFC 4754 methods 9 and 10, RFC 7427 method 14
+//! with RSASSA-PKCS1-v1_5, RSASSA-PSS or ECDSA), chain validation and identities.
 //!
 //! Signing and signature verification are ring's (but for ECDSA with SHA-512, which ring
 //! lacks: the p256/p384 crates'), chain validation is rustls-webpki's,
-//! certificate fields are read with x509-parser. The only ASN.1 written here are RFC 7427
-//! Appendix A's fixed AlgorithmIdentifier octet strings.
+//! certificate fields are read with x509-parser. The only ASN.1 written here are fixed
+//! AlgorithmIdentifier octet strings (RFC 7427 Appendix A's, and the RSASSA-PSS ones of
+//! `auth/pss.rs`); RSASSA-PSS-params are read with der.
 
 use std::path::PathBuf;
 
@@ -17,9 +18,11 @@ use crate::keys::Prf;
 
 mod cert;
 mod identity;
+mod pss;
 
 pub use cert::{LocalCredential, PrivateKey, TrustStore};
 pub use identity::Identity;
+pub use pss::{PssError, RsaSignature};
 
 /// SHA2-256 in the IKEv2 Hash Algorithms registry (RFC 7427 §7).
 pub const HASH_SHA2_256: u16 = 2;
@@ -101,6 +104,10 @@ pub enum AuthError {
     /// An RFC 7427 signature whose AlgorithmIdentifier is not one ippm verifies.
     #[error("unsupported RFC 7427 signature algorithm")]
     UnsupportedSignatureAlgorithm,
+    /// An RFC 7427 id-RSASSA-PSS AlgorithmIdentifier whose parameters ippm does not
+    /// verify, or cannot read.
+    #[error("RFC 7427 RSASSA-PSS: {0}")]
+    Pss(#[from] PssError),
     /// RSA with SHA-1 (method 1) is needed because the peer sent no
     /// SIGNATURE_HASH_ALGORITHMS, but ring does not sign with SHA-1.
     #[error("the peer supports no RFC 7427 hash and RSA SHA-1 signing is not offered")]

@@ -20,6 +20,7 @@ pub mod client;
 pub mod server;
 
 use std::fmt;
+use std::net::IpAddr;
 
 use zeroize::Zeroizing;
 
@@ -152,9 +153,11 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
     /// The passphrase of `identity`, matched exactly (not by prefix, as perfSONAR does).
     fn passphrase(&self, identity: &[u8]) -> Option<Secret>;
 
-    /// RFC 7717: the derived secret `prf(SK_d, "IPPM")` of the IKEv2 SA with these SPIs.
-    fn ike_secret(&self, spi_i: [u8; 8], spi_r: [u8; 8]) -> Option<Secret> {
-        let _ = (spi_i, spi_r);
+    /// RFC 7717: the derived secret `prf(SK_d, "IPPM")` of the IKEv2 SA with these SPIs,
+    /// if that SA is with `peer`, the control connection's peer (an SA names the host it
+    /// authenticated; another host naming its SPIs gets nothing).
+    fn ike_secret(&self, spi_i: [u8; 8], spi_r: [u8; 8], peer: IpAddr) -> Option<Secret> {
+        let _ = (spi_i, spi_r, peer);
         None
     }
 
@@ -237,11 +240,11 @@ impl KeyIdentity {
 
 /// Builds a SID the way RFC 4656 §3.5 suggests: the receiver's IPv4 address (or the last four
 /// octets of its IPv6 address), an NTP timestamp, and four random octets.
-pub fn make_sid(addr: std::net::IpAddr, now: crate::Timestamp, random: [u8; 4]) -> [u8; 16] {
+pub fn make_sid(addr: IpAddr, now: crate::Timestamp, random: [u8; 4]) -> [u8; 16] {
     let mut sid = [0u8; 16];
     let a = match addr {
-        std::net::IpAddr::V4(v4) => v4.octets(),
-        std::net::IpAddr::V6(v6) => {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => {
             let o = v6.octets();
             [o[12], o[13], o[14], o[15]]
         }

@@ -14,6 +14,7 @@
 //! are the same as [`Server::fetch_reply`] would send for the same reply.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,11 +48,13 @@ pub struct ServerConfig {
     pub secrets: Arc<dyn SecretStore>,
     /// When this server instance started (Server-Start's Start-Time).
     pub start_time: Timestamp,
-    /// How long a client may take from connecting to a complete Set-Up-Response.
+    /// How long a client may take from connecting to its first Start-Sessions (TWAMP's
+    /// Start-N-Sessions and OWAMP's Fetch-Session count too): the whole set-up, which octets
+    /// trickled one by one do not extend.
     pub setup_timeout: Duration,
-    /// How long the connection may stay without input once set up (RFC 5357 SERVWAIT,
-    /// default 900 s). The caller extends it with [`Server::note_activity`] while test
-    /// packets flow.
+    /// How long the connection may stay without a complete command once set up (RFC 5357
+    /// SERVWAIT, default 900 s): partial messages do not count. The caller extends it with
+    /// [`Server::note_activity`] while test packets flow.
     pub idle_timeout: Duration,
     /// The most sessions one control connection may request.
     pub max_sessions: usize,
@@ -198,14 +201,23 @@ pub struct Server {
     pending_server_sends: bool,
     /// RFC 6038 Octets to be reflected of the TWAMP request awaiting a decision.
     pending_reflect: Option<u16>,
+    /// The control connection's peer: an RFC 7717 secret is only that of an SA with it.
+    peer: IpAddr,
+    /// Set-up is over (the first Start-Sessions, Start-N-Sessions or Fetch-Session): from
+    /// then on the deadline is the idle timeout, renewed by each complete command.
+    set_up: bool,
+    /// The latest time a caller gave (commands completed while resuming after an
+    /// application's answer are timed with it).
+    now: Instant,
     deadline: Instant,
 }
 
 impl Server {
-    /// A new connection; the Server Greeting is queued at once.
+    /// A new connection from `peer`; the Server Greeting is queued at once.
     pub fn new(
         protocol: Protocol,
         config: Arc<ServerConfig>,
+        peer: IpAddr,
         random: ServerRandom,
         now: Instant,
     ) -> Self {
@@ -233,6 +245,9 @@ impl Server {
             server_sends: Vec::new(),
             pending_server_sends: false,
             pending_reflect: None,
+            peer,
+            set_up: false,
+            now,
             deadline,
         }
     }
@@ -242,9 +257,9 @@ impl Server {
         if self.state == State::Closed {
             return Err(Error::Closed);
         }
-        if self.state != State::ExpectSetUpResponse {
-            self.deadline = now + self.config.idle_timeout;
-        }
+        // Octets alone extend nothing: a command completed in `process` does (see
+        // `command_done`), so a peer that trickles a byte at a time is held to its deadline.
+        self.now = self.now.max(now);
         let r = self.chan.receive(data).and_then(|()| self.process());
         self.fail_on_err(r)
     }
@@ -272,13 +287,16 @@ impl Server {
 
     /// Closes the connection with [`Error::Timeout`] once the deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        self.now = self.now.max(now);
         if self.state == State::Closed || now < self.deadline {
             return Ok(());
         }
         let what = if self.state == State::ExpectSetUpResponse {
             "Set-Up-Response"
+        } else if !self.set_up {
+            "the set-up to finish with Start-Sessions"
         } else {
-            "any control or test traffic (SERVWAIT)"
+            "a complete command or test traffic (SERVWAIT)"
         };
         self.state = State::Closed;
         Err(Error::Timeout(what))
@@ -286,7 +304,8 @@ impl Server {
 
     /// Pushes the idle deadline out: test packets are flowing for this connection's sessions.
     pub fn note_activity(&mut self, now: Instant) {
-        if !matches!(self.state, State::ExpectSetUpResponse | State::Closed) {
+        self.now = self.now.max(now);
+        if self.set_up && self.state != State::Closed {
             self.deadline = self.deadline.max(now + self.config.idle_timeout);
         }
     }
@@ -301,6 +320,13 @@ impl Server {
         } else {
             self.chan.check_clean_close()
         }
+    }
+
+    /// Whether the set-up is over: the client has sent its first Start-Sessions (or, OWAMP,
+    /// Fetch-Session). A server short of connection slots closes connections still setting
+    /// up first.
+    pub fn is_set_up(&self) -> bool {
+        self.set_up
     }
 
     /// Whether the connection is finished (after an error or a refusal).
@@ -659,7 +685,7 @@ impl Server {
             };
             let secret = match &id {
                 KeyIdentity::Ike { spi_i, spi_r } => {
-                    match self.config.secrets.ike_secret(*spi_i, *spi_r) {
+                    match self.config.secrets.ike_secret(*spi_i, *spi_r, self.peer) {
                         Some(s) => s,
                         None => {
                             let err = Error::UnknownIkeSa {
@@ -760,6 +786,7 @@ impl Server {
                 self.pending_server_sends = req.conf_sender;
                 self.state = State::AwaitSessionDecision;
                 if self.sessions.len() >= self.config.max_sessions {
+                    self.command_done(cmd);
                     return self.reject_for_limit();
                 }
                 self.events.push_back(ServerEvent::RequestSession(req));
@@ -776,6 +803,7 @@ impl Server {
                 self.state = State::AwaitSessionDecision;
                 self.pending_reflect = Some(req.octets_to_reflect);
                 if self.sessions.len() >= self.config.max_sessions {
+                    self.command_done(cmd);
                     return self.reject_for_limit();
                 }
                 self.events.push_back(ServerEvent::RequestTwSession(req));
@@ -850,7 +878,22 @@ impl Server {
             }
             (_, got) => return Err(Error::UnexpectedMessage { expected, got }),
         }
+        self.command_done(cmd);
         Ok(true)
+    }
+
+    /// A complete command arrived: the set-up ends with the first that starts sessions or
+    /// fetches results, and once set up every command renews the idle deadline.
+    fn command_done(&mut self, cmd: Command) {
+        if matches!(
+            cmd,
+            Command::StartSessions | Command::StartNSessions | Command::FetchSession
+        ) {
+            self.set_up = true;
+        }
+        if self.set_up {
+            self.deadline = self.now + self.config.idle_timeout;
+        }
     }
 
     fn take_fixed(&mut self, len: usize, hmac_at: usize) -> Result<Option<Vec<u8>>, Error> {

@@ -56,6 +56,9 @@ impl Daemon {
                 .chain(["taskset", "-c", &cpu, IPPM, "serve", &listen, "127.0.0.1:0"])
                 .chain(["--keys", keys, "--count", "1024"])
                 .chain(["--max-connections", &limit, "--max-sessions-total", &limit])
+                // Every client of the bench is 127.0.0.1: one source.
+                .chain(["--max-connections-per-source", &limit])
+                .chain(["--max-sessions-per-source", &limit])
                 .collect();
             Command::new(argv[0])
                 .args(&argv[1..])

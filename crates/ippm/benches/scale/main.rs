@@ -36,8 +36,8 @@
 //! What it takes care of: RLIMIT_NOFILE's soft limit raised to the hard one, and the hard one
 //! to 2N + 1024 where the process may (CAP_SYS_RESOURCE), inherited by the daemon, with a
 //! warning when that is still short (a session takes a TCP and a UDP socket on each side);
-//! the loopback ephemeral port range checked against N; the daemon's `--max-connections` and
-//! `--max-sessions-total` set above N; set-ups held to a few at a time; and the daemon stopped
+//! the loopback ephemeral port range checked against N; the daemon's `--max-connections`,
+//! `--max-sessions-total` and their per-source limits set above N; set-ups held to a few at a time; and the daemon stopped
 //! by its PID whatever happens (a guard, a panic hook, a watchdog in the case's process, and
 //! the parent, which ends a case and its daemon when the case overruns its time budget). The
 //! run ends by itself: every wait has a limit, and what is left at the case's limit is

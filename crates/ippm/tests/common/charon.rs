@@ -423,6 +423,11 @@ pub(crate) struct CharonConfig {
     /// Local and remote identities of the `cert` connection.
     pub(crate) cert_local_id: String,
     pub(crate) cert_remote_id: String,
+    /// swanctl `auth` of the `cert` connection's local and remote sections: `pubkey`
+    /// (strongSwan signs RSA with PKCS#1 v1.5 and accepts PSS too), or e.g.
+    /// `ike:rsa/pss-sha512` to sign with RSASSA-PSS (local) or accept only it (remote).
+    pub(crate) cert_local_auth: String,
+    pub(crate) cert_remote_auth: String,
     /// The PKI of the `cert` connection and which of its entities is ours; without one,
     /// only the `psk` connection is configured.
     pub(crate) pki: Option<(Pki, Role)>,
@@ -468,6 +473,8 @@ impl CharonConfig {
             psk: PSK.into(),
             cert_local_id: cert_local.into(),
             cert_remote_id: cert_remote.into(),
+            cert_local_auth: "pubkey".into(),
+            cert_remote_auth: "pubkey".into(),
             pki: pki.map(|p| (p.clone(), role)),
             remote_addrs: None,
             remote_port: 500,
@@ -915,18 +922,20 @@ connections {{
             "  cert {{
 {common}    send_cert = {send}
     local {{
-      auth = pubkey
+      auth = {lauth}
       certs = own.crt
       id = {lid}
     }}
     remote {{
-      auth = pubkey
+      auth = {rauth}
       cacerts = ca.crt
       id = {rid}
     }}
   }}
 ",
             send = c.send_cert,
+            lauth = c.cert_local_auth,
+            rauth = c.cert_remote_auth,
             lid = c.cert_local_id,
             rid = c.cert_remote_id,
         );

@@ -24,7 +24,18 @@ impl Ctl {
     /// [`super::keyfile`]).
     pub(crate) fn new(addr: &str, protocol: Protocol, mode: SecurityMode) -> Self {
         let s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Self::over(s, protocol, mode).unwrap()
+    }
+
+    /// Sets up `mode` over a connection made by the caller (e.g. from another source
+    /// address); an error if the server closes or refuses first.
+    pub(crate) fn over(
+        s: std::net::TcpStream,
+        protocol: Protocol,
+        mode: SecurityMode,
+    ) -> Result<Self, String> {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
         let cfg = if mode == SecurityMode::Open {
             ClientConfig::open()
         } else {
@@ -39,11 +50,10 @@ impl Ctl {
             s,
             c: Client::new(protocol, cfg, r, Instant::now()),
         };
-        match me.event() {
-            ClientEvent::Established { .. } => {}
-            other => panic!("{other:?}"),
+        match me.try_event()? {
+            ClientEvent::Established { .. } => Ok(me),
+            other => Err(format!("{other:?}")),
         }
-        me
     }
 
     /// Writes what the state machine has queued.
@@ -55,15 +65,26 @@ impl Ctl {
 
     /// The next event, reading from the server as needed.
     pub(crate) fn event(&mut self) -> ClientEvent {
-        let mut buf = [0u8; 65536];
+        self.try_event().unwrap()
+    }
+
+    /// The next event, or why there is none (the server closed, a read failed).
+    pub(crate) fn try_event(&mut self) -> Result<ClientEvent, String> {
+        let mut buf = [0u8; 4096];
         loop {
-            self.flush();
-            if let Some(e) = self.c.poll_event() {
-                return e;
+            while let Some(o) = self.c.poll_transmit() {
+                self.s.write_all(&o).map_err(|e| e.to_string())?;
             }
-            let n = self.s.read(&mut buf).unwrap();
-            assert!(n > 0, "server closed");
-            self.c.handle_input(Instant::now(), &buf[..n]).unwrap();
+            if let Some(e) = self.c.poll_event() {
+                return Ok(e);
+            }
+            let n = self.s.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("server closed".into());
+            }
+            self.c
+                .handle_input(Instant::now(), &buf[..n])
+                .map_err(|e| e.to_string())?;
         }
     }
 

@@ -83,11 +83,32 @@ impl Daemon {
         listeners: usize,
         log: Option<&Path>,
     ) -> (Self, Vec<(String, String)>) {
+        Self::start_limited(args, listeners, log, None)
+    }
+
+    /// [`Daemon::start_args`] with the daemon's file descriptor limit (soft and hard) set to
+    /// `nofile`, as systemd or a shell's `ulimit -n` would.
+    pub(crate) fn start_limited(
+        args: &[&str],
+        listeners: usize,
+        log: Option<&Path>,
+        nofile: Option<u64>,
+    ) -> (Self, Vec<(String, String)>) {
         let stderr = match log {
             Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
             None => Stdio::null(),
         };
-        let mut child = Command::new(IPPM)
+        // prlimit(1) (util-linux) sets the limit and execs the daemon: the PID stays its.
+        let limit = nofile.map(|n| format!("--nofile={n}:{n}"));
+        let mut cmd = match &limit {
+            Some(l) => {
+                let mut c = Command::new("prlimit");
+                c.args([l.as_str(), "--", IPPM]);
+                c
+            }
+            None => Command::new(IPPM),
+        };
+        let mut child = cmd
             .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
@@ -399,4 +420,29 @@ pub(crate) fn free_ports(n: u16) -> u16 {
         }
     }
     panic!("no {n} free consecutive UDP ports");
+}
+
+/// A TCP connection to `to` from `source` (any 127.0.0.0/8 address is this host's, so tests
+/// play many clients from many sources on loopback).
+pub(crate) fn connect_from(
+    source: std::net::IpAddr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.bind(&std::net::SocketAddr::new(source, 0).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(s.into())
+}
+
+/// Raises this process's soft file descriptor limit to the hard one (a flood of connections
+/// from the test needs more than the usual 1024).
+pub(crate) fn raise_nofile() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    hard
 }

@@ -1,8 +1,7 @@
-//! Tests of limits that issue 12 makes hold for both protocols, failing today (so ignored):
-//! OWAMP sessions bound by the session total, the `[open]` / per-identity session limits and
-//! the test ports as TWAMP sessions are, and the TWAMP session total counted over all
-//! listeners. Found while writing `engine.rs`: each test states what should hold and fails on
-//! the code as it is. Run them with `cargo test -p ippm --test policy_gaps -- --ignored`.
+//! The limits both protocols obey, from one place (`ippm_net::admission` and
+//! `ippm_net::policy`): OWAMP sessions count against the session total and obey the
+//! `[open]` / per-identity session limits and the test ports as TWAMP sessions do, and the
+//! totals hold over all listeners, not per listener.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -14,12 +13,10 @@ mod common;
 use common::ctl::{Ctl, ow_request, tw_request};
 use common::{Daemon, free_ports};
 
-/// `--max-sessions-total` bounds TWAMP sessions only: OWAMP sessions (each a socket on the
-/// engine, and a descriptor) are not counted, so OWAMP clients are bounded by nothing but
-/// `--max-connections` x `--max-sessions` per listener.
+/// `--max-sessions-total` bounds OWAMP sessions too (each a socket on the engine, and a
+/// descriptor), not only TWAMP's.
 #[test]
-#[ignore = "bug: OWAMP sessions are not counted against --max-sessions-total"]
-fn bug_owamp_sessions_count_against_the_total() {
+fn owamp_sessions_count_against_the_total() {
     let d = Daemon::start_both("127.0.0.1", &["--max-sessions-total", "2"], None);
     let owamp = d.owamp.clone().unwrap();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -41,12 +38,10 @@ fn bug_owamp_sessions_count_against_the_total() {
     );
 }
 
-/// `--max-sessions-total` is "most test sessions at once, over all connections", but each
-/// TWAMP listener counts its own sessions: with the default listeners (IPv4 and IPv6) the
-/// daemon takes twice the limit (and `fit_descriptors` budgets descriptors for it once).
+/// `--max-sessions-total` is "most test sessions at once, over all connections": with two
+/// listeners (IPv4 and IPv6, the default pair) it is not taken twice.
 #[test]
-#[ignore = "bug: the TWAMP session total is counted per listener"]
-fn bug_twamp_session_total_over_all_listeners() {
+fn twamp_session_total_over_all_listeners() {
     let (d, listening) = Daemon::start_args(
         &[
             "--twamp-listen",
@@ -63,6 +58,8 @@ fn bug_twamp_session_total_over_all_listeners() {
     let v6 = UdpSocket::bind("[::1]:0").unwrap();
     let mut first = Ctl::new(&listening[0].1, Protocol::Twamp, SecurityMode::Open);
     first.tw_session(v4.local_addr().unwrap());
+    // Started: a set-up connection's sessions never give way to a newcomer's.
+    first.start();
     let mut second = Ctl::new(&listening[1].1, Protocol::Twamp, SecurityMode::Open);
     second
         .c
@@ -76,12 +73,10 @@ fn bug_twamp_session_total_over_all_listeners() {
     drop(d);
 }
 
-/// `--test-ports` bounds the ports of test sessions (TWAMP checks a requested port against
-/// it), but an OWAMP receive session binds the Receiver Port the client asks for wherever it
-/// is: a client opens any free UDP port of the host's it likes.
+/// `--test-ports` bounds the ports of OWAMP receive sessions as of TWAMP's: a Receiver Port
+/// asked for outside it is not bound; the session gets a port of the range.
 #[test]
-#[ignore = "bug: an OWAMP receive session binds a requested port outside --test-ports"]
-fn bug_owamp_receiver_port_within_the_test_ports() {
+fn owamp_receiver_port_within_the_test_ports() {
     let p = free_ports(2);
     let range = format!("{p}-{p}");
     let d = Daemon::start_both("127.0.0.1", &["--test-ports", &range], None);
@@ -95,10 +90,9 @@ fn bug_owamp_receiver_port_within_the_test_ports() {
 }
 
 /// `[open] max_sessions` (and `[[identity]] max_sessions`) limit the sessions of a control
-/// connection; TWAMP applies them, OWAMP only the global `--max-sessions`.
+/// connection, OWAMP's as TWAMP's.
 #[test]
-#[ignore = "bug: OWAMP ignores the per-identity and [open] session limits"]
-fn bug_owamp_sessions_obey_the_open_limit() {
+fn owamp_sessions_obey_the_open_limit() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("ippm.toml");
     std::fs::write(&cfg, "[open]\nmax_sessions = 1\n").unwrap();
@@ -125,4 +119,53 @@ fn bug_owamp_sessions_obey_the_open_limit() {
         matches!(second, ClientEvent::SessionRejected(_)),
         "a second OWAMP session beyond [open] max_sessions = 1: {second:?}"
     );
+}
+
+/// `[[identity]] max_sessions` holds for an authenticated OWAMP client as for TWAMP: the
+/// third session of `alice` (limit 2) is refused, with Accept = 4 (the identity's limit does
+/// not change by waiting).
+#[test]
+fn owamp_sessions_obey_the_identity_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = common::keyfile(dir.path());
+    let cfg = dir.path().join("ippm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "keys = {:?}\n[[identity]]\nname = \"alice\"\nmax_sessions = 2\n",
+            keys.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_both("127.0.0.1", &["--config", cfg.to_str().unwrap()], None);
+    let me: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let gap = Duration::from_secs(1);
+    for (addr, protocol) in [
+        (d.owamp.clone().unwrap(), Protocol::Owamp),
+        (d.addr.clone(), Protocol::Twamp),
+    ] {
+        let mut c = Ctl::new(&addr, protocol, SecurityMode::Authenticated);
+        for _ in 0..2 {
+            match protocol {
+                Protocol::Owamp => {
+                    c.session(&ow_request(me, false, 10, gap));
+                }
+                Protocol::Twamp => {
+                    c.tw_session(me);
+                }
+            }
+        }
+        match protocol {
+            Protocol::Owamp => {
+                c.c.request_session(Instant::now(), &ow_request(me, false, 10, gap))
+            }
+            Protocol::Twamp => c.c.request_tw_session(Instant::now(), &tw_request(me)),
+        }
+        .unwrap();
+        assert_eq!(
+            c.event(),
+            ClientEvent::SessionRejected(Accept::PermanentResourceLimitation),
+            "{protocol:?}: a third session of alice, whose limit is 2"
+        );
+    }
 }
