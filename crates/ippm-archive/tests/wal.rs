@@ -72,3 +72,73 @@ fn the_wal_stays_bounded_and_checkpoint_truncates_it() {
     assert_eq!(sessions.len(), 20);
     assert!(sessions.iter().all(|s| s.records == 20_000));
 }
+
+/// Blocks in its first write until told to go on: an export that holds its read
+/// transaction (and so its snapshot of the WAL) open.
+struct Held(Option<std::sync::mpsc::Receiver<()>>);
+
+impl std::io::Write for Held {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(rx) = self.0.take() {
+            let _ = rx.recv();
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_wal_grown_behind_a_reader_is_cut_back_once_it_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let a = Archive::open(&db).unwrap();
+    let id = a
+        .start_session(&NewSession {
+            peer: "192.0.2.1:862".into(),
+            protocol: Protocol::Twamp,
+            mode: "open".into(),
+            sid: None,
+            started_unix_ns: T0,
+            params_json: "{}".into(),
+        })
+        .unwrap();
+    // A second process reading (here: a second connection exporting) keeps the WAL from
+    // starting over, so it grows past any limit while the reader stays.
+    let (go, wait) = std::sync::mpsc::channel();
+    let path = db.clone();
+    let reader = std::thread::spawn(move || {
+        let r = Archive::open(&path).unwrap();
+        r.export_json(&Default::default(), true, &mut Held(Some(wait)))
+            .unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut seq = 0;
+    for _ in 0..150 {
+        let batch: Vec<Record> = (seq..seq + 1000).map(record).collect();
+        seq += 1000;
+        a.add_records(id, &batch, None, T0).unwrap();
+    }
+    let grown = wal_len(&db);
+    assert!(
+        grown > WAL_BOUND,
+        "the reader did not hold the WAL: {grown}"
+    );
+    go.send(()).unwrap();
+    reader.join().unwrap();
+    // With the reader gone the next automatic checkpoint completes, the WAL starts over, and
+    // its file is cut back to the size limit rather than kept at its largest.
+    for _ in 0..10 {
+        let batch: Vec<Record> = (seq..seq + 1000).map(record).collect();
+        seq += 1000;
+        a.add_records(id, &batch, None, T0).unwrap();
+    }
+    let after = wal_len(&db);
+    assert!(
+        after <= WAL_BOUND,
+        "the WAL stayed at {after} octets after growing to {grown}"
+    );
+    assert!(a.checkpoint().unwrap());
+    assert_eq!(wal_len(&db), 0);
+}

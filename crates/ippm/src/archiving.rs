@@ -134,7 +134,7 @@ impl ArchiveSink {
         if let Some(unlogged) = unlogged {
             tracing::error!(
                 archive = %self.path.display(),
-                unlogged,
+                suppressed = unlogged,
                 "results not archived ({what}): {why}; measuring goes on \
                  (ippm_archive_degraded, ippm_dropped_total{{event=\"result_not_archived\"}})"
             );

@@ -2,7 +2,8 @@
 //! protocols): each `[[measure]]` entry runs back-to-back sessions to its peer, writes packets
 //! and a running summary to the archive while a session runs (every second), the summary and
 //! the figures for Prometheus when it ends, and restarts with a growing delay while the peer
-//! is down.
+//! is down. The archive is not needed to measure: a session whose results cannot be written
+//! (a full disk, see `archiving`) runs and reaches Prometheus all the same.
 //!
 //! ```toml
 //! [archive]
@@ -34,7 +35,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use ippm_archive::{Direction, NewSession, Protocol, Record, SessionId, Status};
 use ippm_net::ike::IkeHandle;
-use ippm_net::metrics::{Metrics, SessionFigures};
+use ippm_net::metrics::Metrics;
+
+use crate::figures::{owamp_figures, twamp_figures};
 use ippm_net::owamp_client::{OwpingOptions, OwpingResult, owping};
 use ippm_net::twamp_client::{Interval, Progress, TwpingOptions, TwpingResult, twping};
 use ippm_proto::session::{IkeCredential, PassphraseStore, Secret, SecretStore};
@@ -582,57 +585,6 @@ async fn twamp_session(
             failed_before_start(spec, sinks, started, &e.to_string()).await;
             false
         }
-    }
-}
-
-fn quantiles(d: &ippm_stats::summary::Digest) -> Vec<(f64, f64)> {
-    let mut q = vec![(0.5, d.median_ns / 1e9)];
-    for p in &d.percentiles {
-        if p.percentile != 50.0 {
-            q.push((p.percentile / 100.0, p.value_ns / 1e9));
-        }
-    }
-    q.sort_by(|a, b| a.0.total_cmp(&b.0));
-    q
-}
-
-fn twamp_figures(peer: &str, r: &ippm_stats::TwoWayReport) -> SessionFigures {
-    let d = r.round_trip.as_ref();
-    SessionFigures {
-        peer: peer.to_owned(),
-        protocol: "twamp",
-        direction: "round_trip",
-        sent: r.loss.sent as u64,
-        received: r.loss.received as u64,
-        lost: r.loss.lost as u64,
-        duplicates: r.duplicates as u64,
-        reordered: r.round_trip_reordering.reordered as u64,
-        delay_quantiles_seconds: d.map(quantiles).unwrap_or_default(),
-        delay_min_seconds: d.map(|d| d.min_ns as f64 / 1e9),
-        delay_max_seconds: d.map(|d| d.max_ns as f64 / 1e9),
-        jitter_seconds: r.round_trip_jitter_ns.map(|j| j / 1e9),
-    }
-}
-
-fn owamp_figures(
-    peer: &str,
-    direction: &'static str,
-    r: &ippm_stats::OneWayReport,
-) -> SessionFigures {
-    let d = r.delay.as_ref();
-    SessionFigures {
-        peer: peer.to_owned(),
-        protocol: "owamp",
-        direction,
-        sent: r.loss.sent as u64,
-        received: r.loss.received as u64,
-        lost: r.loss.lost as u64,
-        duplicates: r.duplicates as u64,
-        reordered: r.reordering.reordered as u64,
-        delay_quantiles_seconds: d.map(quantiles).unwrap_or_default(),
-        delay_min_seconds: d.map(|d| d.min_ns as f64 / 1e9),
-        delay_max_seconds: d.map(|d| d.max_ns as f64 / 1e9),
-        jitter_seconds: r.jitter_ns.map(|j| j / 1e9),
     }
 }
 
