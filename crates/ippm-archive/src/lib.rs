@@ -17,6 +17,14 @@
 //! right after. At start the daemon calls [`Archive::mark_interrupted`], which turns the sessions
 //! a crash left `running` into `interrupted`, keeping what they had recorded.
 //!
+//! # The WAL's size
+//!
+//! A daemon writes for months, on disks that may be small. SQLite checkpoints the WAL into
+//! the database every 1000 pages (set explicitly at open) and the file is cut back to 4 MiB
+//! after each checkpoint; the daemon also calls [`Archive::checkpoint_passive`] every few
+//! seconds and [`Archive::checkpoint`] (which truncates the WAL to nothing) after pruning and
+//! while its disk is full, so the WAL holds a few seconds of writes, not a disk's worth.
+//!
 //! # Schema
 //!
 //! The schema carries its version in SQLite's `user_version`; [`Archive::open`] applies the

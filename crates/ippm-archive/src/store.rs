@@ -15,8 +15,14 @@ use crate::{
 /// How long a write waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The size (bytes) the WAL file is truncated to after a checkpoint.
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// The size (bytes) the WAL file is cut back to after a checkpoint: about what one automatic
+/// checkpoint interval writes, so that the WAL never holds much more than that on a small
+/// disk (where 64 MiB of WAL can be the whole disk).
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
+/// Pages written to the WAL before a commit checkpoints it (SQLite's default, set here so
+/// that no build or environment can turn automatic checkpoints off).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 1000;
 
 /// The reason [`Archive::mark_interrupted`] records.
 pub(crate) const INTERRUPTED_REASON: &str = "daemon stopped before the session ended";
@@ -60,9 +66,10 @@ impl std::fmt::Debug for Archive {
 
 impl Archive {
     /// Opens the archive at `path`, creating its directory and the file if needed, bringing
-    /// the schema up to date, and setting WAL mode (its file kept under 64 MiB after
-    /// checkpoints), a busy timeout, `synchronous = FULL` and foreign keys. Opening does not touch sessions: the daemon calls
-    /// [`Archive::mark_interrupted`] itself at start.
+    /// the schema up to date, and setting WAL mode (checkpointed automatically every 1000
+    /// pages, its file cut back to 4 MiB after each checkpoint), a busy timeout,
+    /// `synchronous = FULL` and foreign keys. Opening does not touch sessions: the daemon
+    /// calls [`Archive::mark_interrupted`] itself at start.
     pub fn open(path: &Path) -> Result<Self, ArchiveError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| ArchiveError::CreateDir {
@@ -88,7 +95,9 @@ impl Archive {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        // A daemon that writes for months: after each checkpoint, cut the WAL file back.
+        // A daemon that writes for months: checkpoint as it goes, and after each checkpoint
+        // cut the WAL file back, so that it does not grow without bound.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn)?;
@@ -274,6 +283,34 @@ impl Archive {
             tx.commit()?;
         }
         Ok(deleted)
+    }
+
+    /// Copies everything in the WAL into the database and truncates the WAL file to zero
+    /// octets (`PRAGMA wal_checkpoint(TRUNCATE)`), waiting up to the busy timeout for readers
+    /// of older states. The automatic checkpoints are passive and never wait, so a reader
+    /// that is always there, or a disk that was full when they ran, can leave the WAL large;
+    /// the daemon calls this after pruning and while the archive is degraded, to give the
+    /// space back. Returns whether it completed (`false`: a reader still used the WAL, and
+    /// its file was not truncated).
+    pub fn checkpoint(&self) -> Result<bool, ArchiveError> {
+        let conn = self.lock();
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+
+    /// Copies what it can of the WAL into the database without waiting for anyone
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`), so that the next write starts the WAL from its
+    /// beginning again instead of appending. SQLite's automatic checkpoint comes only after
+    /// 1000 pages (4 MiB), which on a small disk can be more than the disk holds; the daemon
+    /// calls this every few seconds, keeping the WAL to what a few seconds write. Returns
+    /// whether every frame was copied.
+    pub fn checkpoint_passive(&self) -> Result<bool, ArchiveError> {
+        let conn = self.lock();
+        let (busy, log, done): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        Ok(busy == 0 && log == done)
     }
 
     /// The sessions `f` selects, newest (latest start) first.

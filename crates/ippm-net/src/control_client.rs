@@ -1,4 +1,9 @@
 //! A control connection driven by a client state machine, shared by twping and owping.
+//!
+//! Every exchange with the server (the greeting and set-up, each request and its answer,
+//! Start, Stop, Fetch) has one deadline for the whole exchange: a server that trickles its
+//! answer a byte at a time does not get a fresh timer per read, so it cannot hold the client
+//! longer than the deadline.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,16 +12,36 @@ use ippm_proto::Protocol;
 use ippm_proto::session::{Client, ClientConfig, ClientEvent, ClientRandom};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
 
+use crate::rng::{self, SecureRandom};
 use crate::twamp_client::TwpingError;
 
-/// Octets from the OS random number generator.
-pub(crate) fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    if getrandom::fill(&mut b).is_err() {
-        tracing::error!("the OS random number generator failed");
+/// One control exchange, named in the error when the server does not complete it in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// Server-Greeting, Set-Up-Response, Server-Start.
+    Setup,
+    /// Request-Session (OWAMP) / Request-TW-Session (TWAMP) and its Accept-Session.
+    Request,
+    /// Start-Sessions / Start-N-Sessions and the Start-Ack.
+    Start,
+    /// Stop-Sessions / Stop-N-Sessions and what answers it.
+    Stop,
+    /// Fetch-Session and the records (OWAMP).
+    Fetch,
+}
+
+impl std::fmt::Display for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Setup => "the greeting and set-up",
+            Self::Request => "the session request",
+            Self::Start => "the start of the sessions",
+            Self::Stop => "the stop of the sessions",
+            Self::Fetch => "the fetch of the session records",
+        })
     }
-    b
 }
 
 /// One control connection with its state machine.
@@ -28,24 +53,27 @@ pub(crate) struct Control {
 }
 
 impl Control {
-    /// Connects with TCP_NODELAY (perfSONAR's owping loses ~80 ms a test to Nagle and delayed
-    /// ACKs; we do not) and starts the client; returns it with the local address.
+    /// Draws the client's session keys from `rng`, then connects with TCP_NODELAY (perfSONAR's
+    /// owping loses ~80 ms a test to Nagle and delayed ACKs; we do not) and starts the client;
+    /// returns it with the local address. The keys come first so that a failing generator
+    /// ends the run before any connection exists: nothing is ever keyed from zeros.
     pub(crate) async fn connect(
         server: SocketAddr,
         protocol: Protocol,
         cfg: ClientConfig,
         timeout: Duration,
+        rng: &dyn SecureRandom,
     ) -> Result<(Self, SocketAddr), TwpingError> {
+        let keys = ClientRandom {
+            client_iv: rng::array(rng)?,
+            aes_key: rng::array(rng)?,
+            hmac_key: rng::array(rng)?,
+        };
         let stream = tokio::time::timeout(timeout, TcpStream::connect(server))
             .await
             .map_err(|_| TwpingError::Timeout(timeout))??;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
-        let keys = ClientRandom {
-            client_iv: random(),
-            aes_key: random(),
-            hmac_key: random(),
-        };
         let client = Client::new(protocol, cfg, keys, std::time::Instant::now());
         Ok((
             Self {
@@ -66,16 +94,25 @@ impl Control {
         Ok(())
     }
 
-    /// Reads until the state machine reports an event.
-    pub(crate) async fn event(&mut self) -> Result<ClientEvent, TwpingError> {
+    /// Completes one exchange: writes what is queued and reads until the state machine
+    /// reports an event, all within one deadline (the control timeout from now), however
+    /// the server spreads its octets over time.
+    pub(crate) async fn event(&mut self, what: Exchange) -> Result<ClientEvent, TwpingError> {
+        let deadline = Instant::now() + self.timeout;
+        let limit = self.timeout;
+        match timeout_at(deadline, self.event_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(TwpingError::Deadline { what, limit }),
+        }
+    }
+
+    async fn event_inner(&mut self) -> Result<ClientEvent, TwpingError> {
         loop {
             self.flush().await?;
             if let Some(ev) = self.client.poll_event() {
                 return Ok(ev);
             }
-            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut self.buf))
-                .await
-                .map_err(|_| TwpingError::Timeout(self.timeout))??;
+            let n = self.stream.read(&mut self.buf).await?;
             if n == 0 {
                 self.client.handle_close()?;
                 return Err(TwpingError::Closed);
@@ -88,4 +125,14 @@ impl Control {
             r?;
         }
     }
+}
+
+/// The port of an Accept-Session that said Accept = 0. Port 0 is no port a test packet can
+/// go to or come from: a server that accepts with it is broken or hostile, and going on would
+/// report a session of 100% loss where there was no session at all.
+pub(crate) fn accepted_port(port: u16) -> Result<u16, TwpingError> {
+    if port == 0 {
+        return Err(TwpingError::AcceptedPortZero);
+    }
+    Ok(port)
 }

@@ -170,6 +170,9 @@ pub(crate) static CONNECTION_FAILED: Dropped =
     Dropped::with_burst("connection_failed", 8, PER_CONNECTION);
 /// Test packets the kernel would not send.
 pub(crate) static TEST_SEND_ERROR: Dropped = Dropped::new("test_send_error");
+/// A write to the measurement archive that failed (full disk) or was not made (the archive
+/// could not be opened): its results are not archived.
+pub(crate) static RESULT_NOT_ARCHIVED: Dropped = Dropped::new("result_not_archived");
 
 #[cfg(test)]
 mod tests {

@@ -247,6 +247,8 @@ pub struct Metrics {
     sessions: Family<StatusLabels, Counter>,
     running: Family<PeerLabels, Gauge>,
     hmac_failures: Family<PeerLabels, Counter>,
+    /// 1 while the archive cannot be written.
+    archive_degraded: Gauge,
     /// The quantile label values last exported per peer, protocol and direction, so that a
     /// session reporting other quantiles does not leave the previous session's behind.
     quantiles: Mutex<std::collections::HashMap<DirectionLabels, Vec<String>>>,
@@ -279,6 +281,7 @@ impl Metrics {
             sessions: Family::default(),
             running: Family::default(),
             hmac_failures: Family::default(),
+            archive_degraded: Gauge::default(),
             quantiles: Mutex::new(std::collections::HashMap::new()),
             registry: Registry::with_prefix(PREFIX),
         };
@@ -353,6 +356,13 @@ impl Metrics {
             "hmac_failures",
             "Test packets dropped for a bad HMAC",
             m.hmac_failures.clone(),
+        );
+        m.registry.register(
+            "archive_degraded",
+            "1 while the archive cannot be opened or written (a full disk): measuring and \
+             serving go on, results are not archived (counted as the dropped event \
+             result_not_archived)",
+            m.archive_degraded.clone(),
         );
         m.registry.register(
             "dropped",
@@ -454,6 +464,20 @@ impl Metrics {
         self.hmac_failures
             .get_or_create(&peer_labels(peer, protocol))
             .inc();
+    }
+
+    /// Sets `ippm_archive_degraded`: 1 while the archive cannot be opened or written.
+    pub fn set_archive_degraded(&self, degraded: bool) {
+        self.archive_degraded.set(i64::from(degraded));
+    }
+
+    /// Counts one write that did not reach the archive (a session's start, a second's
+    /// packets, its end) in `ippm_dropped_total{event="result_not_archived"}`. A full disk
+    /// fails every write: `Some(n)` when a line is to be logged now, `n` being the writes lost
+    /// since the last line that were counted but not logged (at most one line per ten
+    /// seconds).
+    pub fn result_not_archived(&self) -> Option<u64> {
+        crate::counters::RESULT_NOT_ARCHIVED.note()
     }
 
     /// The OpenMetrics text exposition of every family (without IKE SA state).
@@ -767,11 +791,12 @@ mod tests {
     fn names_types_and_values() -> Result<(), MetricsError> {
         let m = Metrics::new();
         // ippm_dropped_total is process-wide (other unit tests of this binary count events
-        // into it), so it is left out of this comparison; counters.rs tests it.
+        // into it), so it is left out of this comparison; counters.rs tests it. The archive
+        // gauge has no labels, so its one series is always written: checked below.
         let empty: String = m
             .encode()?
             .lines()
-            .filter(|l| !l.contains("ippm_dropped"))
+            .filter(|l| !l.contains("ippm_dropped") && !l.contains("ippm_archive_degraded"))
             .map(|l| format!("{l}\n"))
             .collect();
         // A family without series is not written; the build information always is.
@@ -783,6 +808,10 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )
         );
+        assert!(m.encode()?.contains("\nippm_archive_degraded 0\n"));
+        m.set_archive_degraded(true);
+        assert!(m.encode()?.contains("\nippm_archive_degraded 1\n"));
+        m.set_archive_degraded(false);
         m.observe_session(&figures());
         m.observe_session(&figures());
         m.session_started("192.0.2.1:862", "twamp");

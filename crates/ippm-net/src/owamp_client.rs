@@ -20,10 +20,11 @@ use ippm_proto::{Accept, Protocol, SecurityMode, Timestamp};
 use tokio::io::AsyncWriteExt;
 
 use crate::clock;
-use crate::control_client::{Control, random};
+use crate::control_client::{Control, Exchange as Step, accepted_port};
 use crate::engine::{End, Engine, Out, RecvMeta, Role, Wake};
 use crate::packets::{Events, TestEvent};
 use crate::receiver::{From, OneWayReceiver, Refused};
+use crate::rng::{self, SecureRandom};
 use crate::sender::{SendPlan, schedule_offsets};
 use crate::twamp_client::{Interval, TwpingError};
 use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
@@ -58,8 +59,13 @@ pub struct OwpingOptions {
     pub ports: Option<RangeInclusive<u16>>,
     /// Largest PBKDF2 Count accepted.
     pub max_count: u32,
-    /// How long to wait for the server at each step.
+    /// How long the server has for each control exchange (greeting and set-up, each
+    /// request, start, stop, fetch), the whole exchange however its octets are spread.
     pub control_timeout: Duration,
+    /// Where the session keys, the SID of the session from the server and the padding come
+    /// from (normally [`rng::os`]). A failure ends the run with [`TwpingError::Random`]
+    /// before anything is keyed.
+    pub rng: std::sync::Arc<dyn SecureRandom>,
     /// Measure client to server.
     pub to_server: bool,
     /// Measure server to client.
@@ -135,9 +141,15 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     cfg.ike = opts.ike.clone();
     cfg.max_count = opts.max_count;
     cfg.response_timeout = opts.control_timeout;
-    let (mut ctl, local_ctrl) =
-        Control::connect(opts.server, Protocol::Owamp, cfg, opts.control_timeout).await?;
-    let ClientEvent::Established { mode, .. } = ctl.event().await? else {
+    let (mut ctl, local_ctrl) = Control::connect(
+        opts.server,
+        Protocol::Owamp,
+        cfg,
+        opts.control_timeout,
+        opts.rng.as_ref(),
+    )
+    .await?;
+    let ClientEvent::Established { mode, .. } = ctl.event(Step::Setup).await? else {
         return Err(Error::Internal("unexpected control event").into());
     };
     let layout = Layout::of(mode);
@@ -169,15 +181,17 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     let mut to_sid = None;
     if opts.to_server {
         ctl.client.request_session(Instant::now(), &base)?;
-        match ctl.event().await? {
-            ClientEvent::SessionAccepted { sid, port, .. } => to_sid = Some((sid, port)),
+        match ctl.event(Step::Request).await? {
+            ClientEvent::SessionAccepted { sid, port, .. } => {
+                to_sid = Some((sid, accepted_port(port)?));
+            }
             ClientEvent::SessionRejected(a) => return Err(TwpingError::SessionRefused(a)),
             _ => return Err(Error::Internal("unexpected control event").into()),
         }
     }
     let mut from_sid = None;
     if opts.from_server {
-        let sid = make_sid(local.ip(), clock::now(), random());
+        let sid = make_sid(local.ip(), clock::now(), rng::array(opts.rng.as_ref())?);
         let req = RequestSessionRepr {
             conf_sender: true,
             conf_receiver: false,
@@ -189,14 +203,16 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
             ..base.clone()
         };
         ctl.client.request_session(Instant::now(), &req)?;
-        match ctl.event().await? {
-            ClientEvent::SessionAccepted { sid, port, .. } => from_sid = Some((sid, port)),
+        match ctl.event(Step::Request).await? {
+            ClientEvent::SessionAccepted { sid, port, .. } => {
+                from_sid = Some((sid, accepted_port(port)?));
+            }
             ClientEvent::SessionRejected(a) => return Err(TwpingError::SessionRefused(a)),
             _ => return Err(Error::Internal("unexpected control event").into()),
         }
     }
     ctl.client.start_sessions(Instant::now())?;
-    match ctl.event().await? {
+    match ctl.event(Step::Start).await? {
         ClientEvent::StartAck(Accept::Ok) => {}
         ClientEvent::StartAck(a) => return Err(TwpingError::SessionRefused(a)),
         _ => return Err(Error::Internal("unexpected control event").into()),
@@ -243,7 +259,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
             let len = layout.sender_header_len() + opts.padding as usize;
             let mut template = vec![0u8; len];
             // RFC 4656 §4.1.2 recommends pseudo-random padding.
-            let _ = getrandom::fill(&mut template[layout.sender_header_len()..]);
+            opts.rng.fill(&mut template[layout.sender_header_len()..])?;
             Some(SendPlan::new(
                 schedule_offsets(schedule),
                 start,
@@ -321,7 +337,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     ctl.flush().await?;
     let mut from_server = None;
     if let Some((sid, _)) = from_sid {
-        let (next_seqno, skip_ranges) = match ctl.event().await? {
+        let (next_seqno, skip_ranges) = match ctl.event(Step::Stop).await? {
             ClientEvent::StopSessions(s) => s
                 .sessions
                 .iter()
@@ -349,7 +365,7 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
                 end_seq: u32::MAX,
             },
         )?;
-        match ctl.event().await? {
+        match ctl.event(Step::Fetch).await? {
             ClientEvent::FetchReply(r) => {
                 to_server = Some(OneWay {
                     sid,

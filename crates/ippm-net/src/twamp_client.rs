@@ -19,8 +19,9 @@ use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use crate::clock;
-use crate::control_client::{Control, random};
+use crate::control_client::{Control, Exchange as Step, accepted_port};
 use crate::engine::{End, Engine, Out, RecvMeta, Role, Wake};
+use crate::rng::{self, RandomError, SecureRandom};
 use crate::sender::{SendPlan, gap_offsets};
 use crate::twoway::Collector;
 use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
@@ -61,8 +62,13 @@ pub struct TwpingOptions {
     pub ports: Option<RangeInclusive<u16>>,
     /// Largest PBKDF2 Count accepted.
     pub max_count: u32,
-    /// How long to wait for the server at each step.
+    /// How long the server has for each control exchange (greeting and set-up, request,
+    /// start, stop), the whole exchange however its octets are spread.
     pub control_timeout: Duration,
+    /// Where the session keys, the schedule's seed, the reflected octets and the padding
+    /// come from (normally [`rng::os`]). A failure ends the run with
+    /// [`TwpingError::Random`] before anything is keyed.
+    pub rng: std::sync::Arc<dyn SecureRandom>,
     /// RFC 5938: start and stop the session with Start-N-Sessions / Stop-N-Sessions.
     pub session_control: bool,
     /// RFC 6038 reflect octets: this many octets of padding must come back unchanged.
@@ -93,6 +99,7 @@ pub enum Progress {
     Reply(Reply),
 }
 
+pub use crate::control_client::Exchange;
 pub use crate::packets::{Reply, Sent};
 
 /// The outcome of a twping run.
@@ -147,9 +154,28 @@ pub enum TwpingError {
     /// The server closed the control connection.
     #[error("the server closed the control connection")]
     Closed,
-    /// The server took too long.
+    /// The server did not accept the connection in time.
     #[error("no answer from the server within {0:?}")]
     Timeout(Duration),
+    /// The server did not complete a control exchange within the control timeout (counted
+    /// over the whole exchange: octets trickled one at a time do not extend it).
+    #[error("the server did not complete {what} within {limit:?}")]
+    Deadline {
+        /// Which exchange.
+        what: Exchange,
+        /// The control timeout.
+        limit: Duration,
+    },
+    /// The server accepted a test session (Accept = 0) with port 0, where no test packet
+    /// can go or come from.
+    #[error(
+        "the server accepted the test session with port 0, which no test packet can use \
+         (a broken or hostile server): refused"
+    )]
+    AcceptedPortZero,
+    /// The random number generator failed: the run ends before anything is keyed.
+    #[error("{0}: nothing was keyed and no test was run")]
+    Random(#[from] RandomError),
     /// The server does not offer an extension that was asked for.
     #[error("the server does not offer {0}")]
     NotOffered(&'static str),
@@ -175,10 +201,16 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         wanted |= Modes::TWAMP_SYMMETRICAL_SIZE;
     }
     cfg.extensions = wanted;
-    let (mut ctl, local_ctrl) =
-        Control::connect(opts.server, Protocol::Twamp, cfg, opts.control_timeout).await?;
+    let (mut ctl, local_ctrl) = Control::connect(
+        opts.server,
+        Protocol::Twamp,
+        cfg,
+        opts.control_timeout,
+        opts.rng.as_ref(),
+    )
+    .await?;
 
-    let (mode, selected) = match ctl.event().await? {
+    let (mode, selected) = match ctl.event(Step::Setup).await? {
         ClientEvent::Established { mode, selected, .. } => (mode, selected),
         other => return Err(Error::Internal(unexpected(&other)).into()),
     };
@@ -214,7 +246,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         even + u32::from(reflect)
     });
     let octets_to_reflect = if opts.reflect.is_some() {
-        u16::from_be_bytes(random()) | 1
+        u16::from_be_bytes(rng::array(opts.rng.as_ref())?) | 1
     } else {
         0
     };
@@ -232,7 +264,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     };
     ctl.client
         .request_tw_session(std::time::Instant::now(), &req)?;
-    let (sid, port, server_octets) = match ctl.event().await? {
+    let (sid, port, server_octets) = match ctl.event(Step::Request).await? {
         ClientEvent::SessionAccepted {
             sid,
             port,
@@ -245,7 +277,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
                 )
                 .into());
             }
-            (sid, port, server_octets)
+            (sid, accepted_port(port)?, server_octets)
         }
         ClientEvent::SessionRejected(a) => return Err(TwpingError::SessionRefused(a)),
         other => return Err(Error::Internal(unexpected(&other)).into()),
@@ -256,7 +288,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     if opts.session_control {
         ctl.client
             .start_n_sessions(std::time::Instant::now(), vec![sid])?;
-        match ctl.event().await? {
+        match ctl.event(Step::Start).await? {
             ClientEvent::StartNAck {
                 accept: Accept::Ok, ..
             } => {}
@@ -267,7 +299,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         }
     } else {
         ctl.client.start_sessions(std::time::Instant::now())?;
-        match ctl.event().await? {
+        match ctl.event(Step::Start).await? {
             ClientEvent::StartAck(Accept::Ok) => {}
             ClientEvent::StartAck(a) => return Err(TwpingError::SessionRefused(a)),
             other => return Err(Error::Internal(unexpected(&other)).into()),
@@ -295,7 +327,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     if opts.session_control {
         ctl.client
             .stop_n_sessions(std::time::Instant::now(), vec![sid])?;
-        match ctl.event().await? {
+        match ctl.event(Step::Stop).await? {
             ClientEvent::StopNAck { .. } => {}
             other => return Err(Error::Internal(unexpected(&other)).into()),
         }
@@ -371,7 +403,7 @@ async fn run_test(
     let pad_at = layout.sender_header_len() + shape.mbz;
     let mut template = vec![0u8; pad_at + shape.padding];
     // Random padding, once per session (RFC 4656 §4.1.2 recommends pseudo-random padding).
-    let _ = getrandom::fill(&mut template[pad_at..]);
+    opts.rng.fill(&mut template[pad_at..])?;
     if shape.server_octets != 0 && shape.padding >= 2 {
         template[pad_at..pad_at + 2].copy_from_slice(&shape.server_octets.to_be_bytes());
     }
@@ -381,7 +413,7 @@ async fn run_test(
         Interval::Exponential(d) => (d, true),
     };
     let plan = SendPlan::new(
-        gap_offsets(offsets, exponential, &random()),
+        gap_offsets(offsets, exponential, &rng::array(opts.rng.as_ref())?),
         std::time::Instant::now() + Duration::from_millis(1),
         opts.count,
         template,

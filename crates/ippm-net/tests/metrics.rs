@@ -342,8 +342,12 @@ fn check_families(f: &BTreeMap<String, Family>, info: (&str, &str)) {
         1.0
     );
 
+    let degraded = &f["ippm_archive_degraded"];
+    assert_eq!(degraded.typ, "gauge");
+    assert_eq!(sample(degraded, "ippm_archive_degraded", &[]), 0.0);
+
     // Nothing else: no stray family, and every name has the one prefix.
-    assert_eq!(f.len(), 13, "{:?}", f.keys().collect::<Vec<_>>());
+    assert_eq!(f.len(), 14, "{:?}", f.keys().collect::<Vec<_>>());
     for name in f.keys() {
         assert!(
             name.starts_with("ippm_") && !name.starts_with("ippm_ippm"),

@@ -276,6 +276,7 @@ async fn owping_gets_its_records_beside_a_stalled_reader() {
         ports: None,
         max_count: 1 << 16,
         control_timeout: Duration::from_secs(5),
+        rng: ippm_net::rng::os(),
         to_server: true,
         from_server: true,
     };

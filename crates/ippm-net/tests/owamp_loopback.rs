@@ -49,6 +49,7 @@ fn options(server: SocketAddr, mode: SecurityMode, interval: Interval) -> Owping
         ports: None,
         max_count: 1 << 16,
         control_timeout: Duration::from_secs(5),
+        rng: ippm_net::rng::os(),
         to_server: true,
         from_server: true,
     }

@@ -47,6 +47,7 @@ fn options(server: SocketAddr, mode: SecurityMode) -> TwpingOptions {
         ports: None,
         max_count: 1 << 16,
         control_timeout: Duration::from_secs(5),
+        rng: ippm_net::rng::os(),
         session_control: false,
         reflect: None,
         symmetrical: false,

@@ -104,6 +104,7 @@ fn options(server: SocketAddr, rate: u64, n: u64, both: bool) -> OwpingOptions {
         ports: None,
         max_count: 1 << 16,
         control_timeout: Duration::from_secs(30),
+        rng: ippm_net::rng::os(),
         to_server: true,
         from_server: both,
     }

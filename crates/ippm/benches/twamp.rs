@@ -152,6 +152,7 @@ fn options(server: SocketAddr, rate: u64, n: u64) -> TwpingOptions {
         ports: None,
         max_count: 1 << 16,
         control_timeout: Duration::from_secs(10),
+        rng: ippm_net::rng::os(),
         session_control: false,
         reflect: None,
         symmetrical: false,

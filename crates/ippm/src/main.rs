@@ -1,5 +1,7 @@
 //! `ippm`: OWAMP and TWAMP measurement with keys from IKEv2.
 
+mod archiving;
+mod figures;
 mod ike;
 mod measure;
 mod owping;

@@ -2,7 +2,8 @@
 //! protocols): each `[[measure]]` entry runs back-to-back sessions to its peer, writes packets
 //! and a running summary to the archive while a session runs (every second), the summary and
 //! the figures for Prometheus when it ends, and restarts with a growing delay while the peer
-//! is down.
+//! is down. The archive is not needed to measure: a session whose results cannot be written
+//! (a full disk, see `archiving`) runs and reaches Prometheus all the same.
 //!
 //! ```toml
 //! [archive]
@@ -32,9 +33,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use ippm_archive::{Archive, Direction, NewSession, Protocol, Record, SessionId, Status};
+use ippm_archive::{Direction, NewSession, Protocol, Record, SessionId, Status};
 use ippm_net::ike::IkeHandle;
-use ippm_net::metrics::{Metrics, SessionFigures};
+use ippm_net::metrics::Metrics;
+
+use crate::figures::{owamp_figures, twamp_figures};
 use ippm_net::owamp_client::{OwpingOptions, OwpingResult, owping};
 use ippm_net::twamp_client::{Interval, Progress, TwpingOptions, TwpingResult, twping};
 use ippm_proto::session::{IkeCredential, PassphraseStore, Secret, SecretStore};
@@ -215,7 +218,9 @@ impl Spec {
 /// What the runners share.
 #[derive(Clone)]
 pub(crate) struct Sinks {
-    pub(crate) archive: Arc<Archive>,
+    /// Where results go when they can: a session whose results cannot be archived (full
+    /// disk) still runs, and still goes to the metrics.
+    pub(crate) archive: Arc<crate::archiving::ArchiveSink>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) ike: Option<IkeHandle>,
 }
@@ -322,7 +327,6 @@ async fn failed_before_start(spec: &Spec, sinks: &Sinks, started: i64, why: &str
         "owamp"
     };
     sinks.metrics.session_ended(&spec.label, pname, "failed");
-    let archive = sinks.archive.clone();
     let new = NewSession {
         peer: spec.label.clone(),
         protocol: spec.protocol,
@@ -332,50 +336,55 @@ async fn failed_before_start(spec: &Spec, sinks: &Sinks, started: i64, why: &str
         params_json: spec.params.to_string(),
     };
     let why = why.to_owned();
-    let res = tokio::task::spawn_blocking(move || -> Result<(), ippm_archive::ArchiveError> {
-        let id = archive.start_session(&new)?;
-        archive.finish_session(id, Status::Failed, Some(&why), None, now_ns())
-    })
-    .await;
-    if let Ok(Err(e)) = res {
-        tracing::error!("archive: {e}");
-    }
+    sinks
+        .archive
+        .write("a failed session", move |a| {
+            let id = a.start_session(&new)?;
+            a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
+        })
+        .await;
 }
 
-/// A session that failed once started: its last packets and the reason to the archive.
+/// A session that failed once started: its last packets and the reason to the archive
+/// (`id`: its archive entry, `None` if its start could not be archived).
 async fn session_failed(
     spec: &Spec,
     sinks: &Sinks,
-    id: SessionId,
+    id: Option<SessionId>,
     batch: Vec<Record>,
     why: String,
     pname: &'static str,
 ) {
     tracing::warn!(peer = %spec.label, "measurement session failed: {why}");
-    archive_call(&sinks.archive, move |a| {
-        a.add_records(id, &batch, None, now_ns())?;
-        a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
-    })
-    .await;
+    match id {
+        Some(id) => {
+            sinks
+                .archive
+                .write("a session's end", move |a| {
+                    a.add_records(id, &batch, None, now_ns())?;
+                    a.finish_session(id, Status::Failed, Some(&why), None, now_ns())
+                })
+                .await;
+        }
+        None => sinks.archive.skipped("a session's end"),
+    }
     sinks.metrics.session_ended(&spec.label, pname, "failed");
 }
 
-/// Runs a blocking archive call off the runtime; logs a failure.
-async fn archive_call<T: Send + 'static>(
-    archive: &Arc<Archive>,
-    f: impl FnOnce(&Archive) -> Result<T, ippm_archive::ArchiveError> + Send + 'static,
-) -> Option<T> {
-    let a = archive.clone();
-    match tokio::task::spawn_blocking(move || f(&a)).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::error!("archive: {e}");
-            None
+/// A second's packets of a running session to the archive; with no archive entry for the
+/// session (its start could not be archived), dropped and counted, so that they do not pile
+/// up in memory while the disk is full.
+async fn flush(sinks: &Sinks, id: Option<SessionId>, batch: Vec<Record>, summary: Option<String>) {
+    match id {
+        Some(id) => {
+            sinks
+                .archive
+                .write("a session's packets", move |a| {
+                    a.add_records(id, &batch, summary.as_deref(), now_ns())
+                })
+                .await;
         }
-        Err(e) => {
-            tracing::error!("archive task: {e}");
-            None
-        }
+        None => sinks.archive.skipped("a session's packets"),
     }
 }
 
@@ -428,6 +437,7 @@ async fn twamp_session(
         ports: None,
         max_count: ippm_proto::crypto::DEFAULT_MAX_COUNT,
         control_timeout: Duration::from_secs(10),
+        rng: ippm_net::rng::os(),
         session_control: false,
         reflect: None,
         symmetrical: false,
@@ -439,6 +449,8 @@ async fn twamp_session(
     // The session as far as it went, for the running summary.
     let mut partial: Option<TwpingResult> = None;
     let mut id: Option<SessionId> = None;
+    // Whether the test began (Start-Ack), archived or not.
+    let mut started_test = false;
     let mut pending: Vec<Record> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -455,7 +467,11 @@ async fn twamp_session(
                         started_unix_ns: started,
                         params_json: spec.params.to_string(),
                     };
-                    id = archive_call(&sinks.archive, move |a| a.start_session(&new)).await;
+                    started_test = true;
+                    id = sinks
+                        .archive
+                        .write("a session's start", move |a| a.start_session(&new))
+                        .await;
                     partial = Some(TwpingResult {
                         mode,
                         sid,
@@ -488,15 +504,11 @@ async fn twamp_session(
                 None => break,
             },
             _ = tick.tick() => {
-                if let (Some(id), Some(p)) = (id, &partial)
+                if let Some(p) = &partial
                     && !pending.is_empty()
                 {
-                    let (summary, _) = twamp_partial_summary(p);
-                    let batch = std::mem::take(&mut pending);
-                    archive_call(&sinks.archive, move |a| {
-                        a.add_records(id, &batch, Some(&summary), now_ns())
-                    })
-                    .await;
+                    let summary = id.map(|_| twamp_partial_summary(p).0);
+                    flush(sinks, id, std::mem::take(&mut pending), summary).await;
                 }
             }
         }
@@ -508,8 +520,8 @@ async fn twamp_session(
             return false;
         }
     };
-    match (result, id) {
-        (Ok(r), Some(id)) => {
+    match (result, started_test) {
+        (Ok(r), true) => {
             // Packets that never came back: records without a receive time.
             let answered: std::collections::HashSet<u32> =
                 r.replies.iter().map(|p| p.reflector.sender_seq).collect();
@@ -529,12 +541,18 @@ async fn twamp_session(
             );
             let (summary, report) = twamp_summary(&r);
             let batch = std::mem::take(&mut pending);
-            let s2 = summary.clone();
-            archive_call(&sinks.archive, move |a| {
-                a.add_records(id, &batch, Some(&s2), now_ns())?;
-                a.finish_session(id, Status::Complete, None, Some(&s2), now_ns())
-            })
-            .await;
+            match id {
+                Some(id) => {
+                    sinks
+                        .archive
+                        .write("a session's end", move |a| {
+                            a.add_records(id, &batch, Some(&summary), now_ns())?;
+                            a.finish_session(id, Status::Complete, None, Some(&summary), now_ns())
+                        })
+                        .await;
+                }
+                None => sinks.archive.skipped("a session's end"),
+            }
             sinks
                 .metrics
                 .observe_session(&twamp_figures(&spec.label, &report));
@@ -549,7 +567,7 @@ async fn twamp_session(
             );
             true
         }
-        (Err(e), Some(id)) => {
+        (Err(e), true) => {
             session_failed(
                 spec,
                 sinks,
@@ -561,62 +579,12 @@ async fn twamp_session(
             .await;
             false
         }
-        (Ok(_), None) => false,
-        (Err(e), None) => {
+        // A result without a Start-Ack cannot be: twping reports Started before it runs.
+        (Ok(_), false) => false,
+        (Err(e), false) => {
             failed_before_start(spec, sinks, started, &e.to_string()).await;
             false
         }
-    }
-}
-
-fn quantiles(d: &ippm_stats::summary::Digest) -> Vec<(f64, f64)> {
-    let mut q = vec![(0.5, d.median_ns / 1e9)];
-    for p in &d.percentiles {
-        if p.percentile != 50.0 {
-            q.push((p.percentile / 100.0, p.value_ns / 1e9));
-        }
-    }
-    q.sort_by(|a, b| a.0.total_cmp(&b.0));
-    q
-}
-
-fn twamp_figures(peer: &str, r: &ippm_stats::TwoWayReport) -> SessionFigures {
-    let d = r.round_trip.as_ref();
-    SessionFigures {
-        peer: peer.to_owned(),
-        protocol: "twamp",
-        direction: "round_trip",
-        sent: r.loss.sent as u64,
-        received: r.loss.received as u64,
-        lost: r.loss.lost as u64,
-        duplicates: r.duplicates as u64,
-        reordered: r.round_trip_reordering.reordered as u64,
-        delay_quantiles_seconds: d.map(quantiles).unwrap_or_default(),
-        delay_min_seconds: d.map(|d| d.min_ns as f64 / 1e9),
-        delay_max_seconds: d.map(|d| d.max_ns as f64 / 1e9),
-        jitter_seconds: r.round_trip_jitter_ns.map(|j| j / 1e9),
-    }
-}
-
-fn owamp_figures(
-    peer: &str,
-    direction: &'static str,
-    r: &ippm_stats::OneWayReport,
-) -> SessionFigures {
-    let d = r.delay.as_ref();
-    SessionFigures {
-        peer: peer.to_owned(),
-        protocol: "owamp",
-        direction,
-        sent: r.loss.sent as u64,
-        received: r.loss.received as u64,
-        lost: r.loss.lost as u64,
-        duplicates: r.duplicates as u64,
-        reordered: r.reordering.reordered as u64,
-        delay_quantiles_seconds: d.map(quantiles).unwrap_or_default(),
-        delay_min_seconds: d.map(|d| d.min_ns as f64 / 1e9),
-        delay_max_seconds: d.map(|d| d.max_ns as f64 / 1e9),
-        jitter_seconds: r.jitter_ns.map(|j| j / 1e9),
     }
 }
 
@@ -675,6 +643,7 @@ async fn owamp_session(
         ports: None,
         max_count: ippm_proto::crypto::DEFAULT_MAX_COUNT,
         control_timeout: Duration::from_secs(10),
+        rng: ippm_net::rng::os(),
         to_server: true,
         from_server: true,
     };
@@ -692,7 +661,10 @@ async fn owamp_session(
         started_unix_ns: started,
         params_json: spec.params.to_string(),
     };
-    let id = archive_call(&sinks.archive, move |a| a.start_session(&new)).await;
+    let id = sinks
+        .archive
+        .write("a session's start", move |a| a.start_session(&new))
+        .await;
     let mut pending: Vec<Record> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -711,9 +683,8 @@ async fn owamp_session(
                 None => break,
             },
             _ = tick.tick() => {
-                if let Some(id) = id && !pending.is_empty() {
-                    let batch = std::mem::take(&mut pending);
-                    archive_call(&sinks.archive, move |a| a.add_records(id, &batch, None, now_ns())).await;
+                if !pending.is_empty() {
+                    flush(sinks, id, std::mem::take(&mut pending), None).await;
                 }
             }
         }
@@ -724,9 +695,6 @@ async fn owamp_session(
             tracing::error!("measurement task: {e}");
             return false;
         }
-    };
-    let Some(id) = id else {
-        return false;
     };
     match result {
         Ok(r) => {
@@ -759,14 +727,21 @@ async fn owamp_session(
                 .as_ref()
                 .or(r.from_server.as_ref())
                 .map(|w| hex(&w.sid));
-            archive_call(&sinks.archive, move |a| {
-                if let Some(sid) = sid {
-                    a.set_sid(id, &sid)?;
+            match id {
+                Some(id) => {
+                    sinks
+                        .archive
+                        .write("a session's end", move |a| {
+                            if let Some(sid) = sid {
+                                a.set_sid(id, &sid)?;
+                            }
+                            a.add_records(id, &records, Some(&summary), now_ns())?;
+                            a.finish_session(id, Status::Complete, None, Some(&summary), now_ns())
+                        })
+                        .await;
                 }
-                a.add_records(id, &records, Some(&summary), now_ns())?;
-                a.finish_session(id, Status::Complete, None, Some(&summary), now_ns())
-            })
-            .await;
+                None => sinks.archive.skipped("a session's end"),
+            }
             for f in &figures {
                 sinks.metrics.observe_session(f);
             }

@@ -267,6 +267,7 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
         ports: a.t.ports()?,
         max_count: a.t.max_count,
         control_timeout: std::time::Duration::from_secs(10),
+        rng: ippm_net::rng::os(),
         to_server: !a.from,
         from_server: !a.to,
     };

@@ -625,22 +625,26 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         drop_privileges(user)?;
     }
     // The archive after the drop, so that its files belong to the user that writes them.
+    // One that cannot be opened (a full disk) is no reason to stop serving or measuring:
+    // the sink says so, counts what it could not archive and keeps trying.
     if let Some((path, keep)) = s.archive {
-        let archive = Arc::new(
-            ippm_archive::Archive::open(&path)
-                .with_context(|| format!("cannot open the archive {}", path.display()))?,
-        );
-        let n = archive.mark_interrupted(crate::results::now_ns())?;
-        if n > 0 {
-            tracing::warn!(
-                sessions = n,
-                "sessions left running by the last daemon marked interrupted"
-            );
+        let sink = {
+            let m = metrics.clone();
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || crate::archiving::ArchiveSink::open(&p, m))
+                .await
+                .context("opening the archive")?
+        };
+        if sink.is_open() {
+            announce(format_args!("archive {}", path.display()));
+        } else {
+            announce(format_args!(
+                "archive {} not open (degraded)",
+                path.display()
+            ));
         }
-        announce(format_args!("archive {}", path.display()));
-        if let Some(keep) = keep {
-            tasks.push(tokio::spawn(prune(archive.clone(), keep, stop_rx.clone())));
-        }
+        tasks.push(tokio::spawn(sink.clone().maintain(keep, stop_rx.clone())));
+        let archive = sink;
         let sinks = crate::measure::Sinks {
             archive,
             metrics: metrics.clone(),
@@ -688,29 +692,6 @@ fn ike_handle_of(opts: &TwampServerOptions) -> Option<ippm_net::ike::IkeHandle> 
         .as_ref()
         .and_then(|p| p.ike.as_ref())
         .and_then(|slot| slot.get().cloned())
-}
-
-/// Deletes per-packet records older than `keep`, hourly.
-async fn prune(
-    archive: Arc<ippm_archive::Archive>,
-    keep: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                let a = archive.clone();
-                let before = crate::results::now_ns() - i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX);
-                match tokio::task::spawn_blocking(move || a.prune_records(before)).await {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(records = n, "archive: old per-packet records pruned"),
-                    Ok(Err(e)) => tracing::error!("archive prune: {e}"),
-                    _ => {}
-                }
-            }
-            _ = stop.changed() => return,
-        }
-    }
 }
 
 /// Tells scripts and tests what the daemon listens on (stdout, one line each). A closed

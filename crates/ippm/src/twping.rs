@@ -78,6 +78,7 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         ports: a.t.ports()?,
         max_count: a.t.max_count,
         control_timeout: std::time::Duration::from_secs(10),
+        rng: ippm_net::rng::os(),
         session_control: a.session_control,
         reflect: a.reflect,
         symmetrical: a.symmetrical,

@@ -129,6 +129,7 @@ fn twping_options(server: SocketAddr, rate: u32, count: u32, mode: SecurityMode)
         ports: None,
         max_count: 1 << 16,
         control_timeout: CONTROL_TIMEOUT,
+        rng: ippm_net::rng::os(),
         session_control: false,
         reflect: None,
         symmetrical: false,
@@ -153,6 +154,7 @@ fn owping_options(server: SocketAddr, rate: u32, count: u32, mode: SecurityMode)
         ports: None,
         max_count: 1 << 16,
         control_timeout: CONTROL_TIMEOUT,
+        rng: ippm_net::rng::os(),
         to_server: true,
         from_server: false,
     }
