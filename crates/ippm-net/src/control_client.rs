@@ -98,8 +98,17 @@ impl Control {
     /// reports an event, all within one deadline (the control timeout from now), however
     /// the server spreads its octets over time.
     pub(crate) async fn event(&mut self, what: Exchange) -> Result<ClientEvent, TwpingError> {
-        let deadline = Instant::now() + self.timeout;
-        let limit = self.timeout;
+        self.event_within(what, self.timeout).await
+    }
+
+    /// [`Control::event`] within `limit` instead of the control timeout (an answer whose size
+    /// the client knows to be large).
+    pub(crate) async fn event_within(
+        &mut self,
+        what: Exchange,
+        limit: Duration,
+    ) -> Result<ClientEvent, TwpingError> {
+        let deadline = Instant::now() + limit;
         match timeout_at(deadline, self.event_inner()).await {
             Ok(r) => r,
             Err(_) => Err(TwpingError::Deadline { what, limit }),
@@ -127,6 +136,17 @@ impl Control {
     }
 }
 
+/// The slowest a Fetch-Session answer may arrive: 100 kB/s (4,000 records a second). A server
+/// may take the control timeout plus this long for the records it can have, so a hostile one
+/// holds a client in proportion to the session the client asked for, and an honest one on a
+/// slow link is not cut off in the middle of a million-record answer.
+const FETCH_RECORDS_PER_SECOND: f64 = 4_000.0;
+
+/// How long a Fetch-Session answer of at most `records` records may take.
+pub(crate) fn fetch_limit(timeout: Duration, records: u32) -> Duration {
+    timeout + Duration::from_secs_f64(f64::from(records) / FETCH_RECORDS_PER_SECOND)
+}
+
 /// The port of an Accept-Session that said Accept = 0. Port 0 is no port a test packet can
 /// go to or come from: a server that accepts with it is broken or hostile, and going on would
 /// report a session of 100% loss where there was no session at all.
@@ -135,4 +155,19 @@ pub(crate) fn accepted_port(port: u16) -> Result<u16, TwpingError> {
         return Err(TwpingError::AcceptedPortZero);
     }
     Ok(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_may_take_longer_in_proportion_to_its_records() {
+        let t = Duration::from_secs(10);
+        assert_eq!(fetch_limit(t, 0), t);
+        // A million records (25 MB) at 100 kB/s: 250 s beyond the control timeout.
+        assert_eq!(fetch_limit(t, 1_000_000), Duration::from_secs(260));
+        assert!(accepted_port(0).is_err());
+        assert_eq!(accepted_port(862).unwrap(), 862);
+    }
 }

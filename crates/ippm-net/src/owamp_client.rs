@@ -365,7 +365,10 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
                 end_seq: u32::MAX,
             },
         )?;
-        match ctl.event(Step::Fetch).await? {
+        // Duplicates are records too: at most twice what was sent is plenty.
+        let most = opts.count.saturating_mul(2);
+        let limit = crate::control_client::fetch_limit(opts.control_timeout, most);
+        match ctl.event_within(Step::Fetch, limit).await? {
             ClientEvent::FetchReply(r) => {
                 to_server = Some(OneWay {
                     sid,

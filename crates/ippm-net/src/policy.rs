@@ -1,6 +1,6 @@
 //! What both servers apply, in one place: who may use the server, in which modes, for how
 //! many sessions ([`Policy`]), how many connections and sessions the daemon holds
-//! ([`Admission`](crate::admission::Admission)), which UDP ports a test session may use
+//! ([`Admission`]), which UDP ports a test session may use
 //! ([`test_socket`]) and where its random octets come from ([`Rules`]).
 
 use std::collections::HashMap;
