@@ -287,7 +287,7 @@ impl Engine {
             peer_init: data.to_vec(),
             peer_hashes,
         };
-        self.half_open.insert(remote, spis, now);
+        self.half_open.insert(remote, spis);
         self.sas.insert(
             spi_r,
             IkeSa {

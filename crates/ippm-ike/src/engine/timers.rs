@@ -44,6 +44,7 @@ impl Engine {
     /// Runs the timers: retransmissions, dead peers, half-open expiry, rekeys, liveness.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.retired.retain(|r| r.until > now);
+        self.half_open.flush_drops(now);
         let keys: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         for key in keys {
             let Some(mut sa) = self.sas.remove(&key) else {
