@@ -148,12 +148,14 @@ impl Engine {
                     }
                 }
             }
-            (RequestKind::Delete, _) => {
+            (RequestKind::Delete, state) => {
                 tracing::info!(spis = %link.spis, "IKE SA deleted");
-                self.events.push_back(Event::Deleted {
-                    spis: link.spis,
-                    reason: DeleteReason::ByUs,
-                });
+                if state.announced() {
+                    self.events.push_back(Event::Deleted {
+                        spis: link.spis,
+                        reason: DeleteReason::ByUs,
+                    });
+                }
                 None
             }
             (RequestKind::Rekey(r), State::Established(mut est)) => {
@@ -224,9 +226,10 @@ impl Engine {
             (ExchangeType::IKE_AUTH, State::InitAnswered(hs)) => {
                 return self.auth_request(link, *hs, now, wall, &p);
             }
-            (ExchangeType::INFORMATIONAL, State::Established(est)) => {
-                (self.informational_request(&mut link, &est, &p), est)
-            }
+            (ExchangeType::INFORMATIONAL, State::Established(mut est)) => (
+                self.informational_request(&mut link, &mut est, now, &p),
+                est,
+            ),
             (ExchangeType::CREATE_CHILD_SA, State::Established(mut est)) if !est.deleting => {
                 (self.create_child_request(&mut link, &mut est, now, &p), est)
             }

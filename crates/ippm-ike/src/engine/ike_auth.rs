@@ -1,7 +1,7 @@
 //! IKE_AUTH (RFC 7296 §1.2, §2.15): as initiator and as responder, childless (RFC 6023),
 //! ending in an established IKE SA.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::codepoints::{ExchangeType, NotifyType};
 use crate::config::{LocalAuth, RemoteAuth};
@@ -186,14 +186,53 @@ impl Engine {
         })
     }
 
-    /// An SA is up (after IKE_AUTH, or a rekey): its rekey timer starts, and it is announced.
+    /// An SA is up after IKE_AUTH: its rekey timer starts, and it is announced.
     pub(super) fn established(
         &mut self,
         link: &Link,
+        est: Established,
+        now: Instant,
+    ) -> Box<Established> {
+        let mut est = self.with_rekey_timer(est, now);
+        self.announce(link, &mut est);
+        est
+    }
+
+    /// Starts the rekey timer of a new SA: `rekey_time` less a random part of
+    /// `rekey_rand_time` (RFC 7296 §2.8.1: jitter, so that two peers with the same lifetime
+    /// do not rekey at once; strongSwan's rekey_time and rand_time).
+    pub(super) fn with_rekey_timer(
+        &mut self,
         mut est: Established,
         now: Instant,
     ) -> Box<Established> {
-        est.next_rekey = self.config.limits.rekey_time.map(|d| now + d);
+        est.next_rekey = self
+            .config
+            .limits
+            .rekey_time
+            .map(|t| now + t - self.rekey_jitter(t));
+        Box::new(est)
+    }
+
+    /// A uniform draw from [0, rand_time] (rand_time: a tenth of `t` unless configured,
+    /// never more than `t`).
+    fn rekey_jitter(&mut self, t: Duration) -> Duration {
+        let window = self.config.limits.rekey_rand_time.unwrap_or(t / 10).min(t);
+        let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        let mut b = [0u8; 8];
+        if let Err(e) = self.rng.fill(&mut b) {
+            // Without randomness the rekey comes at rekey_time: late jitter is no worse
+            // than none, and the SA must not fail for it.
+            tracing::debug!("rekey jitter: {e}");
+            return Duration::ZERO;
+        }
+        // The bias of the modulo is below 2^-30 for any window under 17 years.
+        Duration::from_nanos(u64::from_be_bytes(b) % nanos.saturating_add(1))
+    }
+
+    /// Tells the driver (and the log) that the SA is up.
+    pub(super) fn announce(&mut self, link: &Link, est: &mut Established) {
+        est.announced = true;
         let connection = self.config.connections[est.conn].name.clone();
         let peer_id = est.peer_id.to_string();
         tracing::info!(
@@ -209,6 +248,5 @@ impl Engine {
             initiator: link.initiator,
             proposal: est.crypto.proposal,
         });
-        Box::new(est)
     }
 }

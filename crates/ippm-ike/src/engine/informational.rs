@@ -53,7 +53,8 @@ impl Engine {
     pub(super) fn informational_request(
         &mut self,
         link: &mut Link,
-        est: &Established,
+        est: &mut Established,
+        now: Instant,
         p: &[Payload],
     ) -> Result<bool, Reject> {
         let delete_ike = p
@@ -61,11 +62,19 @@ impl Engine {
             .any(|x| matches!(x, Payload::Delete { protocol, .. } if *protocol == ProtocolId::IKE));
         if delete_ike {
             self.respond(link, &est.crypto, ExchangeType::INFORMATIONAL, Vec::new())?;
+            if let Some(c) = est.crossing.take() {
+                // The peer rekeyed this SA while we did and deletes it without waiting for
+                // our rekey: it did not see the crossing, and its new SA is the one (§2.8.2).
+                // Ours, outstanding, goes with this SA.
+                self.crossing_resolved(link, est, c, now);
+            }
             tracing::info!(spis = %link.spis, peer = %link.remote, "IKE SA deleted by the peer");
-            self.events.push_back(Event::Deleted {
-                spis: link.spis,
-                reason: DeleteReason::ByPeer,
-            });
+            if est.announced {
+                self.events.push_back(Event::Deleted {
+                    spis: link.spis,
+                    reason: DeleteReason::ByPeer,
+                });
+            }
             return Ok(false);
         }
         // Deletes of Child SAs we never had get an empty answer; so do liveness checks and

@@ -167,7 +167,7 @@ impl Engine {
             .values()
             .filter(|s| s.link.remote.ip() == peer)
             .filter_map(|s| Some((s.link.spis, s.state.up()?)))
-            .filter(|(_, e)| e.superseded.is_none())
+            .filter(|(_, e)| e.superseded.is_none() && e.announced)
             .max_by_key(|(_, e)| e.at)
             .map(|(spis, e)| (spis, e.ippm_secret.clone()))
     }

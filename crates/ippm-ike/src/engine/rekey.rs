@@ -14,8 +14,8 @@ use super::payloads::{
     find_notify, first_error, ke, nonce, notify, numbered, sa_payload, sa_payload_ike, wanted_group,
 };
 use super::sa::{
-    Crypto, Established, IkeSa, Link, QueuedRequest, Reject, RekeyRequest, RequestKind, State,
-    derive, ignore,
+    Crossing, Crypto, Established, IkeSa, Link, Outstanding, QueuedRequest, Reject, RekeyRequest,
+    RequestKind, State, derive, ignore,
 };
 use super::{Engine, NONCE_LEN};
 
@@ -29,7 +29,8 @@ impl Engine {
         est: &mut Established,
         now: Instant,
     ) -> Result<(), Failure> {
-        if est.superseded.is_some() {
+        // Replaced, or a crossing rekey is still being decided: nothing to rekey.
+        if est.superseded.is_some() || est.crossing.is_some() {
             return Ok(());
         }
         let current = est.crypto.proposal;
@@ -107,6 +108,13 @@ impl Engine {
             return Ok(());
         }
         if let Some(e) = first_error(p) {
+            if let Some(c) = est.crossing.take() {
+                // The peer refused ours (TEMPORARY_FAILURE: it had rekeyed already, §2.8.2);
+                // its rekey, which we answered, stands alone.
+                tracing::info!(spis = %link.spis, "our crossing rekey refused ({e:?}); the peer's stands");
+                self.crossing_resolved(link, est, c, now);
+                return Ok(());
+            }
             // The old SA stands; try again later.
             tracing::warn!(spis = %link.spis, "rekey refused by the peer: {e:?}");
             est.next_rekey = Some(now + REKEY_RETRY);
@@ -147,11 +155,69 @@ impl Engine {
         )?;
         let new_link = Link::new(new_spis, true, link.local, link.remote, now);
         let new = Established::new(est.conn, crypto, est.peer_id.clone(), now);
+        // §2.8.1/§2.8.2: when both rekeyed at once, the new SA whose exchange has the lowest
+        // of the four nonces is redundant, and its creator (the rekey's initiator) deletes
+        // it. An SA already replaced otherwise leaves ours redundant too: never two SAs.
+        let crossing = est.crossing.take();
+        let ours_redundant = match &crossing {
+            Some(c) => lowest(&r.ni, nr) < lowest(&c.ni, &c.nr),
+            None => est.superseded.is_some(),
+        };
+        if ours_redundant {
+            tracing::info!(old = %link.spis, redundant = %new_spis, "crossing rekeys: ours is redundant; deleting it");
+            let new = self.with_rekey_timer(new, now);
+            let mut sa = IkeSa {
+                link: new_link,
+                state: State::Established(new),
+            };
+            sa.link.queued.push_back(QueuedRequest::Delete);
+            self.pump(&mut sa, now);
+            self.put_back(sa);
+            // The peer initiated the survivor; it deletes the old SA (and we do after a
+            // grace if it does not).
+            if let Some(c) = crossing {
+                self.crossing_resolved(link, est, c, now);
+            }
+            return Ok(());
+        }
+        if let Some(c) = crossing {
+            tracing::info!(old = %link.spis, survivor = %new_spis, "crossing rekeys: ours survives; the peer deletes its own");
+            // Should the peer not delete its redundant SA, it goes like any replaced SA.
+            if let Some(State::Established(theirs)) = self.sas.get_mut(&c.key).map(|s| &mut s.state)
+            {
+                theirs.superseded = Some(now);
+            }
+        }
         self.rekeyed(link, est, new_link, new, now);
-        // We initiated the rekey: we delete the old SA (§2.8).
+        // We initiated the surviving rekey: we delete the old SA (§2.8).
         link.queued.clear();
         link.queued.push_back(QueuedRequest::Delete);
         Ok(())
+    }
+
+    /// A crossing rekey is decided for the peer's new SA: it is announced as replacing the
+    /// old SA (`old_link`, `old`), which its initiator, the peer, deletes.
+    pub(super) fn crossing_resolved(
+        &mut self,
+        old_link: &Link,
+        old: &mut Established,
+        c: Crossing,
+        now: Instant,
+    ) {
+        old.superseded = Some(now);
+        self.retire(old_link.spis, old_link.remote.ip(), &old.ippm_secret, now);
+        let Some(mut sa) = self.sas.remove(&c.key) else {
+            return;
+        };
+        if let State::Established(new) = &mut sa.state {
+            self.announce(&sa.link, new);
+            tracing::info!(old = %old_link.spis, new = %sa.link.spis, "IKE SA rekeyed");
+            self.events.push_back(Event::Rekeyed {
+                old: old_link.spis,
+                new: sa.link.spis,
+            });
+        }
+        self.put_back(sa);
     }
 
     /// `new` replaces the SA (`old_link`, `old`).
@@ -200,7 +266,8 @@ impl Engine {
             self.respond(link, &est.crypto, ex, vec![notify(n, Vec::new())])?;
             return Ok(true);
         };
-        if est.superseded.is_some() {
+        if est.superseded.is_some() || est.crossing.is_some() {
+            // Rekeyed already (§2.8.2: an SA we are closing).
             let n = notify(NotifyType::TEMPORARY_FAILURE, Vec::new());
             self.respond(link, &est.crypto, ex, vec![n])?;
             return Ok(true);
@@ -262,10 +329,38 @@ impl Engine {
         self.respond(link, &est.crypto, ex, inner)?;
         let new_link = Link::new(new_spis, false, link.local, link.remote, now);
         let new = Established::new(est.conn, crypto, est.peer_id.clone(), now);
+        let ours_outstanding = matches!(
+            link.outstanding,
+            Some(Outstanding {
+                kind: RequestKind::Rekey(_),
+                ..
+            })
+        );
+        if ours_outstanding {
+            // Both rekey at once (§2.8.2): answered as usual, the choice waits for the
+            // answer to ours, which brings the fourth nonce.
+            tracing::info!(spis = %link.spis, "the peer's rekey crosses ours");
+            est.crossing = Some(Crossing {
+                key: new_link.key(),
+                ni,
+                nr,
+            });
+            let new = self.with_rekey_timer(new, now);
+            self.put_back(IkeSa {
+                link: new_link,
+                state: State::Established(new),
+            });
+            return Ok(true);
+        }
         self.rekeyed(link, est, new_link, new, now);
-        // The peer deletes the old SA; a rekey of ours in flight is moot (§2.8.2 handles a
-        // collision by the nonces; we let the peer's rekey win and withdraw ours).
+        // The peer deletes the old SA; a rekey of ours not yet sent is moot.
         link.queued.retain(|q| *q != QueuedRequest::Rekey);
         Ok(true)
     }
+}
+
+/// The lower of an exchange's two nonces, octet by octet, a prefix being the lower
+/// (§2.8.1; the order of slices).
+fn lowest<'a>(a: &'a [u8], b: &'a [u8]) -> &'a [u8] {
+    a.min(b)
 }

@@ -142,6 +142,11 @@ impl State {
         }
     }
 
+    /// Whether events about the SA are for the driver (see [`Established::announced`]).
+    pub(super) fn announced(&self) -> bool {
+        self.established().is_none_or(|e| e.announced)
+    }
+
     /// Established and not being deleted.
     pub(super) fn up(&self) -> Option<&Established> {
         self.established().filter(|e| !e.deleting)
@@ -215,6 +220,21 @@ pub(super) struct Established {
     pub(super) superseded: Option<Instant>,
     /// A Delete of this SA is outstanding.
     pub(super) deleting: bool,
+    /// A rekey of this SA by the peer, answered while ours was outstanding (§2.8.2): which
+    /// of the two new SAs stays is decided by the nonces once ours is answered.
+    pub(super) crossing: Option<Crossing>,
+    /// Whether Established (and Rekeyed) went out for it. The new SAs of crossing rekeys are
+    /// announced only once they survive, so that the driver never follows one that is
+    /// about to go; one that does not survive goes without an event.
+    pub(super) announced: bool,
+}
+
+/// The peer's rekey that crossed ours: its new SA (filed under `key`, unannounced) and the
+/// nonces of its exchange.
+pub(super) struct Crossing {
+    pub(super) key: [u8; 8],
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
 }
 
 impl Established {
@@ -229,6 +249,8 @@ impl Established {
             next_rekey: None,
             superseded: None,
             deleting: false,
+            crossing: None,
+            announced: false,
         }
     }
 }

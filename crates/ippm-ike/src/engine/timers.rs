@@ -72,7 +72,7 @@ impl Engine {
             .is_some_and(|o| now >= o.next && o.sent >= l.retransmit_tries)
             && let Some(o) = link.outstanding.take()
         {
-            self.request_timed_out(sa, o.kind);
+            self.request_timed_out(sa, o.kind, now);
             return false;
         }
         if let Some(o) = link.outstanding.as_mut()
@@ -126,9 +126,19 @@ impl Engine {
         true
     }
 
-    fn request_timed_out(&mut self, sa: &IkeSa, kind: RequestKind) {
-        let link = &sa.link;
-        let (spis, peer) = (link.spis, link.remote);
+    fn request_timed_out(&mut self, sa: &mut IkeSa, kind: RequestKind, now: Instant) {
+        let (spis, peer) = (sa.link.spis, sa.link.remote);
+        if let State::Established(est) = &mut sa.state
+            && let Some(c) = est.crossing.take()
+        {
+            // The peer rekeyed this SA (we answered) and then fell silent on it: its new SA
+            // is the only one there can be.
+            self.crossing_resolved(&sa.link, est, c, now);
+        }
+        if !sa.state.announced() {
+            tracing::debug!(%spis, %peer, "unannounced IKE SA gone (no answer)");
+            return;
+        }
         match kind {
             RequestKind::Setup => {
                 tracing::warn!(%spis, %peer, "no answer to IKE SA set-up");
