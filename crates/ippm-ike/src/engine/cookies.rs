@@ -71,7 +71,7 @@ struct Drops {
     evicted: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 enum DropKind {
     PerSource,
     TableFull,
@@ -83,8 +83,16 @@ impl Drops {
     fn note(&mut self, now: Instant, what: DropKind) {
         if self.since.is_none() {
             // The first of a series is told at once; the rest as counts.
+            let why = match what {
+                DropKind::PerSource => {
+                    "an IKE_SA_INIT dropped: its source is at its half-open limit"
+                }
+                DropKind::TableFull => "an IKE_SA_INIT dropped: the half-open table is full",
+                DropKind::SaLimit => "an IKE_SA_INIT dropped: the IKE SA limit is reached",
+                DropKind::Evicted => "a half-open IKE SA evicted for a source holding fewer",
+            };
             tracing::warn!(
-                "half-open IKE SAs: {what:?} (further drops are counted over {}s)",
+                "{why} (further ones are counted over {}s)",
                 DROP_LOG_INTERVAL.as_secs()
             );
             self.since = Some(now);
