@@ -3,109 +3,15 @@
 //! legitimate initiator from another address that still gets through. Sans-I/O: the flood
 //! is an engine of its own whose requests are handed to the responder directly.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use ippm_ike::codepoints::{ExchangeType, NotifyType};
-use ippm_ike::config::{Config, Limits};
+use ippm_ike::config::Limits;
 use ippm_ike::engine::{Engine, OsRandom};
-use ippm_ike::{Message, Payload};
 
 mod common;
+use common::flood::{Flood, Tally, responder};
 use common::{A, B, Pair, addr, established, quiet_limits};
-
-/// What the responder did with the flood's requests.
-#[derive(Debug, Default)]
-struct Tally {
-    /// Answered with a COOKIE.
-    cookies: usize,
-    /// Answered with an SA (a new half-open SA).
-    admitted: usize,
-    /// Not answered.
-    dropped: usize,
-}
-
-/// An attacker that runs real IKE_SA_INITs and echoes COOKIEs, from `ips` in turn, with
-/// ever-changing ports; it never sends IKE_AUTH.
-struct Flood {
-    engine: Engine,
-    ips: Vec<IpAddr>,
-    n: usize,
-}
-
-impl Flood {
-    fn new(ips: &[&str]) -> Self {
-        let mut cfg = Pair::psk().a.config().clone();
-        // Room for every request of the test.
-        cfg.limits.established_max = 1_000_000;
-        Self {
-            engine: Engine::new(cfg, Box::new(OsRandom)).unwrap(),
-            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
-            n: 0,
-        }
-    }
-
-    /// `count` IKE_SA_INITs to `b`, each with its COOKIE round trip when asked; the
-    /// responder's datagrams to anyone else (the legitimate initiator) go to `others`.
-    fn send(
-        &mut self,
-        b: &mut Engine,
-        now: Instant,
-        count: usize,
-        others: &mut Vec<Vec<u8>>,
-    ) -> Tally {
-        let mut t = Tally::default();
-        for _ in 0..count {
-            let ip = self.ips[self.n % self.ips.len()];
-            let port = 1024 + (self.n % 60000) as u16;
-            self.n += 1;
-            let from = SocketAddr::new(ip, port);
-            self.engine.initiate(now, "to-b", from, None).unwrap();
-            let mut req = self.engine.poll_transmit().unwrap().data;
-            // At most one COOKIE round trip.
-            for round in 0..2 {
-                b.handle_datagram(now, SystemTime::now(), addr(B), from, &req);
-                let mut answer = None;
-                while let Some(x) = b.poll_transmit() {
-                    if x.remote == from {
-                        answer = Some(x.data);
-                    } else {
-                        others.push(x.data);
-                    }
-                }
-                let Some(answer) = answer else {
-                    t.dropped += 1;
-                    break;
-                };
-                let m = Message::parse(&answer).unwrap();
-                assert_eq!(m.header.exchange, ExchangeType::IKE_SA_INIT);
-                let cookie = m
-                    .payloads
-                    .iter()
-                    .any(|p| matches!(p, Payload::Notify { ty, .. } if *ty == NotifyType::COOKIE));
-                if !cookie {
-                    t.admitted += 1;
-                    break;
-                }
-                assert_eq!(round, 0, "a COOKIE demanded twice");
-                t.cookies += 1;
-                // Echo it: the flood engine resends with the COOKIE first.
-                self.engine
-                    .handle_datagram(now, SystemTime::now(), from, addr(B), &answer);
-                req = self.engine.poll_transmit().unwrap().data;
-            }
-            // The flood's own SA table is not what is under test.
-            while self.engine.poll_event().is_some() {}
-        }
-        t
-    }
-}
-
-fn responder(limits: Limits) -> Config {
-    let mut cfg = Pair::psk().b.config().clone();
-    cfg.limits = limits;
-    cfg
-}
 
 /// Half-open SAs on `b` per peer IP.
 fn half_open_of(b: &Engine, now: Instant, ip: &str) -> usize {
@@ -236,65 +142,4 @@ fn the_per_source_limit_counts_an_ipv6_64_as_one_source() {
     assert!(b.list(later).is_empty());
     assert_eq!(same.send(&mut b, later, 10, &mut others).admitted, 5);
     assert!(others.is_empty());
-}
-
-/// Where the log of one test goes.
-#[derive(Clone, Default)]
-struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-#[test]
-fn drops_are_logged_as_counts_per_interval_not_per_packet() {
-    let log = Log::default();
-    let w = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let limits = Limits {
-            half_open_per_source_max: 10,
-            ..quiet_limits()
-        };
-        let mut b = Engine::new(responder(limits), Box::new(OsRandom)).unwrap();
-        let now = Instant::now();
-        let mut others = Vec::new();
-        let mut flood = Flood::new(&["198.51.100.9"]);
-        let t = flood.send(&mut b, now, 3000, &mut others);
-        assert_eq!(t.dropped, 2990, "{t:?}");
-        // The first drop is told at once, the rest wait for the interval's count.
-        let lines = log.lines();
-        assert_eq!(lines.len(), 1, "{lines:#?}");
-        assert!(lines[0].contains("half-open limit"), "{lines:?}");
-        // Past the interval the next drop brings the count, and the timers do too.
-        let later = now + Duration::from_secs(11);
-        flood.send(&mut b, later, 1, &mut others);
-        let lines = log.lines();
-        assert_eq!(lines.len(), 2, "{lines:#?}");
-        assert!(lines[1].contains("per_source_limit=2991"), "{lines:?}");
-        flood.send(&mut b, later, 500, &mut others);
-        b.handle_timeout(later + Duration::from_secs(11));
-        let lines = log.lines();
-        assert_eq!(lines.len(), 4, "{lines:#?}");
-        assert!(lines[3].contains("per_source_limit=500"), "{lines:?}");
-    });
 }

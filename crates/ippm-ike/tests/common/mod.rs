@@ -11,6 +11,8 @@ use ippm_ike::config::{Config, Connection, Limits, LocalAuth, Psk, RemoteAuth};
 use ippm_ike::engine::{Engine, Event, OsRandom, Spis, Transmit};
 use ippm_ike::proposal::IkeProposal;
 
+pub(crate) mod flood;
+
 pub(crate) const A: &str = "192.0.2.2:500";
 pub(crate) const B: &str = "192.0.2.1:500";
 
