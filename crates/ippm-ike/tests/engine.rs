@@ -489,3 +489,38 @@ fn a_timer_that_cannot_act_is_postponed_not_spun_on() {
     pair.run();
     assert_eq!(pair.a.list(pair.now).len(), 1);
 }
+
+/// Found by the ike_engine fuzz target: an SA replaced by the peer's rekey, whose grace
+/// ended when its liveness check was due, with no randomness: the Delete could not go out,
+/// and the liveness check, skipped for the Delete queued, stayed due (the driver would spin).
+#[test]
+fn a_failed_delete_does_not_leave_the_liveness_check_due() {
+    let pair = Pair::psk();
+    let mut ca = pair.a.config().clone();
+    ca.limits.dpd_delay = Some(Duration::from_secs(30));
+    let failing = Arc::new(AtomicBool::new(false));
+    let mut pair = Pair {
+        a: Engine::new(ca, Box::new(Flaky(failing.clone()))).unwrap(),
+        ..Pair::psk()
+    };
+    let old = pair.up();
+    // B rekeys; its Delete of the old SA is lost, so A keeps the old SA for the grace.
+    pair.b.rekey(pair.now, old).unwrap();
+    pair.run_with(|_, to_b, d| to_b || d.get(18) != Some(&37));
+    assert_eq!(pair.a.list(pair.now).len(), 2);
+    failing.store(true, Ordering::Relaxed);
+    for _ in 0..5 {
+        pair.now += Duration::from_secs(30);
+        pair.a.handle_timeout(pair.now);
+        let next = pair.a.poll_timeout().unwrap();
+        assert!(next > pair.now, "due {:?} before now", pair.now - next);
+    }
+    // Randomness back: the old SA goes.
+    failing.store(false, Ordering::Relaxed);
+    for _ in 0..5 {
+        pair.tick(Duration::from_secs(30));
+        pair.run();
+    }
+    assert_eq!(pair.a.list(pair.now).len(), 1);
+    assert_ne!(pair.a.list(pair.now)[0].spis, old);
+}

@@ -105,24 +105,28 @@ impl Engine {
                     link.queued.push_back(QueuedRequest::Rekey);
                 }
             }
-            if let Some(d) = l.dpd_delay
-                && now >= link.last_heard + d
-                && link.outstanding.is_none()
-                && link.queued.is_empty()
-            {
-                let data = match self.informational(link, &est.crypto, Vec::new()) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::warn!(spis = %link.spis, "liveness check: {e}");
-                        // Try again a delay later rather than at once.
-                        link.last_heard = now;
-                        return true;
-                    }
-                };
-                self.send_request(link, now, data, RequestKind::Liveness);
+        }
+        // After the queued requests: one that could not go out (no randomness for it) leaves
+        // the window idle, and the liveness check must then be tried (and postponed if it
+        // cannot go either), not left due for the next poll_timeout.
+        self.pump(sa, now);
+        let link = &mut sa.link;
+        if let State::Established(est) = &sa.state
+            && !est.deleting
+            && let Some(d) = l.dpd_delay
+            && now >= link.last_heard + d
+            && link.outstanding.is_none()
+            && link.queued.is_empty()
+        {
+            match self.informational(link, &est.crypto, Vec::new()) {
+                Ok(data) => self.send_request(link, now, data, RequestKind::Liveness),
+                Err(e) => {
+                    tracing::warn!(spis = %link.spis, "liveness check: {e}");
+                    // Try again a delay later rather than at once.
+                    link.last_heard = now;
+                }
             }
         }
-        self.pump(sa, now);
         true
     }
 
@@ -207,6 +211,11 @@ impl Engine {
             };
             if let Err(e) = res {
                 tracing::warn!(spis = %sa.link.spis, "{req:?}: {e}");
+                // A rekey that could not go out (no randomness) is tried again later, not
+                // forgotten; a Delete is queued again by its own timer.
+                if req == QueuedRequest::Rekey {
+                    est.next_rekey = Some(now + super::rekey::REKEY_RETRY);
+                }
             }
         }
     }
