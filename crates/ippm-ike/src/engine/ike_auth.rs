@@ -206,11 +206,12 @@ impl Engine {
         mut est: Established,
         now: Instant,
     ) -> Box<Established> {
+        // A rekey_time too far off for the clock means never.
         est.next_rekey = self
             .config
             .limits
             .rekey_time
-            .map(|t| now + t - self.rekey_jitter(t));
+            .and_then(|t| now.checked_add(t - self.rekey_jitter(t)));
         Box::new(est)
     }
 
