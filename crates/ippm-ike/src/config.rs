@@ -83,14 +83,25 @@ pub struct Limits {
     /// Half-open IKE SAs (IKE_SA_INIT answered, IKE_AUTH not yet) above which new
     /// IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6).
     pub cookie_threshold: usize,
-    /// Hard bound on half-open IKE SAs; requests beyond it are dropped.
+    /// Hard bound on half-open IKE SAs. When the table is full, a request from a source
+    /// holding fewer half-open SAs than the source holding the most takes the place of that
+    /// source's oldest; other requests are dropped.
     pub half_open_max: usize,
+    /// Bound on the half-open IKE SAs of one source (an IPv4 address, or an IPv6 /64, which
+    /// one host usually has whole): a flood that answers COOKIEs from few addresses holds at
+    /// most this many each, and cannot fill the table for everyone else.
+    pub half_open_per_source_max: usize,
     /// Bound on established IKE SAs.
     pub established_max: usize,
     /// A half-open SA that does not complete IKE_AUTH in this time is dropped.
     pub half_open_timeout: Duration,
-    /// Rekey an IKE SA this long after it was set up (None: never on our own).
+    /// Rekey an IKE SA this long after it was set up, less a random part of
+    /// `rekey_rand_time` (None: never on our own).
     pub rekey_time: Option<Duration>,
+    /// The rekey comes up to this much before `rekey_time`, uniformly at random, so that two
+    /// peers with the same lifetime do not both rekey at once (RFC 7296 §2.8.1; strongSwan's
+    /// `rand_time`). None: a tenth of `rekey_time`.
+    pub rekey_rand_time: Option<Duration>,
     /// Send a liveness check (empty INFORMATIONAL) after this long without hearing from the
     /// peer (None: never).
     pub dpd_delay: Option<Duration>,
@@ -107,9 +118,11 @@ impl Default for Limits {
             retransmit_tries: 5,
             cookie_threshold: 32,
             half_open_max: 4096,
+            half_open_per_source_max: 64,
             established_max: 16384,
             half_open_timeout: Duration::from_secs(30),
             rekey_time: Some(Duration::from_secs(4 * 3600)),
+            rekey_rand_time: None,
             dpd_delay: Some(Duration::from_secs(60)),
             retired_grace: Duration::from_secs(120),
         }

@@ -7,178 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ippm_ike::auth::{Identity, LocalCredential, PrivateKey, TrustStore};
-use ippm_ike::config::{Config, Connection, Limits, LocalAuth, Psk, RemoteAuth};
-use ippm_ike::engine::{
-    DeleteReason, Engine, Event, Failure, OsRandom, Random, RandomError, Spis, Transmit,
-};
+use ippm_ike::config::{Config, Connection, LocalAuth, RemoteAuth};
+use ippm_ike::engine::{DeleteReason, Engine, Event, Failure, OsRandom, Random, RandomError};
 use ippm_ike::proposal::IkeProposal;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
 
-const A: &str = "192.0.2.2:500";
-const B: &str = "192.0.2.1:500";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn psk_conn(name: &str, local: &str, remote: &str, key: &str, to: Option<&str>) -> Connection {
-    let psk = Psk::new(key.as_bytes().to_vec());
-    Connection {
-        name: name.into(),
-        local_id: Identity::parse(local).unwrap(),
-        remote_id: Some(Identity::parse(remote).unwrap()),
-        local_auth: LocalAuth::Psk(psk.clone()),
-        remote_auth: RemoteAuth::Psk(psk),
-        remote_addr: to.map(addr),
-        proposals: IkeProposal::defaults(),
-    }
-}
-
-fn quiet_limits() -> Limits {
-    Limits {
-        rekey_time: None,
-        dpd_delay: None,
-        ..Limits::default()
-    }
-}
-
-struct Pair {
-    a: Engine,
-    b: Engine,
-    now: Instant,
-    /// Datagrams in flight: (to B?, transmit).
-    wire: Vec<(bool, Transmit)>,
-    events_a: Vec<Event>,
-    events_b: Vec<Event>,
-    delivered: usize,
-}
-
-impl Pair {
-    fn new(ca: Config, cb: Config) -> Self {
-        Self {
-            a: Engine::new(ca, Box::new(OsRandom)).unwrap(),
-            b: Engine::new(cb, Box::new(OsRandom)).unwrap(),
-            now: Instant::now(),
-            wire: Vec::new(),
-            events_a: Vec::new(),
-            events_b: Vec::new(),
-            delivered: 0,
-        }
-    }
-
-    fn psk() -> Self {
-        let ca = Config {
-            connections: vec![psk_conn(
-                "to-b",
-                "a.example",
-                "b.example",
-                "secret",
-                Some(B),
-            )],
-            limits: quiet_limits(),
-            ..Config::default()
-        };
-        let cb = Config {
-            connections: vec![psk_conn("to-a", "b.example", "a.example", "secret", None)],
-            limits: quiet_limits(),
-            ..Config::default()
-        };
-        Self::new(ca, cb)
-    }
-
-    fn collect(&mut self) {
-        while let Some(t) = self.a.poll_transmit() {
-            assert_eq!(t.remote, addr(B));
-            self.wire.push((true, t));
-        }
-        while let Some(t) = self.b.poll_transmit() {
-            assert_eq!(t.remote, addr(A));
-            self.wire.push((false, t));
-        }
-        while let Some(e) = self.a.poll_event() {
-            self.events_a.push(e);
-        }
-        while let Some(e) = self.b.poll_event() {
-            self.events_b.push(e);
-        }
-    }
-
-    /// Delivers datagrams until both are quiet; `keep` decides per datagram (index, to B?)
-    /// whether it arrives.
-    fn run_with(&mut self, mut keep: impl FnMut(usize, bool, &[u8]) -> bool) {
-        for _ in 0..1000 {
-            self.collect();
-            if self.wire.is_empty() {
-                return;
-            }
-            let (to_b, t) = self.wire.remove(0);
-            let n = self.delivered;
-            self.delivered += 1;
-            if !keep(n, to_b, &t.data) {
-                continue;
-            }
-            let wall = SystemTime::now();
-            if to_b {
-                self.b
-                    .handle_datagram(self.now, wall, addr(B), addr(A), &t.data);
-            } else {
-                self.a
-                    .handle_datagram(self.now, wall, addr(A), addr(B), &t.data);
-            }
-        }
-        panic!("the engines do not settle");
-    }
-
-    fn run(&mut self) {
-        self.run_with(|_, _, _| true);
-    }
-
-    /// Moves the clock to the engines' next timeout (or by `max`) and runs it.
-    fn tick(&mut self, max: Duration) {
-        let next = [self.a.poll_timeout(), self.b.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(self.now + max);
-        self.now = next.min(self.now + max).max(self.now);
-        self.a.handle_timeout(self.now);
-        self.b.handle_timeout(self.now);
-    }
-
-    fn up(&mut self) -> Spis {
-        let spis = self.a.initiate(self.now, "to-b", addr(A), None).unwrap();
-        self.run();
-        let est = established(&self.events_a);
-        assert_eq!(est.len(), 1, "A: {:?}", self.events_a);
-        assert_eq!(established(&self.events_b), est, "B: {:?}", self.events_b);
-        assert_eq!(est[0].i, spis.i);
-        est[0]
-    }
-
-    fn secrets_agree(&self, spis: Spis) -> Vec<u8> {
-        let sa = self
-            .a
-            .ippm_secret(spis, None, self.now)
-            .expect("A has the SA");
-        let sb = self
-            .b
-            .ippm_secret(spis, None, self.now)
-            .expect("B has the SA");
-        assert_eq!(*sa, *sb);
-        sa.to_vec()
-    }
-}
-
-fn established(ev: &[Event]) -> Vec<Spis> {
-    ev.iter()
-        .filter_map(|e| match e {
-            Event::Established { spis, .. } => Some(*spis),
-            _ => None,
-        })
-        .collect()
-}
+mod common;
+use common::{A, B, Pair, addr, established, psk_conn, quiet_limits};
 
 #[test]
 fn psk_every_default_proposal() {
@@ -651,4 +488,39 @@ fn a_timer_that_cannot_act_is_postponed_not_spun_on() {
     pair.a.handle_timeout(pair.now);
     pair.run();
     assert_eq!(pair.a.list(pair.now).len(), 1);
+}
+
+/// Found by the ike_engine fuzz target: an SA replaced by the peer's rekey, whose grace
+/// ended when its liveness check was due, with no randomness: the Delete could not go out,
+/// and the liveness check, skipped for the Delete queued, stayed due (the driver would spin).
+#[test]
+fn a_failed_delete_does_not_leave_the_liveness_check_due() {
+    let pair = Pair::psk();
+    let mut ca = pair.a.config().clone();
+    ca.limits.dpd_delay = Some(Duration::from_secs(30));
+    let failing = Arc::new(AtomicBool::new(false));
+    let mut pair = Pair {
+        a: Engine::new(ca, Box::new(Flaky(failing.clone()))).unwrap(),
+        ..Pair::psk()
+    };
+    let old = pair.up();
+    // B rekeys; its Delete of the old SA is lost, so A keeps the old SA for the grace.
+    pair.b.rekey(pair.now, old).unwrap();
+    pair.run_with(|_, to_b, d| to_b || d.get(18) != Some(&37));
+    assert_eq!(pair.a.list(pair.now).len(), 2);
+    failing.store(true, Ordering::Relaxed);
+    for _ in 0..5 {
+        pair.now += Duration::from_secs(30);
+        pair.a.handle_timeout(pair.now);
+        let next = pair.a.poll_timeout().unwrap();
+        assert!(next > pair.now, "due {:?} before now", pair.now - next);
+    }
+    // Randomness back: the old SA goes.
+    failing.store(false, Ordering::Relaxed);
+    for _ in 0..5 {
+        pair.tick(Duration::from_secs(30));
+        pair.run();
+    }
+    assert_eq!(pair.a.list(pair.now).len(), 1);
+    assert_ne!(pair.a.list(pair.now)[0].spis, old);
 }

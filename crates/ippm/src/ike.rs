@@ -9,6 +9,9 @@
 //! rekey_time = 14400                  # seconds; 0: never rekey on our own
 //! dpd_delay = 60                      # seconds of silence before a liveness check; 0: never
 //! cookie_threshold = 32               # half-open SAs before COOKIEs are demanded
+//! half_open_max = 4096                # half-open SAs in all
+//! half_open_per_source_max = 64       # half-open SAs of one IPv4 address or IPv6 /64
+//! rekey_rand_time = 1440              # seconds: rekey up to this much before rekey_time
 //!
 //! [[ike.connection]]
 //! name = "core1"
@@ -61,6 +64,8 @@ pub(crate) struct IkeSection {
     dpd_delay: Option<u64>,
     cookie_threshold: Option<usize>,
     half_open_max: Option<usize>,
+    half_open_per_source_max: Option<usize>,
+    rekey_rand_time: Option<u64>,
     retransmit_timeout: Option<f64>,
     retransmit_tries: Option<u32>,
     #[serde(default)]
@@ -238,6 +243,10 @@ pub(crate) fn settings(
         dpd_delay: secs(s.dpd_delay, d.dpd_delay),
         cookie_threshold: s.cookie_threshold.unwrap_or(d.cookie_threshold),
         half_open_max: s.half_open_max.unwrap_or(d.half_open_max),
+        half_open_per_source_max: s
+            .half_open_per_source_max
+            .unwrap_or(d.half_open_per_source_max),
+        rekey_rand_time: s.rekey_rand_time.map(Duration::from_secs),
         retransmit_timeout: s
             .retransmit_timeout
             .map(Duration::from_secs_f64)
