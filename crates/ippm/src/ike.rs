@@ -233,6 +233,26 @@ pub(crate) fn settings(
         connections.push(connection(c)?);
     }
     let d = Limits::default();
+    // The engine adds these to the clock: a value past any sensible lifetime would overflow
+    // an Instant, so it is refused here with the key's name instead.
+    const YEAR: u64 = 366 * 86_400;
+    for (key, v) in [
+        ("rekey_time", s.rekey_time),
+        ("dpd_delay", s.dpd_delay),
+        ("rekey_rand_time", s.rekey_rand_time),
+    ] {
+        if v.is_some_and(|v| v > YEAR) {
+            bail!(
+                "[ike] {key} = {}: at most {YEAR} seconds (a year)",
+                v.unwrap_or(0)
+            );
+        }
+    }
+    if let Some(t) = s.retransmit_timeout {
+        if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+            bail!("[ike] retransmit_timeout = {t}: seconds, more than 0 and at most 3600");
+        }
+    }
     let secs = |v: Option<u64>, dflt: Option<Duration>| match v {
         Some(0) => None,
         Some(n) => Some(Duration::from_secs(n)),
@@ -457,5 +477,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("rsa_signature needs auth = \"pubkey\""), "{e}");
+    }
+
+    #[test]
+    fn absurd_timers_are_refused_not_a_panic() {
+        for (text, key) in [
+            ("rekey_time = 18446744073709551615", "rekey_time"),
+            ("dpd_delay = 99999999999", "dpd_delay"),
+            ("rekey_rand_time = 99999999999", "rekey_rand_time"),
+            ("retransmit_timeout = -1.0", "retransmit_timeout"),
+            ("retransmit_timeout = nan", "retransmit_timeout"),
+            ("retransmit_timeout = 1e300", "retransmit_timeout"),
+        ] {
+            let sec: IkeSection = toml::from_str(text).unwrap();
+            let e = match settings(&sec, &[], None) {
+                Ok(_) => panic!("{text} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let sec: IkeSection =
+            toml::from_str("rekey_time = 3600\nretransmit_timeout = 0.5").unwrap();
+        assert!(settings(&sec, &[], None).is_ok());
     }
 }
