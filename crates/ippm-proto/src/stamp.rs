@@ -45,8 +45,8 @@ use crate::wire::stamp::{
     AUTH_HMAC_COVERS, HMAC_FIELD, ReflectorRepr, SenderRepr, StampMode, stamp_timestamp,
 };
 use crate::wire::stamp_tlv::{
-    AccessReport, ClassOfService, DirectMeasurement, FollowUpTelemetry, LocationSub,
-    SubTlvType, TLV_HEADER_LEN, Tlv, TlvFlags, TlvRepr, TlvType, Tlvs, TimestampInfo,
+    AccessReport, ClassOfService, DirectMeasurement, FollowUpTelemetry, LocationSub, SubTlvType,
+    TLV_HEADER_LEN, TimestampInfo, Tlv, TlvFlags, TlvRepr, TlvType, Tlvs,
 };
 
 type HmacSha256 = Hmac<Sha256>;
@@ -214,11 +214,7 @@ fn verify_base(pkt: &[u8], key: Option<&StampKey>) -> Result<(), StampError> {
 
 /// RFC 8972 §4.8's integrity rules over a TLV area whose packet's Sequence Number field is
 /// `seq`; returns the HMAC TLV's offset in the area when it verified.
-fn tlv_integrity(
-    key: Option<&StampKey>,
-    seq: &[u8],
-    area: &[u8],
-) -> (TlvIntegrity, Option<usize>) {
+fn tlv_integrity(key: Option<&StampKey>, seq: &[u8], area: &[u8]) -> (TlvIntegrity, Option<usize>) {
     let mut hmac_tlv: Option<Tlv<'_>> = None;
     let mut misplaced = false;
     let mut all_padding = true;

@@ -168,7 +168,10 @@ macro_rules! common_accessors {
         /// SSID (RFC 8972 §3): non-zero when the sender uses one; zero from a sender or
         /// reflector that does not implement RFC 8972.
         pub fn ssid(&self) -> u16 {
-            u16_at(self.buffer.as_ref(), self.pick(field::U_SSID, field::A_SSID))
+            u16_at(
+                self.buffer.as_ref(),
+                self.pick(field::U_SSID, field::A_SSID),
+            )
         }
 
         /// The HMAC field (authenticated mode only).
@@ -217,7 +220,10 @@ impl<T: AsRef<[u8]>> ReflectorPacket<T> {
 
     /// Session-Sender Sequence Number.
     pub fn sender_seq(&self) -> u32 {
-        u32_at(self.buffer.as_ref(), self.pick(field::U_R_SEQ, field::A_R_SEQ))
+        u32_at(
+            self.buffer.as_ref(),
+            self.pick(field::U_R_SEQ, field::A_R_SEQ),
+        )
     }
 
     /// Session-Sender Timestamp (T1, copied).
@@ -283,7 +289,9 @@ impl SenderRepr {
             seq: u32_at(buf, field::SEQ),
             timestamp: Timestamp::from_bits(u64_at(buf, field::U_TS)),
             error_estimate: ErrorEstimate::from_bytes(array_at(buf, field::U_ERR)),
-            ssid: buf.get(field::U_SSID).map_or(0, |_| u16_at(buf, field::U_SSID)),
+            ssid: buf
+                .get(field::U_SSID)
+                .map_or(0, |_| u16_at(buf, field::U_SSID)),
         })
     }
 
