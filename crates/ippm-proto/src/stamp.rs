@@ -45,8 +45,8 @@ use crate::wire::stamp::{
     AUTH_HMAC_COVERS, HMAC_FIELD, ReflectorRepr, SenderRepr, StampMode, stamp_timestamp,
 };
 use crate::wire::stamp_tlv::{
-    AccessReport, ClassOfService, DirectMeasurement, FollowUpTelemetry, LocationSub, SubTlvType,
-    TLV_HEADER_LEN, TimestampInfo, Tlv, TlvFlags, TlvRepr, TlvType, Tlvs,
+    AccessReport, ClassOfService, DirectMeasurement, FollowUpTelemetry, Location, LocationSub,
+    SubTlvType, TLV_HEADER_LEN, TimestampInfo, Tlv, TlvFlags, TlvRepr, TlvType, Tlvs,
 };
 
 type HmacSha256 = Hmac<Sha256>;
@@ -462,16 +462,26 @@ fn answer(
 ) -> Outcome {
     let malformed = Outcome::Malformed { sub: None };
     let v = &mut out[TLV_HEADER_LEN..];
+    if t.tlv_type() == TlvType::LOCATION {
+        // Checked here rather than by `TlvRepr::parse`, which collects the sub-TLVs into a
+        // Vec: the reflector's per-packet path does not allocate.
+        if t.value.len() < Location::FIXED_LEN {
+            return malformed;
+        }
+        if let Some(sub) = first_bad_sub(t) {
+            return Outcome::Malformed { sub: Some(sub) };
+        }
+        answer_location(v, inputs);
+        return Outcome::Understood;
+    }
     match TlvRepr::parse(t) {
         Err(_) if t.tlv_type() == TlvType::ACCESS_REPORT && t.value.len() == AccessReport::LEN => {
             // An invalid Access ID: RFC 8972 §4.6 says discard; copied back unprocessed.
             Outcome::Unrecognized
         }
-        Err(_) if t.tlv_type() == TlvType::LOCATION || t.tlv_type() == TlvType::TIMESTAMP_INFO => {
-            Outcome::Malformed {
-                sub: first_bad_sub(t),
-            }
-        }
+        Err(_) if t.tlv_type() == TlvType::TIMESTAMP_INFO => Outcome::Malformed {
+            sub: first_bad_sub(t),
+        },
         Err(_) => malformed,
         Ok(TlvRepr::ExtraPadding(_)) => Outcome::Understood,
         Ok(TlvRepr::Unknown(..)) => Outcome::Unrecognized,
@@ -480,10 +490,8 @@ fn answer(
             v.fill(0);
             Outcome::Understood
         }
-        Ok(TlvRepr::Location(_)) => {
-            answer_location(v, inputs);
-            Outcome::Understood
-        }
+        // Handled above.
+        Ok(TlvRepr::Location(_)) => Outcome::Understood,
         Ok(TlvRepr::TimestampInfo(..)) => {
             let mut a = [0u8; 4];
             inputs.timestamp_info.unwrap_or_default().emit(&mut a);
@@ -542,7 +550,8 @@ fn answer(
 
 /// The offset in `t`'s value of its first bad sub-TLV (Location or Timestamp Information).
 fn first_bad_sub(t: &Tlv<'_>) -> Option<usize> {
-    let fixed = 4;
+    // Both TLVs have 4 fixed octets before their sub-TLVs.
+    let fixed = Location::FIXED_LEN;
     let subs = t.value.get(fixed..)?;
     for s in Tlvs::new(subs) {
         match s {
@@ -560,7 +569,7 @@ fn first_bad_sub(t: &Tlv<'_>) -> Option<usize> {
 
 /// Answers a Location TLV's value in place (RFC 8972 §4.2.2): ports, then each request
 /// sub-TLV replaced by the specific answer of the same size. The value has been checked by
-/// [`Location::parse`](crate::wire::stamp_tlv::Location::parse): every sub-TLV is well formed.
+/// [`first_bad_sub`]: every sub-TLV is well formed.
 fn answer_location(v: &mut [u8], inputs: &ReflectorTlvInputs) {
     v[0..2].copy_from_slice(&inputs.dst_port.to_be_bytes());
     v[2..4].copy_from_slice(&inputs.src_port.to_be_bytes());
