@@ -1,4 +1,4 @@
-//! OWAMP (RFC 4656) and TWAMP (RFC 5357) without I/O.
+//! OWAMP (RFC 4656), TWAMP (RFC 5357) and STAMP (RFC 8762, RFC 8972) without I/O.
 //!
 //! This crate holds everything of the two protocols that does not touch a socket, a clock or a
 //! random number generator: the wire formats of every control message and test packet, NTP
@@ -14,6 +14,9 @@
 //! - [`crypto`]: PBKDF2 key, Token, control-stream AES-CBC + HMAC, test-session keys.
 //! - [`schedule`]: the exponential/fixed send schedule of RFC 4656 §5.
 //! - [`session`]: client and server control-session state machines.
+//! - [`stamp`]: STAMP test-packet processing: the HMAC key, the pure per-packet reflector
+//!   (lay out, then seal just before the send) and the sender's build and verify; the formats
+//!   are [`wire::stamp`] and [`wire::stamp_tlv`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -26,6 +29,7 @@ pub mod crypto;
 pub mod error;
 pub mod schedule;
 pub mod session;
+pub mod stamp;
 pub mod time;
 pub mod wire;
 

@@ -11,6 +11,10 @@
 //!   Start-Ack and the Fetch data records.
 //! - [`twamp`]: Request-TW-Session (RFC 5357 §3.5 with RFC 6038) and the RFC 5938 messages.
 //! - [`test`](mod@test): OWAMP-Test and TWAMP-Test packets in every mode.
+//! - [`stamp`]: STAMP Session-Sender and Session-Reflector packets (RFC 8762 §4.2, §4.3, with
+//!   the RFC 8972 §3 SSID), unauthenticated and authenticated.
+//! - [`stamp_tlv`]: STAMP TLVs (RFC 8972 §4): flags, a never-panicking iterator, every
+//!   RFC 8972 TLV's value. Their HMACs and the reflector's rules are in [`crate::stamp`].
 
 /// Declares a zero-copy view over a message buffer: `new_unchecked`, `new_checked` (after which
 /// no accessor panics), `check_len` against the message's minimum length, and `into_inner`.
@@ -62,6 +66,8 @@ macro_rules! view {
 
 pub mod owamp;
 pub mod setup;
+pub mod stamp;
+pub mod stamp_tlv;
 pub mod test;
 pub mod twamp;
 
