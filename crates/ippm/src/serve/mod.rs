@@ -191,13 +191,8 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     for addr in s.owamp_listen {
-        let listener = match bind(addr) {
-            Ok(l) => l,
-            Err(e) if s.listen_defaults && addr.is_ipv6() => {
-                tracing::warn!(%addr, error = %e, "IPv6 listener not available");
-                continue;
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+        let Some(listener) = listen(addr, s.listen_defaults)? else {
+            continue;
         };
         announce(format_args!("listening owamp {}", listener.local_addr()?));
         tasks.push(tokio::spawn(ippm_net::owamp_server::serve(
@@ -208,13 +203,8 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     for addr in s.listen {
-        let listener = match bind(addr) {
-            Ok(l) => l,
-            Err(e) if s.listen_defaults && addr.is_ipv6() => {
-                tracing::warn!(%addr, error = %e, "IPv6 listener not available");
-                continue;
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+        let Some(listener) = listen(addr, s.listen_defaults)? else {
+            continue;
         };
         // Tests and scripts read the bound port from here.
         announce(format_args!("listening twamp {}", listener.local_addr()?));
@@ -302,6 +292,19 @@ fn announce(line: std::fmt::Arguments<'_>) {
         .write_fmt(line)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush());
+}
+
+/// A control listener on `addr`; `None` for a default IPv6 address this host cannot bind
+/// (an IPv4-only host still serves IPv4), an error for any address the operator gave.
+fn listen(addr: SocketAddr, defaults: bool) -> anyhow::Result<Option<TcpListener>> {
+    match bind(addr) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if defaults && addr.is_ipv6() => {
+            tracing::warn!(%addr, error = %e, "IPv6 listener not available");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
