@@ -23,7 +23,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -84,7 +86,7 @@ pub struct StampReflectorOptions {
     /// Sockets per listening address (0: one per engine thread).
     pub sockets: usize,
     /// Counters shared by every socket of the reflector.
-    pub stats: Arc<StampStats>,
+    pub stats: StampStats,
 }
 
 impl Default for StampReflectorOptions {
@@ -102,18 +104,20 @@ impl Default for StampReflectorOptions {
             session_timeout: Duration::from_secs(60),
             permitted_dscp: u64::MAX,
             sockets: 0,
-            stats: Arc::default(),
+            stats: StampStats::default(),
         }
     }
 }
 
-/// What a STAMP reflector counts (its drops are in `ippm_dropped_total`).
-#[derive(Debug, Default)]
+/// What a STAMP reflector counts (its drops are in `ippm_dropped_total`): the daemon's
+/// metrics hold the same counters ([`crate::metrics::Metrics::stamp_stats`]); clones share
+/// the counts.
+#[derive(Debug, Default, Clone)]
 pub struct StampStats {
     /// Packets answered.
-    pub reflected: AtomicU64,
+    pub reflected: Counter,
     /// Stateful sessions held now.
-    pub sessions: AtomicU64,
+    pub sessions: Gauge,
 }
 
 /// A running STAMP reflector on one address; dropping it stops it.
@@ -241,11 +245,9 @@ impl StampListen {
 
     fn update_gauge(&mut self) {
         let now = self.flows.len();
-        let stats = &self.opts.stats.sessions;
-        if now > self.counted {
-            stats.fetch_add((now - self.counted) as u64, Ordering::Relaxed);
-        } else {
-            stats.fetch_sub((self.counted - now) as u64, Ordering::Relaxed);
+        let delta = now as i64 - self.counted as i64;
+        if delta != 0 {
+            self.opts.stats.sessions.inc_by(delta);
         }
         self.counted = now;
     }
@@ -369,7 +371,7 @@ impl Role for StampListen {
             }
             self.update_gauge();
         }
-        self.opts.stats.reflected.fetch_add(1, Ordering::Relaxed);
+        self.opts.stats.reflected.inc();
         self.pending.push_back(Pending {
             sealing: reply.sealing,
             key,
@@ -425,10 +427,7 @@ impl Role for StampListen {
     }
 
     fn end(&mut self, _why: End) {
-        self.opts
-            .stats
-            .sessions
-            .fetch_sub(self.counted as u64, Ordering::Relaxed);
+        self.opts.stats.sessions.dec_by(self.counted as i64);
         self.counted = 0;
     }
 }

@@ -104,8 +104,8 @@ fn stateful_sequence_numbers_per_session_and_stateless_copies() {
             };
             assert_eq!(got.repr.seq, expect, "stateful={stateful} {seq}");
         }
-        assert_eq!(opts.stats.reflected.load(Ordering::Relaxed), 5);
-        let held = opts.stats.sessions.load(Ordering::Relaxed);
+        assert_eq!(opts.stats.reflected.get(), 5);
+        let held = opts.stats.sessions.get();
         assert_eq!(held, if stateful { 2 } else { 0 });
         drop(r);
     }
@@ -146,7 +146,7 @@ fn authenticated_mode_and_a_wrong_key() {
     let open = Sender::new("[::1]:0", r.local_addr(), StampMode::Unauthenticated, None);
     open.send(0, &[]);
     assert!(open.recv().is_none());
-    assert_eq!(opts.stats.sessions.load(Ordering::Relaxed), 1);
+    assert_eq!(opts.stats.sessions.get(), 1);
     // The good sender still is.
     good.send(1, &[]);
     let (pkt, _) = good.recv().expect("a reply");
