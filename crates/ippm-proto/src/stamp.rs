@@ -50,6 +50,9 @@ use crate::wire::stamp_tlv::{
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The label of the STAMP key derived from an IKE SA ([`StampKey::from_ike`]).
+pub const IKE_LABEL: &[u8] = b"IPPM STAMP";
+
 /// Why a STAMP packet was not reflected, built or accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -85,6 +88,28 @@ impl StampKey {
         let mac = <HmacSha256 as KeyInit>::new_from_slice(key)
             .map_err(|_| StampError::BadKey("length"))?;
         Ok(Self { mac })
+    }
+
+    /// The STAMP key of an IKEv2 SA (ippm's extension of RFC 7717 to STAMP, see
+    /// docs/stamp.md): HMAC-SHA-256 keyed with the SA's RFC 7717 secret
+    /// `prf(SK_d, "IPPM")`, over the label `"IPPM STAMP"` and the SA's SPIs (initiator's,
+    /// then responder's). The label keeps the STAMP key apart from what O/TWAMP derive from
+    /// the same secret; the SPIs bind it to the SA.
+    pub fn from_ike(
+        ippm_secret: &[u8],
+        spi_i: [u8; 8],
+        spi_r: [u8; 8],
+    ) -> Result<Self, StampError> {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(ippm_secret)
+            .map_err(|_| StampError::BadKey("length"))?;
+        if ippm_secret.is_empty() {
+            return Err(StampError::BadKey("empty"));
+        }
+        mac.update(IKE_LABEL);
+        mac.update(&spi_i);
+        mac.update(&spi_r);
+        let key = zeroize::Zeroizing::new(mac.finalize().into_bytes().to_vec());
+        Self::new(&key)
     }
 
     /// A key from hex, as in a key file (surrounding white space allowed); the decoded

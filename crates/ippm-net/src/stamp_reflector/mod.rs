@@ -18,6 +18,9 @@
 //! [`seal`]: ippm_proto::stamp::seal
 
 mod flows;
+mod keys;
+
+pub use self::keys::StampKeys;
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,7 +34,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use ippm_proto::Timestamp;
 use ippm_proto::stamp::{
-    Received, ReflectorConfig, ReflectorTlvInputs, Sealing, StampKey, reflect_layout, seal,
+    Received, ReflectorConfig, ReflectorTlvInputs, Sealing, StampError, StampKey, TlvIntegrity,
+    reflect_layout, seal,
 };
 use ippm_proto::wire::stamp::{SenderPacket, StampMode};
 use ippm_proto::wire::stamp_tlv::{FollowUpTelemetry, SyncSource, TimestampInfo, TimestampMethod};
@@ -51,9 +55,9 @@ pub struct StampPeer {
     pub prefix: IpNet,
     /// Their mode.
     pub mode: StampMode,
-    /// Their HMAC key: required in authenticated mode; in unauthenticated mode it turns on
-    /// TLV integrity (RFC 8972 §4.8).
-    pub key: Option<Arc<StampKey>>,
+    /// Their HMAC keys: required in authenticated mode; in unauthenticated mode a key turns
+    /// on TLV integrity (RFC 8972 §4.8).
+    pub keys: StampKeys,
 }
 
 /// What a STAMP reflector does.
@@ -61,8 +65,8 @@ pub struct StampPeer {
 pub struct StampReflectorOptions {
     /// The mode for sources no [`StampPeer`] names.
     pub mode: StampMode,
-    /// Their key.
-    pub key: Option<Arc<StampKey>>,
+    /// Their keys.
+    pub keys: StampKeys,
     /// Per-prefix modes and keys.
     pub peers: Vec<StampPeer>,
     /// Stateful reflection (RFC 8762 §4.2.1): the reflector's own Sequence Numbers per
@@ -93,7 +97,7 @@ impl Default for StampReflectorOptions {
     fn default() -> Self {
         Self {
             mode: StampMode::Unauthenticated,
-            key: None,
+            keys: StampKeys::None,
             peers: Vec::new(),
             stateful: true,
             extensions: true,
@@ -192,6 +196,9 @@ struct StampListen {
     timestamp_info: TimestampInfo,
     /// Sessions counted in the shared gauge.
     counted: usize,
+    key_cache: keys::KeyCache,
+    /// Scratch for the keys a packet is tried with.
+    candidates: Vec<Arc<StampKey>>,
 }
 
 impl StampListen {
@@ -224,19 +231,19 @@ impl StampListen {
                 method_out: TimestampMethod::SW_LOCAL,
             },
             counted: 0,
+            key_cache: keys::KeyCache::default(),
+            candidates: Vec::new(),
         }
     }
 
-    /// The mode and key for packets from `ip`.
-    fn rule(&self, ip: IpAddr) -> (StampMode, Option<&Arc<StampKey>>) {
+    /// The mode and keys for packets from `ip`.
+    fn rule(&self, ip: IpAddr) -> (StampMode, &StampKeys) {
         self.opts
             .peers
             .iter()
             .filter(|p| p.prefix.contains(&ip))
             .max_by_key(|p| p.prefix.prefix_len())
-            .map_or((self.opts.mode, self.opts.key.as_ref()), |p| {
-                (p.mode, p.key.as_ref())
-            })
+            .map_or((self.opts.mode, &self.opts.keys), |p| (p.mode, &p.keys))
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
@@ -274,8 +281,10 @@ impl Role for StampListen {
             }
             return;
         }
-        let (mode, key) = self.rule(ip);
-        let key = key.cloned();
+        let (mode, keys) = self.rule(ip);
+        let keys = keys.clone();
+        let mut candidates = std::mem::take(&mut self.candidates);
+        self.key_cache.candidates(&keys, ip, now, &mut candidates);
         let local = meta.dst.unwrap_or_else(|| self.local.ip());
         let flow_key = FlowKey {
             peer: meta.from,
@@ -325,33 +334,54 @@ impl Role for StampListen {
             follow_up: flow.and_then(|f| f.last_reply),
             permitted_dscp: self.opts.permitted_dscp,
         };
-        let cfg = ReflectorConfig {
+        let mut cfg = ReflectorConfig {
             mode,
-            key: key.as_deref(),
+            key: None,
             extensions: self.opts.extensions,
             error_estimate: self.clock.estimate(),
         };
         let src = meta.dst.map(|a| (a, meta.ifindex));
         let mut result = None;
+        let mut used = None;
         out.send_with(meta.from, |tx| {
-            match reflect_layout(&cfg, &rx, seq, &inputs, tx) {
-                Ok(reply) => {
-                    let opts = SendOpts {
-                        src,
-                        tos: reply.dscp.map(|d| d << 2),
-                    };
-                    result = Some(Ok(reply));
-                    Some((reply.sealing.len, opts))
-                }
-                Err(e) => {
-                    result = Some(Err(e));
-                    None
+            // Each candidate key in turn (one but for IKE-derived keys during a rekey): the
+            // first that verifies the packet (or its TLVs) answers it.
+            let n = candidates.len();
+            for i in 0..n.max(1) {
+                cfg.key = candidates.get(i).map(|k| &**k);
+                let r = reflect_layout(&cfg, &rx, seq, &inputs, tx);
+                let more = i + 1 < n;
+                match r {
+                    Err(StampError::BadHmac) if more => continue,
+                    Ok(reply) if more && reply.tlv_integrity == TlvIntegrity::Failed => continue,
+                    Ok(reply) => {
+                        used = Some(i);
+                        result = Some(Ok(reply));
+                        let opts = SendOpts {
+                            src,
+                            tos: reply.dscp.map(|d| d << 2),
+                        };
+                        return Some((reply.sealing.len, opts));
+                    }
+                    Err(e) => {
+                        result = Some(Err(e));
+                        return None;
+                    }
                 }
             }
+            None
         });
+        let key = used.and_then(|i| candidates.get(i).cloned());
+        if let Some(i) = used {
+            self.key_cache.verified(ip, i);
+        }
+        self.candidates = candidates;
         let reply = match result {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
+                if e == StampError::BadHmac || e == StampError::NoKey {
+                    self.key_cache.missed(&keys, ip, now);
+                }
                 if let Some(more) = TEST_PACKET_BAD.note() {
                     warn!(from = %meta.from, len = meta.len, error = %e, suppressed = more, "STAMP packet failed its check, not answered");
                 }

@@ -115,7 +115,7 @@ fn stateful_sequence_numbers_per_session_and_stateless_copies() {
 fn authenticated_mode_and_a_wrong_key() {
     let opts = StampReflectorOptions {
         mode: StampMode::Authenticated,
-        key: Some(key(1)),
+        keys: StampKeys::Static(key(1)),
         ..Default::default()
     };
     let (r, _e) = start(&opts, "[::1]:0");
@@ -161,7 +161,7 @@ fn per_prefix_keys_and_the_allow_list() {
         peers: vec![StampPeer {
             prefix: "127.0.0.2/32".parse().unwrap(),
             mode: StampMode::Authenticated,
-            key: Some(key(3)),
+            keys: StampKeys::Static(key(3)),
         }],
         ..Default::default()
     };

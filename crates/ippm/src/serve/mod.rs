@@ -225,7 +225,8 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     // Held until shutdown: dropping them stops the reflectors.
     let mut reflectors = Vec::new();
-    if let Some(st) = s.stamp {
+    if let Some(mut st) = s.stamp {
+        st.use_ike(ike_handle.as_ref())?;
         let mut o = st.options;
         o.stats = metrics.stamp_stats();
         for addr in st.listen {

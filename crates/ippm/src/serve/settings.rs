@@ -411,6 +411,7 @@ pub(super) fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         &a.stamp_listen,
         a.stamp_key_file.as_deref(),
         file.stamp.as_ref(),
+        ike.is_some(),
     )?;
     Ok(Settings {
         stamp,

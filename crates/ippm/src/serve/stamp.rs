@@ -4,6 +4,7 @@
 //! [stamp]
 //! listen = ["0.0.0.0:862", "[::]:862"] # UDP; the default when [stamp] is given
 //! key_file = "/etc/ippm/stamp.key"      # the HMAC key in hex, mode 600
+//! # ike = true                          # or: keys from the IKE SAs with each sender (needs [ike])
 //! mode = "authenticated"                # default: authenticated with a key, else unauthenticated
 //! stateful = true                       # RFC 8762 §4.2: own sequence numbers per session
 //! extensions = true                     # RFC 8972 TLVs
@@ -18,6 +19,10 @@
 //! prefix = "198.51.100.0/24"
 //! mode = "authenticated"
 //! key_file = "/etc/ippm/router7.key"
+//!
+//! [[stamp.peer]]
+//! prefix = "203.0.113.0/24"             # ippm nodes with IKE SAs to this one
+//! ike = true
 //! ```
 
 use std::net::SocketAddr;
@@ -27,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
-use ippm_net::stamp_reflector::{StampPeer, StampReflectorOptions};
+use ippm_net::stamp_reflector::{StampKeys, StampPeer, StampReflectorOptions};
 use ippm_proto::stamp::StampKey;
 use ippm_proto::wire::stamp::StampMode;
 use serde::Deserialize;
@@ -38,6 +43,7 @@ pub(super) struct StampSection {
     listen: Option<Vec<SocketAddr>>,
     mode: Option<String>,
     key_file: Option<PathBuf>,
+    ike: Option<bool>,
     stateful: Option<bool>,
     extensions: Option<bool>,
     allow: Option<Vec<IpNet>>,
@@ -56,6 +62,7 @@ struct PeerSection {
     prefix: IpNet,
     mode: Option<String>,
     key_file: Option<PathBuf>,
+    ike: Option<bool>,
 }
 
 impl StampSection {
@@ -72,6 +79,47 @@ pub(super) struct StampSettings {
     /// The addresses are the defaults (an IPv6 one this host cannot bind is skipped).
     pub(super) defaults: bool,
     pub(super) options: StampReflectorOptions,
+    /// Keyed from IKE: the default rule, and these peers (by index); their keys are set
+    /// once IKE runs ([`StampSettings::use_ike`]).
+    ike_default: bool,
+    ike_peers: Vec<usize>,
+}
+
+impl StampSettings {
+    /// Gives the rules keyed from IKE the running IKE service.
+    pub(super) fn use_ike(&mut self, ike: Option<&ippm_net::ike::IkeHandle>) -> anyhow::Result<()> {
+        if !self.ike_default && self.ike_peers.is_empty() {
+            return Ok(());
+        }
+        let Some(ike) = ike else {
+            bail!("[stamp] ike = true needs IKE ([ike] or --ike-listen)");
+        };
+        if self.ike_default {
+            self.options.keys = StampKeys::Ike(ike.clone());
+        }
+        for &i in &self.ike_peers {
+            self.options.peers[i].keys = StampKeys::Ike(ike.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A rule's keys: a key file, IKE, or none; both is a mistake.
+fn keys_of(
+    file: Option<&Path>,
+    ike: bool,
+    ike_available: bool,
+    what: &str,
+) -> anyhow::Result<(StampKeys, bool)> {
+    match (file, ike) {
+        (Some(_), true) => bail!("{what}: give key_file or ike = true, not both"),
+        (None, true) if !ike_available => {
+            bail!("{what}: ike = true needs IKE ([ike] or --ike-listen)")
+        }
+        (None, true) => Ok((StampKeys::None, true)),
+        (Some(p), false) => Ok((StampKeys::Static(read_key(p, what)?), false)),
+        (None, false) => Ok((StampKeys::None, false)),
+    }
 }
 
 fn read_key(path: &Path, what: &str) -> anyhow::Result<Arc<StampKey>> {
@@ -101,6 +149,7 @@ pub(super) fn settings(
     flags_listen: &[SocketAddr],
     flag_key: Option<&Path>,
     file: Option<&StampSection>,
+    ike_available: bool,
 ) -> anyhow::Result<Option<StampSettings>> {
     if file.is_none() && flags_listen.is_empty() && flag_key.is_none() {
         return Ok(None);
@@ -114,29 +163,35 @@ pub(super) fn settings(
     } else {
         (vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?], true)
     };
-    let key = match (flag_key, &f.key_file) {
-        (Some(p), _) => Some(read_key(p, "--stamp-key-file")?),
-        (None, Some(p)) => Some(read_key(p, "[stamp] key_file")?),
-        (None, None) => None,
+    let (keys, ike_default) = match flag_key {
+        Some(p) => (StampKeys::Static(read_key(p, "--stamp-key-file")?), false),
+        None => keys_of(
+            f.key_file.as_deref(),
+            f.ike.unwrap_or(false),
+            ike_available,
+            "[stamp]",
+        )?,
     };
-    let mode = mode_of(f.mode.as_deref(), key.is_some(), "[stamp]")?;
-    let peers = f
-        .peer
-        .iter()
-        .map(|p| {
-            let what = format!("[[stamp.peer]] prefix = \"{}\"", p.prefix);
-            let k = p
-                .key_file
-                .as_deref()
-                .map(|path| read_key(path, &format!("{what}: key_file")))
-                .transpose()?;
-            Ok(StampPeer {
-                prefix: p.prefix.trunc(),
-                mode: mode_of(p.mode.as_deref(), k.is_some(), &what)?,
-                key: k,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mode = mode_of(f.mode.as_deref(), keys.is_some() || ike_default, "[stamp]")?;
+    let mut ike_peers = Vec::new();
+    let mut peers = Vec::new();
+    for (i, p) in f.peer.iter().enumerate() {
+        let what = format!("[[stamp.peer]] prefix = \"{}\"", p.prefix);
+        let (k, ike) = keys_of(
+            p.key_file.as_deref(),
+            p.ike.unwrap_or(false),
+            ike_available,
+            &what,
+        )?;
+        if ike {
+            ike_peers.push(i);
+        }
+        peers.push(StampPeer {
+            prefix: p.prefix.trunc(),
+            mode: mode_of(p.mode.as_deref(), k.is_some() || ike, &what)?,
+            keys: k,
+        });
+    }
     let d = StampReflectorOptions::default();
     let mut permitted_dscp = d.permitted_dscp;
     if let Some(list) = &f.permitted_dscp {
@@ -164,7 +219,7 @@ pub(super) fn settings(
         defaults,
         options: StampReflectorOptions {
             mode,
-            key,
+            keys,
             peers,
             stateful: f.stateful.unwrap_or(d.stateful),
             extensions: f.extensions.unwrap_or(d.extensions),
@@ -180,6 +235,8 @@ pub(super) fn settings(
             permitted_dscp,
             ..d
         },
+        ike_default,
+        ike_peers,
     }))
 }
 
@@ -203,9 +260,9 @@ mod tests {
         let k = dir.path().join("k");
         std::fs::write(&k, "00112233445566778899aabbccddeeff\n").unwrap();
         std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(settings(&[], None, None).unwrap().is_none());
+        assert!(settings(&[], None, None, false).unwrap().is_none());
         // [stamp] alone: UDP 862 on every address, unauthenticated, stateful.
-        let s = settings(&[], None, Some(&section("[stamp]\n")))
+        let s = settings(&[], None, Some(&section("[stamp]\n")), false)
             .unwrap()
             .unwrap();
         assert!(s.defaults);
@@ -213,7 +270,7 @@ mod tests {
         assert_eq!(s.options.mode, StampMode::Unauthenticated);
         assert!(s.options.stateful && s.options.extensions);
         // A key makes it authenticated unless the mode says otherwise.
-        let s = settings(&["127.0.0.1:8620".parse().unwrap()], Some(&k), None)
+        let s = settings(&["127.0.0.1:8620".parse().unwrap()], Some(&k), None, false)
             .unwrap()
             .unwrap();
         assert!(!s.defaults);
@@ -222,9 +279,11 @@ mod tests {
             "[stamp]\nmode = \"unauthenticated\"\nkey_file = {k:?}\nallow = [\"192.0.2.7/24\"]\n\
              permitted_dscp = [0, 46]\n[[stamp.peer]]\nprefix = \"198.51.100.0/24\"\nkey_file = {k:?}\n"
         );
-        let s = settings(&[], None, Some(&section(&text))).unwrap().unwrap();
+        let s = settings(&[], None, Some(&section(&text)), false)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.options.mode, StampMode::Unauthenticated);
-        assert!(s.options.key.is_some());
+        assert!(s.options.keys.is_some());
         assert_eq!(
             s.options.allow,
             vec!["192.0.2.0/24".parse::<IpNet>().unwrap()]
@@ -238,7 +297,7 @@ mod tests {
         let e = |text: &str| {
             format!(
                 "{:#}",
-                settings(&[], None, Some(&section(text))).unwrap_err()
+                settings(&[], None, Some(&section(text)), false).unwrap_err()
             )
         };
         assert!(e("[stamp]\nmode = \"authenticated\"\n").contains("needs a key"));
@@ -246,15 +305,20 @@ mod tests {
         assert!(e("[stamp]\npermitted_dscp = [64]\n").contains("not a DSCP"));
         assert!(e("[stamp]\nsession_timeout = 0\n").contains("between 1"));
         assert!(e("[stamp]\nmax_sessions = 0\n").contains("at least 1"));
+        assert!(e("[stamp]\nike = true\n").contains("needs IKE"));
+        assert!(
+            e("[stamp]\n[[stamp.peer]]\nprefix = \"192.0.2.0/24\"\nike = true\nkey_file = \"k\"\n")
+                .contains("not both")
+        );
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join("k");
         std::fs::write(&k, "0011").unwrap();
         std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = format!("{:#}", settings(&[], Some(&k), None).unwrap_err());
+        let err = format!("{:#}", settings(&[], Some(&k), None, false).unwrap_err());
         assert!(err.contains("chmod 600"), "{err}");
         std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&k, "xyz").unwrap();
-        let err = format!("{:#}", settings(&[], Some(&k), None).unwrap_err());
+        let err = format!("{:#}", settings(&[], Some(&k), None, false).unwrap_err());
         assert!(err.contains("hex"), "{err}");
     }
 }
