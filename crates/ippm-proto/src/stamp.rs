@@ -342,6 +342,10 @@ pub struct Reply {
     pub tlv_integrity: TlvIntegrity,
     /// The sender's packet was shorter than the base packet (a TWAMP-Light sender).
     pub short_sender: bool,
+    /// A Follow-Up Telemetry TLV was answered: the sender wants the real transmit times of
+    /// this session's replies (a reflector that takes kernel transmit stamps only when asked
+    /// starts now).
+    pub follow_up: bool,
 }
 
 /// Checks the sender's packet and lays out the reply in `tx`, its Timestamp zero and its
@@ -396,6 +400,7 @@ pub fn reflect_layout(
         dscp: None,
         tlv_integrity: TlvIntegrity::Unprotected,
         short_sender,
+        follow_up: false,
     };
     if !cfg.extensions || area_in.is_empty() {
         return Ok(reply);
@@ -427,7 +432,10 @@ pub fn reflect_layout(
         };
         let out = &mut area_out[t.offset..t.end()];
         match answer(&t, out, rx, stateful, inputs, &mut reply.dscp) {
-            Outcome::Understood => out[0] = 0,
+            Outcome::Understood => {
+                out[0] = 0;
+                reply.follow_up |= t.tlv_type() == TlvType::FOLLOW_UP_TELEMETRY;
+            }
             Outcome::Unrecognized => out[0] = TlvFlags::U.0,
             Outcome::Malformed { sub } => {
                 // Copy the TLV and the rest as received, M on the TLV and the bad sub-TLV.

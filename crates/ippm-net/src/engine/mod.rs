@@ -81,6 +81,7 @@ pub(crate) trait Role: Send + 'static {
 pub(crate) struct Out<'a> {
     batch: &'a mut crate::sys::SendBatch,
     finished: bool,
+    tx_stamps: bool,
 }
 
 impl Out<'_> {
@@ -121,6 +122,13 @@ impl Out<'_> {
     /// The session is complete: it ends once this turn's datagrams are sent.
     pub(crate) fn finish(&mut self) {
         self.finished = true;
+    }
+
+    /// Asks for the kernel's transmit stamps from now on (for a session started without):
+    /// before the next datagram is sent, the socket is set up for them, and
+    /// [`Role::tx_stamp`] numbers datagrams from 0 at the first one sealed after this call.
+    pub(crate) fn want_tx_stamps(&mut self) {
+        self.tx_stamps = true;
     }
 }
 

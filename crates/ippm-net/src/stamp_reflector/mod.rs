@@ -156,7 +156,9 @@ impl StampReflector {
         let mut handles = Vec::with_capacity(n);
         for s in socks {
             let role = StampListen::new(shared.clone(), local, n);
-            handles.push(engine.add(s.into(), Box::new(role), opts.stateful)?);
+            // Transmit stamps only once a sender asks for them (Follow-Up Telemetry): they
+            // cost an error-queue read per batch.
+            handles.push(engine.add(s.into(), Box::new(role), false)?);
         }
         Ok(Self {
             local,
@@ -197,6 +199,8 @@ struct StampListen {
     /// Sessions counted in the shared gauge.
     counted: usize,
     key_cache: keys::KeyCache,
+    /// Transmit stamps asked for (a sender sent Follow-Up Telemetry).
+    tx_stamps: bool,
     /// Scratch for the keys a packet is tried with.
     candidates: Vec<Arc<StampKey>>,
 }
@@ -232,6 +236,7 @@ impl StampListen {
             },
             counted: 0,
             key_cache: keys::KeyCache::default(),
+            tx_stamps: false,
             candidates: Vec::new(),
         }
     }
@@ -390,6 +395,13 @@ impl Role for StampListen {
             // No room in this turn's batch (cannot happen: the engine flushes when full).
             None => return,
         };
+        if reply.follow_up && self.opts.stateful && !self.tx_stamps {
+            out.want_tx_stamps();
+            self.tx_stamps = true;
+            // The kernel numbers from the first datagram sealed from now on.
+            self.accepted = 0;
+            self.ring.fill(None);
+        }
         let mut at = None;
         if self.opts.stateful {
             // Room was checked above, on this thread: the session is there or is made now.

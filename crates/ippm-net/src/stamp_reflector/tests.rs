@@ -280,31 +280,40 @@ fn tlvs_answered_class_of_service_applied_and_counters_per_session() {
             other => panic!("{other:?}"),
         }
     }
-    // An unknown TLV comes back with U set; a Follow-Up Telemetry TLV reports the previous
-    // reply's real send time.
+    // An unknown TLV comes back with U set. Follow-Up Telemetry: the first request turns
+    // transmit stamps on and gets zeros (nothing known yet); the next ones get the previous
+    // reply's Sequence Number and real send time.
     let unknown = TlvRepr::Unknown(TlvType(200), &[1, 2, 3, 4]);
     let fu = TlvRepr::FollowUpTelemetry(FollowUpTelemetry {
         seq: 0,
         timestamp: Timestamp::ZERO,
         mode: TimestampMethod(0),
     });
-    s.send(2, &[unknown, fu]);
-    let (pkt, _) = s.recv().expect("a reply");
-    let got = open_reflected(&pkt, StampMode::Unauthenticated, None).unwrap();
-    let all: Vec<_> = got.tlvs().map(Result::unwrap).collect();
-    assert!(
-        all[0]
-            .flags
-            .contains(ippm_proto::wire::stamp_tlv::TlvFlags::U)
-    );
-    match TlvRepr::parse(&all[1]).unwrap() {
-        TlvRepr::FollowUpTelemetry(f) => {
-            assert_eq!(f.seq, 1, "the previous reply");
-            assert_eq!(f.mode, TimestampMethod::SW_LOCAL);
-            assert!(f.timestamp > Timestamp::ZERO, "a kernel transmit stamp");
-            assert!(f.timestamp < got.repr.timestamp);
+    let mut previous_t3 = Timestamp::ZERO;
+    for seq in 2..6u32 {
+        s.send(seq, &[unknown.clone(), fu.clone()]);
+        let (pkt, _) = s.recv().expect("a reply");
+        let got = open_reflected(&pkt, StampMode::Unauthenticated, None).unwrap();
+        let all: Vec<_> = got.tlvs().map(Result::unwrap).collect();
+        assert!(
+            all[0]
+                .flags
+                .contains(ippm_proto::wire::stamp_tlv::TlvFlags::U)
+        );
+        match TlvRepr::parse(&all[1]).unwrap() {
+            TlvRepr::FollowUpTelemetry(f) if seq == 2 => {
+                assert_eq!(f, FollowUpTelemetry::default(), "nothing known yet");
+            }
+            TlvRepr::FollowUpTelemetry(f) => {
+                assert_eq!(f.seq, seq - 1, "the previous reply");
+                assert_eq!(f.mode, TimestampMethod::SW_LOCAL);
+                // The kernel's stamp comes after the user-space T3 and before this reply.
+                assert!(f.timestamp > previous_t3, "a kernel transmit stamp");
+                assert!(f.timestamp < got.repr.timestamp);
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        previous_t3 = got.repr.timestamp;
     }
 }
 
