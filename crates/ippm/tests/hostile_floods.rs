@@ -20,7 +20,7 @@ use ippm_proto::{Protocol, SecurityMode};
 
 mod common;
 use common::ctl::{Ctl, ow_request, tw_request};
-use common::{Daemon, IPPM, connect_from, proc_status, raise_nofile};
+use common::{Daemon, IPPM, connect_from, proc_status, raise_nofile, scrape, series};
 
 /// Attacker source `i` (0-based): 127.0.0.2, 127.0.0.3, ...
 fn attacker(i: usize) -> IpAddr {
@@ -406,28 +406,6 @@ fn hostile_unstarted_sessions_under_a_descriptor_limit() {
         text.contains("sessions_total="),
         "the fitted limits are logged"
     );
-}
-
-/// `GET /metrics` from the daemon's metrics listener.
-fn scrape(addr: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// The value of the series `name{labels}` in a scrape (0 when absent).
-fn series(scrape: &str, name_and_labels: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Ten seconds of junk: bad-HMAC datagrams from the client's address and datagrams from a

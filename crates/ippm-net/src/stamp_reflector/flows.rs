@@ -3,14 +3,16 @@
 //! and the SSID) and each source's packet rate.
 //!
 //! A session is created only for a packet that passed its checks, so junk and forged HMACs
-//! leave no state. The table holds at most `max_sessions`, and `max_sessions_per_source` from
-//! one source (an IPv4 address or an IPv6 /64); a session not heard from for
-//! `session_timeout` is forgotten. Rate buckets are forgotten once full again: a full bucket
+//! leave no state. The sessions of every socket of a reflector are counted together (a
+//! [`Census`], locked only where a session is made or forgotten, never per packet): at most
+//! `max_sessions`, and `max_sessions_per_source` from one source (an IPv4 address or an IPv6
+//! /64); a session not heard from for `session_timeout` is forgotten. Rate buckets are forgotten once full again: a full bucket
 //! is the same as none, so forgetting it loses nothing, and their table cannot be grown past
 //! its bound by forged sources either.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ippm_proto::wire::stamp_tlv::FollowUpTelemetry;
@@ -64,6 +66,48 @@ pub(crate) enum Full {
     Source,
 }
 
+/// The sessions of all of a reflector's sockets, by source.
+#[derive(Debug, Default)]
+pub(crate) struct Census {
+    inner: Mutex<(usize, HashMap<Source, usize>)>,
+}
+
+impl Census {
+    /// Counts a new session of `source`, if the bounds let it.
+    fn add(&self, source: Source, b: &Bounds) -> Result<(), Full> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *g;
+        if *total >= b.max_sessions {
+            return Err(Full::Table);
+        }
+        let held = per.entry(source).or_insert(0);
+        if *held >= b.max_sessions_per_source {
+            return Err(Full::Source);
+        }
+        *held += 1;
+        *total += 1;
+        Ok(())
+    }
+
+    /// Forgets sessions of these sources (one per item).
+    fn remove(&self, sources: impl IntoIterator<Item = Source>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *g;
+        for source in sources {
+            *total = total.saturating_sub(1);
+            if let Some(n) = per.get_mut(&source) {
+                *n -= 1;
+                if *n == 0 {
+                    per.remove(&source);
+                }
+            }
+        }
+        if per.capacity() > 4 * per.len().max(256) {
+            per.shrink_to(per.len() * 2);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
@@ -75,19 +119,24 @@ struct Bucket {
 pub(crate) struct Flows {
     bounds: Bounds,
     flows: HashMap<FlowKey, Flow>,
-    per_source: HashMap<Source, usize>,
+    census: Arc<Census>,
     buckets: HashMap<Source, Bucket>,
-    last_sweep: Instant,
+}
+
+impl Drop for Flows {
+    fn drop(&mut self) {
+        self.census.remove(self.flows.values().map(|f| f.source));
+    }
 }
 
 impl Flows {
-    pub(crate) fn new(bounds: Bounds) -> Self {
+    /// One socket's table; `census` counts the sessions of all of the reflector's sockets.
+    pub(crate) fn new(bounds: Bounds, census: Arc<Census>) -> Self {
         Self {
             bounds,
             flows: HashMap::new(),
-            per_source: HashMap::new(),
+            census,
             buckets: HashMap::new(),
-            last_sweep: Instant::now(),
         }
     }
 
@@ -144,66 +193,61 @@ impl Flows {
         self.flows.get_mut(key)
     }
 
-    /// Whether the session `key` exists or could be created now.
-    pub(crate) fn room_for(&mut self, key: &FlowKey, now: Instant) -> Result<(), Full> {
-        if self.flows.contains_key(key) {
-            return Ok(());
-        }
-        if self.flows.len() >= self.bounds.max_sessions {
-            self.sweep(now);
-            if self.flows.len() >= self.bounds.max_sessions {
-                return Err(Full::Table);
+    /// The session `key`, created if the bounds let it (and whether it was created now);
+    /// seen now.
+    pub(crate) fn entry(&mut self, key: FlowKey, now: Instant) -> Result<(&mut Flow, bool), Full> {
+        let mut created = false;
+        if !self.flows.contains_key(&key) {
+            let source = Source::of(key.peer.ip());
+            match self.census.add(source, &self.bounds) {
+                // Maybe full of this socket's idle sessions: forget those and look again.
+                Err(Full::Table) => {
+                    self.sweep(now);
+                    self.census.add(source, &self.bounds)?;
+                }
+                r => r?,
             }
+            self.flows.insert(
+                key,
+                Flow {
+                    seq: 0,
+                    received: 0,
+                    sent: 0,
+                    last_reply: None,
+                    last_seen: now,
+                    source,
+                },
+            );
+            created = true;
         }
-        let held = self
-            .per_source
-            .get(&Source::of(key.peer.ip()))
-            .copied()
-            .unwrap_or(0);
-        if held >= self.bounds.max_sessions_per_source {
-            return Err(Full::Source);
-        }
-        Ok(())
+        let f = self.flows.get_mut(&key).ok_or(Full::Table)?;
+        f.last_seen = now;
+        Ok((f, created))
     }
 
-    /// The session `key`, created if there is room; seen now.
-    pub(crate) fn entry(&mut self, key: FlowKey, now: Instant) -> Result<&mut Flow, Full> {
-        self.room_for(&key, now)?;
-        let source = Source::of(key.peer.ip());
-        let f = self.flows.entry(key).or_insert_with(|| {
-            *self.per_source.entry(source).or_insert(0) += 1;
-            Flow {
-                seq: 0,
-                received: 0,
-                sent: 0,
-                last_reply: None,
-                last_seen: now,
-                source,
-            }
-        });
-        f.last_seen = now;
-        Ok(f)
+    /// Forgets the session `key` (made for a packet that then failed its checks).
+    pub(crate) fn remove(&mut self, key: &FlowKey) {
+        if let Some(f) = self.flows.remove(key) {
+            self.census.remove([f.source]);
+        }
     }
 
     /// Forgets the sessions idle for their timeout, and full rate buckets. Returns whether
     /// anything is left to sweep later.
     pub(crate) fn sweep(&mut self, now: Instant) -> bool {
         let timeout = self.bounds.session_timeout;
-        let per_source = &mut self.per_source;
+        let mut gone = Vec::new();
         self.flows.retain(|_, f| {
             let keep = now.saturating_duration_since(f.last_seen) < timeout;
             if !keep {
-                if let Some(n) = per_source.get_mut(&f.source) {
-                    *n -= 1;
-                    if *n == 0 {
-                        per_source.remove(&f.source);
-                    }
-                }
+                gone.push(f.source);
             }
             keep
         });
+        if !gone.is_empty() {
+            self.census.remove(gone);
+        }
         self.forget_full_buckets(now);
-        self.last_sweep = now;
         self.shrink();
         !self.flows.is_empty() || !self.buckets.is_empty()
     }
@@ -212,7 +256,6 @@ impl Flows {
     fn shrink(&mut self) {
         if self.flows.capacity() > 4 * self.flows.len().max(256) {
             self.flows.shrink_to(self.flows.len() * 2);
-            self.per_source.shrink_to(self.per_source.len() * 2);
         }
         if self.buckets.capacity() > 4 * self.buckets.len().max(256) {
             self.buckets.shrink_to(self.buckets.len() * 2);
@@ -244,11 +287,12 @@ mod tests {
     #[test]
     fn sessions_are_bounded_in_total_and_per_source_and_expire() {
         let t0 = Instant::now();
-        let mut f = Flows::new(bounds());
-        f.entry(key("198.51.100.1", 1, 0), t0).unwrap().seq = 7;
+        let mut f = Flows::new(bounds(), Arc::default());
+        f.entry(key("198.51.100.1", 1, 0), t0).unwrap().0.seq = 7;
         f.entry(key("198.51.100.1", 1, 1), t0).unwrap();
         // The same 4-tuple and SSID is the same session, whatever else.
-        assert_eq!(f.entry(key("198.51.100.1", 1, 0), t0).unwrap().seq, 7);
+        let (again, created) = f.entry(key("198.51.100.1", 1, 0), t0).unwrap();
+        assert_eq!((again.seq, created), (7, false));
         assert_eq!(
             f.entry(key("198.51.100.1", 2, 0), t0).unwrap_err(),
             Full::Source
@@ -276,7 +320,7 @@ mod tests {
     #[test]
     fn the_rate_per_source_allows_a_second_at_once_then_the_rate() {
         let t0 = Instant::now();
-        let mut f = Flows::new(bounds());
+        let mut f = Flows::new(bounds(), Arc::default());
         let a: IpAddr = "198.51.100.1".parse().unwrap();
         let b: IpAddr = "198.51.100.2".parse().unwrap();
         assert_eq!((0..20).filter(|_| f.admit(a, t0)).count(), 5);
@@ -288,17 +332,20 @@ mod tests {
         let t2 = t1 + Duration::from_millis(400);
         assert_eq!((0..20).filter(|_| f.admit(a, t2)).count(), 2);
         // No limit at all with rate 0.
-        let mut open = Flows::new(Bounds {
-            rate_per_source: 0,
-            ..bounds()
-        });
+        let mut open = Flows::new(
+            Bounds {
+                rate_per_source: 0,
+                ..bounds()
+            },
+            Arc::default(),
+        );
         assert_eq!((0..10_000).filter(|_| open.admit(a, t0)).count(), 10_000);
     }
 
     #[test]
     fn forged_sources_cannot_grow_the_bucket_table() {
         let t0 = Instant::now();
-        let mut f = Flows::new(bounds());
+        let mut f = Flows::new(bounds(), Arc::default());
         let room = f.bucket_room();
         let mut admitted = 0;
         for i in 0..(room as u32 + 1000) {

@@ -76,12 +76,14 @@ pub struct StampReflectorOptions {
     pub extensions: bool,
     /// Only these sources are answered (empty: every source).
     pub allow: Vec<IpNet>,
-    /// Packets per second one source (an IPv4 address, an IPv6 /64) may have answered,
-    /// per socket (0: no limit).
+    /// Packets per second one source (an IPv4 address, an IPv6 /64) may have answered (0: no
+    /// limit). Counted per socket, without a lock per packet: one flow always reaches the
+    /// same socket, but a source sending from many ports may get up to this much on each of
+    /// the reflector's sockets (one per engine thread).
     pub rate_per_source: u32,
     /// Stateful sessions held at most, over all sockets.
     pub max_sessions: usize,
-    /// Stateful sessions one source may hold, per socket.
+    /// Stateful sessions one source may hold.
     pub max_sessions_per_source: usize,
     /// A stateful session not heard from this long is forgotten.
     pub session_timeout: Duration,
@@ -153,9 +155,10 @@ impl StampReflector {
             socks.push(crate::sys::test_socket_shared(local, true)?);
         }
         let shared = Arc::new(opts.clone());
+        let census = Arc::new(flows::Census::default());
         let mut handles = Vec::with_capacity(n);
         for s in socks {
-            let role = StampListen::new(shared.clone(), local, n);
+            let role = StampListen::new(shared.clone(), local, census.clone());
             // Transmit stamps only once a sender asks for them (Follow-Up Telemetry): they
             // cost an error-queue read per batch.
             handles.push(engine.add(s.into(), Box::new(role), false)?);
@@ -206,9 +209,13 @@ struct StampListen {
 }
 
 impl StampListen {
-    fn new(opts: Arc<StampReflectorOptions>, local: SocketAddr, sockets: usize) -> Self {
+    fn new(
+        opts: Arc<StampReflectorOptions>,
+        local: SocketAddr,
+        census: Arc<flows::Census>,
+    ) -> Self {
         let bounds = Bounds {
-            max_sessions: opts.max_sessions.div_ceil(sockets).max(1),
+            max_sessions: opts.max_sessions.max(1),
             max_sessions_per_source: opts.max_sessions_per_source.max(1),
             session_timeout: opts.session_timeout,
             rate_per_source: opts.rate_per_source,
@@ -221,7 +228,7 @@ impl StampListen {
         Self {
             opts,
             local,
-            flows: Flows::new(bounds),
+            flows: Flows::new(bounds, census),
             pending: VecDeque::with_capacity(crate::sys::BATCH),
             accepted: 0,
             ring: vec![None; STAMP_RING],
@@ -296,25 +303,25 @@ impl Role for StampListen {
             local,
             ssid: ssid_of(pkt, mode),
         };
-        // Stateful: the session's next Sequence Number and counters as they will be once
-        // this packet is in (the session itself is created only if the packet passes).
-        let flow = self
-            .opts
-            .stateful
-            .then(|| self.flows.get(&flow_key).copied())
-            .flatten();
-        if self.opts.stateful && flow.is_none() {
-            if let Err(why) = self.flows.room_for(&flow_key, now) {
-                if let Some(more) = STAMP_SESSION_REFUSED.note() {
-                    let why = match why {
-                        Full::Table => "the session table is full",
-                        Full::Source => "its source holds its share of sessions",
-                    };
-                    warn!(from = %meta.from, why, suppressed = more, "STAMP session not created, packet not answered");
+        // Stateful: the session, made now if it is new (and forgotten again below if the
+        // packet fails its checks, so junk leaves no state).
+        let (flow, created) = if self.opts.stateful {
+            match self.flows.entry(flow_key, now) {
+                Ok((f, created)) => (Some(*f), created),
+                Err(why) => {
+                    if let Some(more) = STAMP_SESSION_REFUSED.note() {
+                        let why = match why {
+                            Full::Table => "the session table is full",
+                            Full::Source => "its source holds its share of sessions",
+                        };
+                        warn!(from = %meta.from, why, suppressed = more, "STAMP session not created, packet not answered");
+                    }
+                    return;
                 }
-                return;
             }
-        }
+        } else {
+            (None, false)
+        };
         let seq = self.opts.stateful.then(|| flow.map_or(0, |f| f.seq));
         let counters = flow.map_or((1, 0), |f| (f.received.wrapping_add(1), f.sent));
         let tos = meta.tos.unwrap_or(0);
@@ -384,6 +391,9 @@ impl Role for StampListen {
         let reply = match result {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
+                if created {
+                    self.flows.remove(&flow_key);
+                }
                 if e == StampError::BadHmac || e == StampError::NoKey {
                     self.key_cache.missed(&keys, ip, now);
                 }
@@ -404,8 +414,7 @@ impl Role for StampListen {
         }
         let mut at = None;
         if self.opts.stateful {
-            // Room was checked above, on this thread: the session is there or is made now.
-            if let Ok(f) = self.flows.entry(flow_key, now) {
+            if let Some(f) = self.flows.get(&flow_key) {
                 at = Some((flow_key, f.seq));
                 f.seq = f.seq.wrapping_add(1);
                 f.received = f.received.wrapping_add(1);
