@@ -69,9 +69,10 @@ pub struct StampReflectorOptions {
     pub keys: StampKeys,
     /// Per-prefix modes and keys.
     pub peers: Vec<StampPeer>,
-    /// Stateful reflection (RFC 8762 §4.2.1): the reflector's own Sequence Numbers per
-    /// session; stateless copies the sender's.
-    pub stateful: bool,
+    /// Which sources get stateful reflection (RFC 8762 §4.2.1: the reflector's own Sequence
+    /// Numbers per session, so the sender can tell forward from backward loss); the others
+    /// get stateless (the sender's copied), which keeps no state at all.
+    pub stateful: Stateful,
     /// Read RFC 8972 TLVs after the base packet; off, those octets are copied unread.
     pub extensions: bool,
     /// Only these sources are answered (empty: every source).
@@ -101,7 +102,7 @@ impl Default for StampReflectorOptions {
             mode: StampMode::Unauthenticated,
             keys: StampKeys::None,
             peers: Vec::new(),
-            stateful: true,
+            stateful: Stateful::KnownPeers,
             extensions: true,
             allow: Vec::new(),
             rate_per_source: 0,
@@ -113,6 +114,19 @@ impl Default for StampReflectorOptions {
             stats: StampStats::default(),
         }
     }
+}
+
+/// Which senders a STAMP reflector keeps sessions for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stateful {
+    /// Every sender.
+    Always,
+    /// None.
+    Never,
+    /// Senders the configuration knows: those of a [`StampPeer`] prefix, or of the allow-list
+    /// when there is one. Strangers (answered when there is no allow-list) get stateless
+    /// reflection: a reflector open to the Internet keeps no state for them.
+    KnownPeers,
 }
 
 /// What a STAMP reflector counts (its drops are in `ippm_dropped_total`): the daemon's
@@ -248,14 +262,16 @@ impl StampListen {
         }
     }
 
-    /// The mode and keys for packets from `ip`.
-    fn rule(&self, ip: IpAddr) -> (StampMode, &StampKeys) {
+    /// The mode and keys for packets from `ip`, and whether a peer rule named it.
+    fn rule(&self, ip: IpAddr) -> (StampMode, &StampKeys, bool) {
         self.opts
             .peers
             .iter()
             .filter(|p| p.prefix.contains(&ip))
             .max_by_key(|p| p.prefix.prefix_len())
-            .map_or((self.opts.mode, &self.opts.keys), |p| (p.mode, &p.keys))
+            .map_or((self.opts.mode, &self.opts.keys, false), |p| {
+                (p.mode, &p.keys, true)
+            })
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
@@ -293,8 +309,14 @@ impl Role for StampListen {
             }
             return;
         }
-        let (mode, keys) = self.rule(ip);
+        let (mode, keys, named) = self.rule(ip);
         let keys = keys.clone();
+        let stateful = match self.opts.stateful {
+            Stateful::Always => true,
+            Stateful::Never => false,
+            // Allowed already: on a list, when there is one.
+            Stateful::KnownPeers => named || !self.opts.allow.is_empty(),
+        };
         let mut candidates = std::mem::take(&mut self.candidates);
         self.key_cache.candidates(&keys, ip, now, &mut candidates);
         let local = meta.dst.unwrap_or_else(|| self.local.ip());
@@ -305,7 +327,7 @@ impl Role for StampListen {
         };
         // Stateful: the session, made now if it is new (and forgotten again below if the
         // packet fails its checks, so junk leaves no state).
-        let (flow, created) = if self.opts.stateful {
+        let (flow, created) = if stateful {
             match self.flows.entry(flow_key, now) {
                 Ok((f, created)) => (Some(*f), created),
                 Err(why) => {
@@ -322,7 +344,7 @@ impl Role for StampListen {
         } else {
             (None, false)
         };
-        let seq = self.opts.stateful.then(|| flow.map_or(0, |f| f.seq));
+        let seq = stateful.then(|| flow.map_or(0, |f| f.seq));
         let counters = flow.map_or((1, 0), |f| (f.received.wrapping_add(1), f.sent));
         let tos = meta.tos.unwrap_or(0);
         let rx = Received {
@@ -342,7 +364,7 @@ impl Role for StampListen {
             src_addr: Some(ip),
             src_mac: None,
             timestamp_info: Some(self.timestamp_info),
-            counters: self.opts.stateful.then_some(counters),
+            counters: stateful.then_some(counters),
             follow_up: flow.and_then(|f| f.last_reply),
             permitted_dscp: self.opts.permitted_dscp,
         };
@@ -405,7 +427,7 @@ impl Role for StampListen {
             // No room in this turn's batch (cannot happen: the engine flushes when full).
             None => return,
         };
-        if reply.follow_up && self.opts.stateful && !self.tx_stamps {
+        if reply.follow_up && stateful && !self.tx_stamps {
             out.want_tx_stamps();
             self.tx_stamps = true;
             // The kernel numbers from the first datagram sealed from now on.
@@ -413,7 +435,7 @@ impl Role for StampListen {
             self.ring.fill(None);
         }
         let mut at = None;
-        if self.opts.stateful {
+        if stateful {
             if let Some(f) = self.flows.get(&flow_key) {
                 at = Some((flow_key, f.seq));
                 f.seq = f.seq.wrapping_add(1);

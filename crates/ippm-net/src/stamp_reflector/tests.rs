@@ -68,7 +68,11 @@ fn start(opts: &StampReflectorOptions, listen: &str) -> (StampReflector, Engine)
 fn stateful_sequence_numbers_per_session_and_stateless_copies() {
     for stateful in [true, false] {
         let opts = StampReflectorOptions {
-            stateful,
+            stateful: if stateful {
+                Stateful::Always
+            } else {
+                Stateful::Never
+            },
             ..Default::default()
         };
         let (r, _e) = start(&opts, "127.0.0.1:0");
@@ -114,6 +118,7 @@ fn stateful_sequence_numbers_per_session_and_stateless_copies() {
 #[test]
 fn authenticated_mode_and_a_wrong_key() {
     let opts = StampReflectorOptions {
+        stateful: Stateful::Always,
         mode: StampMode::Authenticated,
         keys: StampKeys::Static(key(1)),
         ..Default::default()
@@ -212,7 +217,8 @@ fn per_prefix_keys_and_the_allow_list() {
 
 #[test]
 fn twamp_light_senders_get_the_base_packet() {
-    let (r, _e) = start(&StampReflectorOptions::default(), "127.0.0.1:0");
+    let opts = StampReflectorOptions::default();
+    let (r, _e) = start(&opts, "127.0.0.1:0");
     let s = Sender::new(
         "127.0.0.1:0",
         r.local_addr(),
@@ -226,7 +232,9 @@ fn twamp_light_senders_get_the_base_packet() {
     let (reply, _) = s.recv().expect("a reply");
     assert_eq!(reply.len(), 44);
     let got = open_reflected(&reply, StampMode::Unauthenticated, None).unwrap();
-    assert_eq!((got.repr.sender_seq, got.repr.seq), (5, 0));
+    // By default a stranger (no peer rule, no allow-list) gets stateless reflection.
+    assert_eq!((got.repr.sender_seq, got.repr.seq), (5, 5));
+    assert_eq!(opts.stats.sessions.get(), 0, "and keeps no session");
 }
 
 #[test]
@@ -234,6 +242,7 @@ fn tlvs_answered_class_of_service_applied_and_counters_per_session() {
     let opts = StampReflectorOptions {
         // DSCP 46 may be asked for, 10 may not.
         permitted_dscp: 1 << 46,
+        stateful: Stateful::Always,
         ..Default::default()
     };
     let (r, _e) = start(&opts, "127.0.0.1:0");
@@ -321,6 +330,7 @@ fn tlvs_answered_class_of_service_applied_and_counters_per_session() {
 fn junk_and_floods_are_counted_not_answered_and_others_still_served() {
     let opts = StampReflectorOptions {
         rate_per_source: 50,
+        stateful: Stateful::Always,
         ..Default::default()
     };
     let (r, _e) = start(&opts, "127.0.0.1:0");

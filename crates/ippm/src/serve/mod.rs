@@ -243,7 +243,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         info!(
             mode = ?o.mode,
-            stateful = o.stateful,
+            stateful = ?o.stateful,
             allow = o.allow.len(),
             rate_per_source = o.rate_per_source,
             "STAMP reflector running"

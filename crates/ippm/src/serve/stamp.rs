@@ -7,6 +7,7 @@
 //! # ike = true                          # or: keys from the IKE SAs with each sender (needs [ike])
 //! mode = "authenticated"                # default: authenticated with a key, else unauthenticated
 //! stateful = true                       # RFC 8762 §4.2: own sequence numbers per session
+//!                                       # (default: for the peers below and the allow-list)
 //! extensions = true                     # RFC 8972 TLVs
 //! allow = ["192.0.2.0/24", "2001:db8::/32"]  # answered sources (default: all)
 //! rate_per_source = 1000                # packets/s per IPv4 address or IPv6 /64 (0: no limit)
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
-use ippm_net::stamp_reflector::{StampKeys, StampPeer, StampReflectorOptions};
+use ippm_net::stamp_reflector::{StampKeys, StampPeer, StampReflectorOptions, Stateful};
 use ippm_proto::stamp::StampKey;
 use ippm_proto::wire::stamp::StampMode;
 use serde::Deserialize;
@@ -221,7 +222,11 @@ pub(super) fn settings(
             mode,
             keys,
             peers,
-            stateful: f.stateful.unwrap_or(d.stateful),
+            stateful: match f.stateful {
+                Some(true) => Stateful::Always,
+                Some(false) => Stateful::Never,
+                None => d.stateful,
+            },
             extensions: f.extensions.unwrap_or(d.extensions),
             allow: f
                 .allow
@@ -261,14 +266,16 @@ mod tests {
         std::fs::write(&k, "00112233445566778899aabbccddeeff\n").unwrap();
         std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(settings(&[], None, None, false).unwrap().is_none());
-        // [stamp] alone: UDP 862 on every address, unauthenticated, stateful.
+        // [stamp] alone: UDP 862 on every address, unauthenticated, stateful for known
+        // peers only.
         let s = settings(&[], None, Some(&section("[stamp]\n")), false)
             .unwrap()
             .unwrap();
         assert!(s.defaults);
         assert_eq!(s.listen.len(), 2);
         assert_eq!(s.options.mode, StampMode::Unauthenticated);
-        assert!(s.options.stateful && s.options.extensions);
+        assert_eq!(s.options.stateful, Stateful::KnownPeers);
+        assert!(s.options.extensions);
         // A key makes it authenticated unless the mode says otherwise.
         let s = settings(&["127.0.0.1:8620".parse().unwrap()], Some(&k), None, false)
             .unwrap()
