@@ -29,4 +29,5 @@ mod sys;
 pub mod twamp_client;
 pub mod twamp_server;
 pub mod twoway;
+mod twoway_sender;
 pub mod udp;
