@@ -137,6 +137,33 @@ pub struct TwpingResult {
     pub kernel_tx_stamps: u32,
 }
 
+impl crate::twoway::TwoWayResult for TwpingResult {
+    fn local(&self) -> SocketAddr {
+        self.local
+    }
+    fn reflector(&self) -> SocketAddr {
+        self.reflector
+    }
+    fn report(&self) -> &ippm_stats::TwoWayReport {
+        &self.report
+    }
+    fn first_sent(&self) -> Option<Timestamp> {
+        self.first_sent
+    }
+    fn last_sent(&self) -> Option<Timestamp> {
+        self.last_sent
+    }
+    fn sent(&self) -> &[Sent] {
+        &self.sent
+    }
+    fn replies(&self) -> &[Reply] {
+        &self.replies
+    }
+    fn kernel_tx_stamps(&self) -> u32 {
+        self.kernel_tx_stamps
+    }
+}
+
 /// Why a twping run failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
