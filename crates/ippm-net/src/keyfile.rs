@@ -3,7 +3,8 @@
 //! (perfSONAR matches by prefix, which lets `alic` borrow `alice`'s key; we do not).
 //!
 //! The file must not be readable or writable by group or others: a secret that anybody on the
-//! host can read authenticates nothing.
+//! host can read authenticates nothing. The same check guards STAMP's HMAC key files
+//! ([`load_stamp_key`]: the key in hex, as stamp-suite takes it).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -47,8 +48,8 @@ pub enum KeyFileError {
     },
 }
 
-/// Reads a key file, checking its permissions.
-pub fn load(path: &Path) -> Result<PassphraseStore, KeyFileError> {
+/// Reads a secret file once its permissions are checked: nobody but its owner may access it.
+fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.to_owned(),
         source,
@@ -61,11 +62,30 @@ pub fn load(path: &Path) -> Result<PassphraseStore, KeyFileError> {
             mode,
         });
     }
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
+    Ok(Zeroizing::new(fs::read_to_string(path).map_err(io)?))
+}
+
+/// Reads a key file, checking its permissions.
+pub fn load(path: &Path) -> Result<PassphraseStore, KeyFileError> {
+    let text = read_private(path)?;
     parse(&text).map_err(|(line, reason)| KeyFileError::Syntax {
         path: path.to_owned(),
         line,
         reason,
+    })
+}
+
+/// Reads a STAMP HMAC key file (RFC 8762 §4.4, RFC 8972 §4.8): the key's octets in hex,
+/// white space around them allowed, checking its permissions as [`load`] does.
+pub fn load_stamp_key(path: &Path) -> Result<ippm_proto::stamp::StampKey, KeyFileError> {
+    let text = read_private(path)?;
+    ippm_proto::stamp::StampKey::from_hex(&text).map_err(|e| KeyFileError::Syntax {
+        path: path.to_owned(),
+        line: 1,
+        reason: match e {
+            ippm_proto::stamp::StampError::BadKey(r) => r,
+            _ => "not a key",
+        },
     })
 }
 
@@ -164,5 +184,33 @@ mod tests {
             load(&dir.path().join("none")),
             Err(KeyFileError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn stamp_key_files_are_hex_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stamp.key");
+        fs::write(&path, "00112233445566778899aabbccddeeff\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_stamp_key(&path).unwrap_err();
+        assert!(matches!(err, KeyFileError::Permissions { mode: 0o644, .. }));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let key = load_stamp_key(&path).unwrap();
+        let want = ippm_proto::stamp::StampKey::new(&[
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ])
+        .unwrap();
+        assert_eq!(key.hmac(&[b"x"]), want.hmac(&[b"x"]));
+        fs::write(&path, "0g").unwrap();
+        let err = load_stamp_key(&path).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}:1: not hex", path.display()));
+        fs::write(&path, "  \n").unwrap();
+        assert!(
+            load_stamp_key(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
     }
 }
