@@ -28,8 +28,8 @@ use ippm_proto::stamp::{Sealing, StampError, build_sender, seal};
 use ippm_proto::wire::HMAC_LEN;
 use ippm_proto::wire::stamp::SenderRepr;
 use ippm_proto::wire::stamp_tlv::{
-    AccessReport, ClassOfService, DirectMeasurement, FollowUpTelemetry, Location, LocationSub,
-    LocationSubTlv, TLV_HEADER_LEN, TimestampInfo, TlvFlags, TlvRepr, TlvType, Tlvs,
+    ClassOfService, DirectMeasurement, FollowUpTelemetry, Location, LocationSub, LocationSubTlv,
+    TLV_HEADER_LEN, TimestampInfo, TlvFlags, TlvRepr, Tlvs,
 };
 use ippm_proto::{ErrorEstimate, Timestamp};
 
@@ -40,7 +40,7 @@ pub use answers::{
 };
 pub use ippm_proto::stamp::StampKey;
 pub use ippm_proto::wire::stamp::StampMode;
-pub use ippm_proto::wire::stamp_tlv::{AccessId, ReturnCode};
+pub use ippm_proto::wire::stamp_tlv::{AccessId, AccessReport, ReturnCode, TlvType};
 
 pub use crate::packets::{Reply, Sent};
 use crate::rng::{self, RandomError, SecureRandom};
