@@ -72,7 +72,7 @@ pub struct LocationAnswer {
     pub dst_addr: Option<IpAddr>,
     /// Source address of our packet at the reflector, if reported.
     pub src_addr: Option<IpAddr>,
-    /// Source MAC of the last hop, hex, if reported (all zero: not known to the reflector).
+    /// Source MAC of the last hop, hex, if the reflector knew it.
     pub src_mac: Option<String>,
 }
 
@@ -376,11 +376,16 @@ impl StampReplies {
                     src_addr: None,
                     src_mac: None,
                 };
-                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                // All zero: the reflector does not know the MAC (RFC 8972 §4.2.2).
+                let hex = |b: &[u8]| {
+                    b.iter()
+                        .any(|&x| x != 0)
+                        .then(|| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+                };
                 for s in &l.subs {
                     match s.sub {
-                        LocationSub::SourceEui48(m) => a.src_mac = Some(hex(&m)),
-                        LocationSub::SourceEui64(m) => a.src_mac = Some(hex(&m)),
+                        LocationSub::SourceEui48(m) => a.src_mac = hex(&m),
+                        LocationSub::SourceEui64(m) => a.src_mac = hex(&m),
                         LocationSub::DestinationIpv4(ip) => a.dst_addr = Some(IpAddr::V4(ip)),
                         LocationSub::DestinationIpv6(ip) => a.dst_addr = Some(IpAddr::V6(ip)),
                         LocationSub::SourceIpv4(ip) => a.src_addr = Some(IpAddr::V4(ip)),
