@@ -199,6 +199,12 @@ impl IkeHandle {
         )))
     }
 
+    /// Every IKE SA with `peer` whose secret may still key a test packet, newest first
+    /// (established, then retired within the grace period).
+    pub fn ippm_secrets_with_peer(&self, peer: IpAddr) -> Vec<(Spis, Zeroizing<Vec<u8>>)> {
+        lock(&self.shared).ippm_secrets_with_peer(peer, Instant::now())
+    }
+
     /// RFC 7717 (client side): the newest IKE SA with `peer` and its secret.
     pub fn ippm_secret_for_peer(&self, peer: IpAddr) -> Option<(Spis, Zeroizing<Vec<u8>>)> {
         lock(&self.shared).ippm_secret_for_peer(peer)

@@ -3,8 +3,7 @@
 //! (perfSONAR matches by prefix, which lets `alic` borrow `alice`'s key; we do not).
 //!
 //! The file must not be readable or writable by group or others: a secret that anybody on the
-//! host can read authenticates nothing. The same check guards STAMP's HMAC key files
-//! ([`load_stamp_key`]: the key in hex, as stamp-suite takes it).
+//! host can read authenticates nothing.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -48,8 +47,25 @@ pub enum KeyFileError {
     },
 }
 
-/// Reads a secret file once its permissions are checked: nobody but its owner may access it.
-fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+/// Reads a key file, checking its permissions.
+pub fn load(path: &Path) -> Result<PassphraseStore, KeyFileError> {
+    let raw = read_secret(path)?;
+    let text = std::str::from_utf8(&raw).map_err(|_| KeyFileError::Syntax {
+        path: path.to_owned(),
+        line: 0,
+        reason: "not UTF-8 text",
+    })?;
+    parse(text).map_err(|(line, reason)| KeyFileError::Syntax {
+        path: path.to_owned(),
+        line,
+        reason,
+    })
+}
+
+/// Reads a file holding a secret (a key file, a key in hex), refusing one that group or
+/// others may read or write; trailing whitespace is dropped. The octets are zeroized when
+/// dropped.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.to_owned(),
         source,
@@ -62,30 +78,26 @@ fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
             mode,
         });
     }
-    Ok(Zeroizing::new(fs::read_to_string(path).map_err(io)?))
+    let mut v = Zeroizing::new(fs::read(path).map_err(io)?);
+    while v.last().is_some_and(u8::is_ascii_whitespace) {
+        v.pop();
+    }
+    Ok(v)
 }
 
-/// Reads a key file, checking its permissions.
-pub fn load(path: &Path) -> Result<PassphraseStore, KeyFileError> {
-    let text = read_private(path)?;
-    parse(&text).map_err(|(line, reason)| KeyFileError::Syntax {
-        path: path.to_owned(),
-        line,
-        reason,
-    })
-}
-
-/// Reads a STAMP HMAC key file (RFC 8762 §4.4, RFC 8972 §4.8): the key's octets in hex,
-/// white space around them allowed, checking its permissions as [`load`] does.
-pub fn load_stamp_key(path: &Path) -> Result<ippm_proto::stamp::StampKey, KeyFileError> {
-    let text = read_private(path)?;
-    ippm_proto::stamp::StampKey::from_hex(&text).map_err(|e| KeyFileError::Syntax {
+/// Reads a STAMP HMAC key: a file (mode 600) holding the key in hex, as stamp-suite and
+/// routers take it.
+pub fn stamp_key(path: &Path) -> Result<ippm_proto::stamp::StampKey, KeyFileError> {
+    let raw = read_secret(path)?;
+    let syntax = |reason| KeyFileError::Syntax {
         path: path.to_owned(),
         line: 1,
-        reason: match e {
-            ippm_proto::stamp::StampError::BadKey(r) => r,
-            _ => "not a key",
-        },
+        reason,
+    };
+    let text = std::str::from_utf8(&raw).map_err(|_| syntax("not a key in hex"))?;
+    ippm_proto::stamp::StampKey::from_hex(text).map_err(|e| match e {
+        ippm_proto::stamp::StampError::BadKey(why) => syntax(why),
+        _ => syntax("not a key in hex"),
     })
 }
 
@@ -192,10 +204,10 @@ mod tests {
         let path = dir.path().join("stamp.key");
         fs::write(&path, "00112233445566778899aabbccddeeff\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = load_stamp_key(&path).unwrap_err();
+        let err = stamp_key(&path).unwrap_err();
         assert!(matches!(err, KeyFileError::Permissions { mode: 0o644, .. }));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        let key = load_stamp_key(&path).unwrap();
+        let key = stamp_key(&path).unwrap();
         let want = ippm_proto::stamp::StampKey::new(&[
             0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
             0xee, 0xff,
@@ -203,14 +215,9 @@ mod tests {
         .unwrap();
         assert_eq!(key.hmac(&[b"x"]), want.hmac(&[b"x"]));
         fs::write(&path, "0g").unwrap();
-        let err = load_stamp_key(&path).unwrap_err();
+        let err = stamp_key(&path).unwrap_err();
         assert_eq!(err.to_string(), format!("{}:1: not hex", path.display()));
         fs::write(&path, "  \n").unwrap();
-        assert!(
-            load_stamp_key(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("empty")
-        );
+        assert!(stamp_key(&path).unwrap_err().to_string().contains("empty"));
     }
 }

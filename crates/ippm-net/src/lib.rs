@@ -26,6 +26,7 @@ pub mod reflector;
 pub mod rng;
 mod sender;
 pub mod stamp_client;
+pub mod stamp_reflector;
 mod sys;
 pub mod twamp_client;
 pub mod twamp_server;

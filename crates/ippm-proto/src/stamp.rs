@@ -35,7 +35,6 @@ use std::net::IpAddr;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
 
 use crate::WireError;
 use crate::time::{ErrorEstimate, Timestamp};
@@ -50,6 +49,9 @@ use crate::wire::stamp_tlv::{
 };
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// The label of the STAMP key derived from an IKE SA ([`StampKey::from_ike`]).
+pub const IKE_LABEL: &[u8] = b"IPPM STAMP";
 
 /// Why a STAMP packet was not reflected, built or accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -88,32 +90,38 @@ impl StampKey {
         Ok(Self { mac })
     }
 
+    /// The STAMP key of an IKEv2 SA (ippm's extension of RFC 7717 to STAMP, see
+    /// docs/stamp.md): HMAC-SHA-256 keyed with the SA's RFC 7717 secret
+    /// `prf(SK_d, "IPPM")`, over the label `"IPPM STAMP"` and the SA's SPIs (initiator's,
+    /// then responder's). The label keeps the STAMP key apart from what O/TWAMP derive from
+    /// the same secret; the SPIs bind it to the SA.
+    pub fn from_ike(
+        ippm_secret: &[u8],
+        spi_i: [u8; 8],
+        spi_r: [u8; 8],
+    ) -> Result<Self, StampError> {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(ippm_secret)
+            .map_err(|_| StampError::BadKey("length"))?;
+        if ippm_secret.is_empty() {
+            return Err(StampError::BadKey("empty"));
+        }
+        mac.update(IKE_LABEL);
+        mac.update(&spi_i);
+        mac.update(&spi_r);
+        let key = zeroize::Zeroizing::new(mac.finalize().into_bytes().to_vec());
+        Self::new(&key)
+    }
+
     /// A key from hex, as in a key file (surrounding white space allowed); the decoded
     /// octets are zeroized once the HMAC state holds them.
     pub fn from_hex(text: &str) -> Result<Self, StampError> {
-        let t = text.trim().as_bytes();
+        let t = text.trim();
         if t.len() % 2 != 0 {
             return Err(StampError::BadKey("odd number of hex digits"));
         }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        };
-        let mut key = vec![0u8; t.len() / 2];
-        for (k, pair) in key.iter_mut().zip(t.chunks_exact(2)) {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(h), Some(l)) => *k = (h << 4) | l,
-                _ => {
-                    key.zeroize();
-                    return Err(StampError::BadKey("not hex"));
-                }
-            }
-        }
-        let r = Self::new(&key);
-        key.zeroize();
-        r
+        let mut key = zeroize::Zeroizing::new(vec![0u8; t.len() / 2]);
+        hex::decode_to_slice(t, &mut key).map_err(|_| StampError::BadKey("not hex"))?;
+        Self::new(&key)
     }
 
     /// HMAC-SHA-256 of the concatenation of `parts`, truncated to 16 octets (RFC 4868).
@@ -334,6 +342,10 @@ pub struct Reply {
     pub tlv_integrity: TlvIntegrity,
     /// The sender's packet was shorter than the base packet (a TWAMP-Light sender).
     pub short_sender: bool,
+    /// A Follow-Up Telemetry TLV was answered: the sender wants the real transmit times of
+    /// this session's replies (a reflector that takes kernel transmit stamps only when asked
+    /// starts now).
+    pub follow_up: bool,
 }
 
 /// Checks the sender's packet and lays out the reply in `tx`, its Timestamp zero and its
@@ -388,6 +400,7 @@ pub fn reflect_layout(
         dscp: None,
         tlv_integrity: TlvIntegrity::Unprotected,
         short_sender,
+        follow_up: false,
     };
     if !cfg.extensions || area_in.is_empty() {
         return Ok(reply);
@@ -419,7 +432,10 @@ pub fn reflect_layout(
         };
         let out = &mut area_out[t.offset..t.end()];
         match answer(&t, out, rx, stateful, inputs, &mut reply.dscp) {
-            Outcome::Understood => out[0] = 0,
+            Outcome::Understood => {
+                out[0] = 0;
+                reply.follow_up |= t.tlv_type() == TlvType::FOLLOW_UP_TELEMETRY;
+            }
             Outcome::Unrecognized => out[0] = TlvFlags::U.0,
             Outcome::Malformed { sub } => {
                 // Copy the TLV and the rest as received, M on the TLV and the bad sub-TLV.

@@ -373,6 +373,28 @@ fn hmac_rfc4231() {
     assert_eq!(format!("{k:?}"), "StampKey([redacted])");
 }
 
+/// The STAMP key of an IKE SA, against Python:
+///
+/// ```text
+/// python3 -c 'import hmac,hashlib; s=bytes(range(32));
+///   k=hmac.new(s,b"IPPM STAMP"+bytes([1]*8)+bytes([2]*8),hashlib.sha256).digest();
+///   print(hmac.new(k,bytes.fromhex("00000007"),hashlib.sha256).hexdigest()[:32])'
+/// 4f2d05d8cac2370e5a1117f678ea239a
+/// ```
+#[test]
+fn stamp_key_from_an_ike_sa() {
+    let secret: Vec<u8> = (0..32).collect();
+    let k = StampKey::from_ike(&secret, [1; 8], [2; 8]).unwrap();
+    assert_eq!(
+        k.hmac(&[&[0, 0, 0, 7]]),
+        h("4f2d05d8cac2370e5a1117f678ea239a")[..]
+    );
+    // Another SA (its SPIs), another key, from the same secret.
+    let other = StampKey::from_ike(&secret, [1; 8], [3; 8]).unwrap();
+    assert_ne!(other.hmac(&[&[0, 0, 0, 7]]), k.hmac(&[&[0, 0, 0, 7]]));
+    assert!(StampKey::from_ike(&[], [1; 8], [2; 8]).is_err());
+}
+
 /// The base-packet HMAC and the HMAC TLV of an authenticated sender packet, against values
 /// computed independently with Python:
 ///

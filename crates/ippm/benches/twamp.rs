@@ -21,6 +21,11 @@
 //! (c) Reflector processing: user-space time per packet of the reflector's work (unprotect,
 //!     reply, stamp, protect), and T3 - T2 vs the raw echoes'.
 //! (d) Control set-up time (connect to Start-Ack), authenticated mode.
+//! (e) The STAMP Session-Reflector of `ippm serve` (stateful, unauthenticated, 112-octet
+//!     packets: the base packet and an Extra Padding TLV, which it reads and answers), driven
+//!     by the batched raw sender and receiver, so that the reflector is the only difference
+//!     from the batched raw echo: its highest clean rate and its T3 - T2, against the batched
+//!     echo's.
 //!
 //! IPPM_BENCH_SECONDS (default 1) sets the length of each rate step.
 
@@ -34,6 +39,9 @@ use ippm_net::twamp_client::{Interval, TwpingOptions, twping};
 use ippm_net::udp::{blocking_socket, recv_blocking};
 use ippm_proto::crypto::TestKeys;
 use ippm_proto::session::Secret;
+use ippm_proto::stamp::build_sender;
+use ippm_proto::wire::stamp::{ReflectorRepr as StampReply, SenderRepr as StampSender, StampMode};
+use ippm_proto::wire::stamp_tlv::TlvRepr;
 use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
 use ippm_proto::{ErrorEstimate, SecurityMode, Timestamp};
 
@@ -136,6 +144,59 @@ fn batched_run(echo: SocketAddr, rate: u64, n: u64, len: usize) -> (f64, Vec<i64
     (1.0 - got as f64 / n as f64, rtt, proc_, achieved)
 }
 
+/// Nanoseconds since the Unix epoch of an NTP timestamp.
+fn unix_ns(t: Timestamp) -> i64 {
+    t.to_unix().map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The batched sender and receiver against a STAMP reflector: `len`-octet packets (the base
+/// packet and an Extra Padding TLV), T1 stamped in the packet right before each batch.
+fn stamp_run(to: SocketAddr, rate: u64, n: u64, len: usize) -> (f64, Vec<i64>, Vec<i64>, f64) {
+    let mode = StampMode::Unauthenticated;
+    let mut template = vec![0u8; len];
+    let pad = vec![0u8; len - mode.base_len() - 4];
+    build_sender(
+        &mut template,
+        mode,
+        &StampSender::default(),
+        &[TlvRepr::ExtraPadding(&pad)],
+        None,
+    )
+    .unwrap();
+    let s = blocking_socket(SocketAddr::new(LO, 0)).unwrap();
+    let s2 = s.try_clone().unwrap();
+    let recv = std::thread::spawn(move || {
+        pin(SENDER_CPU);
+        let (mut rtt, mut proc_) = (Vec::new(), Vec::new());
+        let (got, _) = batch::receive(&s2, n, Duration::from_millis(300), |p, t4| {
+            let Ok(r) = StampReply::parse(p, mode) else {
+                return;
+            };
+            let (t1, t2, t3) = (
+                unix_ns(r.sender_timestamp),
+                unix_ns(r.receive_timestamp),
+                unix_ns(r.timestamp),
+            );
+            rtt.push((t4 - t1) - (t3 - t2));
+            proc_.push(t3 - t2);
+        });
+        (got, rtt, proc_)
+    });
+    let achieved = batch::send_paced_with(&s, to, rate, n, len, TICK, |buf, seq, t1| {
+        buf.copy_from_slice(&template);
+        StampSender {
+            seq: seq as u32,
+            timestamp: Timestamp::from_unix(Duration::from_nanos(t1 as u64)),
+            error_estimate: ErrorEstimate::new(false, 0, 1),
+            ssid: 1,
+        }
+        .emit(buf, mode)
+        .unwrap();
+    });
+    let (got, rtt, proc_) = recv.join().unwrap();
+    (1.0 - got as f64 / n as f64, rtt, proc_, achieved)
+}
+
 fn options(server: SocketAddr, rate: u64, n: u64) -> TwpingOptions {
     TwpingOptions {
         server,
@@ -171,6 +232,7 @@ fn main() {
         .unwrap_or(1.0);
     let d = common::Daemon::start("twamp");
     let server = d.addr;
+    let stamp = common::Daemon::start("stamp");
     pin(SENDER_CPU);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -193,20 +255,22 @@ fn main() {
         TICK.as_micros()
     );
 
-    // Best clean rates: unbatched raw, batched raw, ippm.
-    let mut best = [0u64; 3];
+    // Best clean rates: unbatched raw, batched raw, ippm, ippm's STAMP reflector.
+    let mut best = [0u64; 4];
     // Consecutive failed steps of each; a side that failed twice in a row is not run again.
-    let mut failed = [0u32; 3];
+    let mut failed = [0u32; 4];
     let skip = |f: u32| f >= 2;
     println!(
-        "{:>8}  {:>10} {:>10}  {:>10} {:>10}  {:>10} {:>10}",
+        "{:>8}  {:>10} {:>10}  {:>10} {:>10}  {:>10} {:>10}  {:>10} {:>10}",
         "rate/s",
         "raw sent/s",
         "raw loss",
         "batch sent/s",
         "batch loss",
         "ippm sent/s",
-        "ippm loss"
+        "ippm loss",
+        "stamp sent/s",
+        "stamp loss"
     );
     let cell = |r: Option<(f64, f64)>| match r {
         Some((rate, loss)) => format!("{rate:>10.0} {:>9.4}%", loss * 100.0),
@@ -233,13 +297,18 @@ fn main() {
             };
             (r.sent.len() as f64 / span, loss)
         });
+        let stamped = (!skip(failed[3])).then(|| {
+            let (loss, _, _, sent) = stamp_run(stamp.addr, rate, n, len);
+            (sent, loss)
+        });
         println!(
-            "{rate:>8}  {}  {}  {}",
+            "{rate:>8}  {}  {}  {}  {}",
             cell(raw),
             cell(batched),
-            cell(ippm)
+            cell(ippm),
+            cell(stamped)
         );
-        for (i, r) in [raw, batched, ippm].into_iter().enumerate() {
+        for (i, r) in [raw, batched, ippm, stamped].into_iter().enumerate() {
             let Some((sent, loss)) = r else { continue };
             // The best is the highest rate actually sent (not merely asked for) with < 0.01%
             // loss.
@@ -257,7 +326,7 @@ fn main() {
             break;
         }
     }
-    let [raw_best, batched_best, ippm_best] = best;
+    let [raw_best, batched_best, ippm_best, stamp_best] = best;
     println!(
         "\n(a) highest rate with < 0.01% loss: raw echo {raw_best}/s, batched raw echo \
          {batched_best}/s, ippm (authenticated) {ippm_best}/s; ratio to the raw echo {:.2} \
@@ -334,6 +403,35 @@ fn main() {
         pi / pb
     );
 
+    // (e) The STAMP reflector against the batched echo, the same sender and receiver.
+    println!(
+        "(e) STAMP reflector, highest rate with < 0.01% loss: {stamp_best}/s, batched raw echo \
+         {batched_best}/s; ratio {:.2} (target >= 0.9){}",
+        stamp_best as f64 / batched_best.max(1) as f64,
+        if stamp_best as f64 >= 0.9 * *RATES.last().unwrap_or(&0) as f64 {
+            " (the STAMP reflector reached the last rate step: its best is a lower bound)"
+        } else {
+            ""
+        }
+    );
+    for rate in [100u64, 10_000] {
+        let n = (rate as f64 * secs.max(if rate == 100 { 2.0 } else { 1.0 })) as u64;
+        let (_, b_rtt, b_proc, _) = batched_run(becho.addr, rate, n, len);
+        let (_, s_rtt, s_proc, _) = stamp_run(stamp.addr, rate, n, len);
+        let (pb, ps) = (median(b_proc), median(s_proc));
+        let (rb, rs) = (median(b_rtt), median(s_rtt));
+        println!(
+            "(e) STAMP at {rate}/s: T3 - T2 {:.1} us against the batched echo's {:.1} us (ratio \
+             {:.2}); RTT net of reflector time {:.1} us against {:.1} us (ratio {:.2})",
+            ps / 1e3,
+            pb / 1e3,
+            ps / pb,
+            rs / 1e3,
+            rb / 1e3,
+            rs / rb
+        );
+    }
+
     let keys = TestKeys {
         aes: [7; 16],
         hmac: [9; 32],
@@ -395,5 +493,6 @@ fn main() {
         st.batches,
         st.received as f64 / st.batches.max(1) as f64
     );
+    drop(stamp);
     drop(d);
 }

@@ -116,7 +116,7 @@ impl StampArgs {
         }
         let mode = mode_of(&self.mode)?;
         let key = match &self.hmac_key_file {
-            Some(p) => Some(ippm_net::keyfile::load_stamp_key(p).context("--hmac-key-file")?),
+            Some(p) => Some(ippm_net::keyfile::stamp_key(p).context("--hmac-key-file")?),
             None if mode == StampMode::Authenticated => {
                 bail!("-A A (authenticated mode) needs the HMAC key: --hmac-key-file FILE")
             }
@@ -382,19 +382,25 @@ fn tlv_text(t: &TlvReport) -> String {
         );
     }
     if let Some(c) = &t.class_of_service {
-        let seen: Vec<String> = c
-            .received_at_reflector
-            .iter()
-            .map(|d| format!("DSCP {} ECN {} ({} replies)", d.dscp, d.ecn, d.replies))
-            .collect();
+        let seen = |v: &[ippm_net::stamp_client::DscpEcnCount]| -> String {
+            if v.is_empty() {
+                return "- (not known)".into();
+            }
+            v.iter()
+                .map(|d| format!("DSCP {} ECN {} ({} replies)", d.dscp, d.ecn, d.replies))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let _ = writeln!(
             s,
             "  class of service: DSCP {} asked for the replies: used in {}, refused in {} (sent \
-             with the DSCP our packet arrived with); our packets reached the reflector with {}",
+             with the DSCP our packet arrived with); our packets reached the reflector with {}; \
+             the replies arrived with {}",
             c.requested_dscp,
             c.accepted,
             c.refused,
-            seen.join(", ")
+            seen(&c.received_at_reflector),
+            seen(&c.replies_arrived_with)
         );
     }
     if let Some(d) = &t.direct_measurement {

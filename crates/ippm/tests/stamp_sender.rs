@@ -489,6 +489,11 @@ fn stamp_every_tlv_answered() {
         cos["received_at_reflector"],
         serde_json::json!([{"dscp": SEEN_DSCP, "ecn": SEEN_ECN, "replies": 10}])
     );
+    // The test reflector cannot set a reply's DSCP (std sockets): they arrive with 0.
+    assert_eq!(
+        cos["replies_arrived_with"],
+        serde_json::json!([{"dscp": 0, "ecn": 0, "replies": 10}])
+    );
     assert_eq!(t["direct_measurement"]["s_txc"], 10);
     assert_eq!(t["direct_measurement"]["forward_lost"], 0);
     let a = &t["access_report"];

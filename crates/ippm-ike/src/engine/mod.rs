@@ -172,6 +172,35 @@ impl Engine {
             .map(|(spis, e)| (spis, e.ippm_secret.clone()))
     }
 
+    /// Every IKE SA with `peer` whose secret may still key a test packet: the established
+    /// ones, newest first, then those rekeyed or deleted within the retired grace period,
+    /// most recently retired first (a STAMP reflector tries them in this order).
+    pub fn ippm_secrets_with_peer(
+        &self,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Vec<(Spis, Zeroizing<Vec<u8>>)> {
+        let mut live: Vec<_> = self
+            .sas
+            .values()
+            .filter(|s| s.link.remote.ip() == peer)
+            .filter_map(|s| Some((s.link.spis, s.state.up()?)))
+            .filter(|(_, e)| e.announced)
+            .map(|(spis, e)| (e.at, spis, e.ippm_secret.clone()))
+            .collect();
+        live.sort_by_key(|(at, _, _)| std::cmp::Reverse(*at));
+        let retired = self
+            .retired
+            .iter()
+            .rev()
+            .filter(|r| r.peer == peer && r.until > now)
+            .map(|r| (r.spis, r.secret.clone()));
+        live.into_iter()
+            .map(|(_, spis, secret)| (spis, secret))
+            .chain(retired)
+            .collect()
+    }
+
     /// Deletes an established IKE SA (INFORMATIONAL with a Delete payload).
     pub fn delete(&mut self, now: Instant, spis: Spis) -> Result<(), EngineError> {
         self.queue_request(now, spis, QueuedRequest::Delete)

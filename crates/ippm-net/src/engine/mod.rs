@@ -25,6 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use crate::sys::RecvMeta;
+pub(crate) use crate::sys::SendOpts;
 
 /// When a session wants its [`Role::due`] called next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,7 @@ pub(crate) trait Role: Send + 'static {
 pub(crate) struct Out<'a> {
     batch: &'a mut crate::sys::SendBatch,
     finished: bool,
+    tx_stamps: bool,
 }
 
 impl Out<'_> {
@@ -95,12 +97,22 @@ impl Out<'_> {
         to: SocketAddr,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
+        self.send_with(to, |slot| fill(slot).map(|n| (n, SendOpts::default())))
+    }
+
+    /// [`Out::send`], with the datagram's own source address or TOS: `fill` returns them
+    /// with the length.
+    pub(crate) fn send_with(
+        &mut self,
+        to: SocketAddr,
+        fill: impl FnOnce(&mut [u8]) -> Option<(usize, SendOpts)>,
+    ) -> bool {
         let Some(slot) = self.batch.slot() else {
             return false;
         };
         match fill(slot) {
-            Some(len) => {
-                self.batch.commit(len, to);
+            Some((len, opts)) => {
+                self.batch.commit(len, to, opts);
                 true
             }
             None => false,
@@ -110,6 +122,13 @@ impl Out<'_> {
     /// The session is complete: it ends once this turn's datagrams are sent.
     pub(crate) fn finish(&mut self) {
         self.finished = true;
+    }
+
+    /// Asks for the kernel's transmit stamps from now on (for a session started without):
+    /// before the next datagram is sent, the socket is set up for them, and
+    /// [`Role::tx_stamp`] numbers datagrams from 0 at the first one sealed after this call.
+    pub(crate) fn want_tx_stamps(&mut self) {
+        self.tx_stamps = true;
     }
 }
 

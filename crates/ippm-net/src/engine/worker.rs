@@ -285,6 +285,7 @@ impl Worker {
         let mut out = Out {
             batch: &mut self.tx,
             finished: false,
+            tx_stamps: false,
         };
         s.more_rx = false;
         let mut failed = false;
@@ -304,6 +305,7 @@ impl Worker {
                 if let Some((pkt, meta)) = self.rx.get(i) {
                     if meta.len > 0 {
                         s.role.receive(pkt, &meta, &mut out);
+                        start_tx_stamps(s, &mut out);
                     }
                 }
                 if !out.has_room() {
@@ -372,8 +374,10 @@ impl Worker {
         let mut out = Out {
             batch: &mut self.tx,
             finished: false,
+            tx_stamps: false,
         };
         let wake = s.role.due(now, &mut out);
+        start_tx_stamps(s, &mut out);
         flush(s, &mut out);
         if out.finished {
             self.end(key, End::Done);
@@ -444,6 +448,18 @@ impl Worker {
                 self.armed = Some(t);
             }
         }
+    }
+}
+
+/// Sets the session's socket up for transmit stamps if its role asked this turn (before
+/// anything it queued since is sent, so the kernel's numbering and the role's agree).
+fn start_tx_stamps(s: &mut Session, out: &mut Out<'_>) {
+    if !std::mem::take(&mut out.tx_stamps) || s.tx_stamps {
+        return;
+    }
+    match crate::sys::enable_tx_timestamps(&s.socket) {
+        Ok(()) => s.tx_stamps = true,
+        Err(e) => warn!(error = %e, "engine: cannot turn on transmit stamps"),
     }
 }
 

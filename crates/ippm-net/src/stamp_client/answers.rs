@@ -112,6 +112,8 @@ pub struct CosAnswer {
     pub accepted: u64,
     /// DSCP2 and ECN: our packets' DSCP and ECN as they reached the reflector.
     pub received_at_reflector: Vec<DscpEcnCount>,
+    /// The DSCP and ECN the replies arrived with here (when the kernel said).
+    pub replies_arrived_with: Vec<DscpEcnCount>,
 }
 
 /// The Direct Measurement answer (RFC 8972 §4.5) with the highest S_TxC: counters against
@@ -277,6 +279,8 @@ pub(crate) struct StampReplies {
     pub(crate) ssid_zero: u64,
     pub(crate) tlvs: TlvReport,
     cos_seen: Box<[u64; 256]>,
+    /// The TOS octets replies arrived with (Class of Service sessions).
+    tos_seen: Box<[u64; 256]>,
     dm_max: Option<DirectMeasurementAnswer>,
     recent: [Option<Recent>; FOLLOW_RING],
     fu: (Span, Span, Span),
@@ -310,6 +314,7 @@ impl StampReplies {
                 ..TlvReport::default()
             },
             cos_seen: Box::new([0; 256]),
+            tos_seen: Box::new([0; 256]),
             dm_max: None,
             recent: [None; FOLLOW_RING],
             fu: Default::default(),
@@ -319,10 +324,8 @@ impl StampReplies {
     /// The TLV report once every reply is in.
     pub(crate) fn finish(&mut self) -> TlvReport {
         let mut t = self.tlvs.clone();
-        if let Some(c) = &mut t.class_of_service {
-            c.received_at_reflector = self
-                .cos_seen
-                .iter()
+        let counts = |seen: &[u64; 256]| -> Vec<DscpEcnCount> {
+            seen.iter()
                 .enumerate()
                 .filter(|(_, n)| **n > 0)
                 .map(|(i, &n)| DscpEcnCount {
@@ -330,7 +333,11 @@ impl StampReplies {
                     ecn: (i & 3) as u8,
                     replies: n,
                 })
-                .collect();
+                .collect()
+        };
+        if let Some(c) = &mut t.class_of_service {
+            c.received_at_reflector = counts(&self.cos_seen);
+            c.replies_arrived_with = counts(&self.tos_seen);
         }
         t.direct_measurement = self.dm_max;
         if let Some(f) = &mut t.follow_up {
@@ -420,6 +427,7 @@ impl StampReplies {
                     refused: 0,
                     accepted: 0,
                     received_at_reflector: Vec::new(),
+                    replies_arrived_with: Vec::new(),
                 });
                 if c.rp == 1 {
                     a.refused += 1;
@@ -488,19 +496,21 @@ impl ReplyFormat for StampReplies {
     fn open(
         &mut self,
         pkt: &mut [u8],
-        _meta: &RecvMeta,
+        meta: &RecvMeta,
         recv_time: Timestamp,
     ) -> Option<ippm_proto::wire::test::ReflectorRepr> {
-        self.read(pkt, recv_time)
+        self.read(pkt, recv_time, meta.tos)
     }
 }
 
 impl StampReplies {
-    /// Checks and reads one reply that arrived at `recv_time` (T4); `None`: dropped.
+    /// Checks and reads one reply that arrived at `recv_time` (T4) with TOS octet `tos`
+    /// (when the kernel said); `None`: dropped.
     pub(crate) fn read(
         &mut self,
         pkt: &[u8],
         recv_time: Timestamp,
+        tos: Option<u8>,
     ) -> Option<ippm_proto::wire::test::ReflectorRepr> {
         let r = match open_reflected(pkt, self.mode, self.key.as_ref()) {
             Ok(r) => r,
@@ -522,6 +532,9 @@ impl StampReplies {
         }
         self.replies += 1;
         self.rseq_differs |= r.repr.seq != r.repr.sender_seq;
+        if let Some(t) = tos.filter(|_| self.sent_types.contains(&TlvType::CLASS_OF_SERVICE)) {
+            self.tos_seen[usize::from(t)] += 1;
+        }
         if !r.area.is_empty() && !self.sent_types.is_empty() {
             self.tlvs.replies_with_tlvs += 1;
             self.flags(r.area);

@@ -258,7 +258,9 @@ fn replies_become_twamp_fields_and_tlv_answers() {
         };
         let (t2, t3) = (ts(t1 + 5), ts(t1 + 6));
         let out = reflect(&pkt, o.mode, Some(&key), Some(rseq), &inputs, (t2, t3));
-        let f = replies.read(&out, ts(t1 + 11)).expect("accepted");
+        let f = replies
+            .read(&out, ts(t1 + 11), Some(46 << 2 | 1))
+            .expect("accepted");
         let want = ReflectorRepr::parse(&out, o.mode).unwrap();
         assert_eq!(f, reply_fields(&want));
         assert_eq!((f.seq, f.sender_seq, f.sender_ttl), (rseq, seq, 62));
@@ -295,6 +297,15 @@ fn replies_become_twamp_fields_and_tlv_answers() {
         cos.received_at_reflector,
         [DscpEcnCount {
             dscp: 10,
+            ecn: 1,
+            replies: 2
+        }]
+    );
+    // The reflector permitted DSCP1: the replies came with it (and ECT(1)).
+    assert_eq!(
+        cos.replies_arrived_with,
+        [DscpEcnCount {
+            dscp: 46,
             ecn: 1,
             replies: 2
         }]
@@ -355,10 +366,10 @@ fn bad_hmacs_drop_the_reply_and_tlv_integrity_failures_only_the_tlvs() {
     );
     let mut out = reflect(&pkt, o.mode, Some(&key), None, &inputs, window);
     out[20] ^= 1;
-    assert!(r.read(&out, ts(3)).is_none());
+    assert!(r.read(&out, ts(3), None).is_none());
     assert_eq!(r.bad.bad_hmac, 1);
     // Too short for the mode's base packet.
-    assert!(r.read(&out[..100], ts(3)).is_none());
+    assert!(r.read(&out[..100], ts(3), None).is_none());
     assert_eq!(r.bad.malformed, 1);
     // Another session's SSID.
     let mut other_ssid = o.clone();
@@ -366,7 +377,7 @@ fn bad_hmacs_drop_the_reply_and_tlv_integrity_failures_only_the_tlvs() {
     let l7 = Layout::new(&other_ssid, &[]).unwrap();
     let p7 = packet(&l7, &mut stamper(&l7, &other_ssid), 0, 0);
     let out = reflect(&p7, o.mode, Some(&key), None, &inputs, window);
-    assert!(r.read(&out, ts(3)).is_none());
+    assert!(r.read(&out, ts(3), None).is_none());
     assert_eq!(r.bad.other_ssid, 1);
 
     // Unauthenticated, TLVs protected by our key, the reflector with another: it sets I on
@@ -376,7 +387,7 @@ fn bad_hmacs_drop_the_reply_and_tlv_integrity_failures_only_the_tlvs() {
     let pkt = packet(&l, &mut stamper(&l, &o), 0, 0);
     let mut r = StampReplies::new(o.mode, o.key.clone(), o.ssid, l.types.clone());
     let out = reflect(&pkt, o.mode, Some(&other), None, &inputs, window);
-    let f = r.read(&out, ts(3)).expect("the base packet is fine");
+    let f = r.read(&out, ts(3), None).expect("the base packet is fine");
     assert_eq!((f.seq, f.sender_seq), (0, 0));
     assert!(!r.rseq_differs);
     let t = r.finish();
@@ -388,7 +399,7 @@ fn bad_hmacs_drop_the_reply_and_tlv_integrity_failures_only_the_tlvs() {
     let mut out = reflect(&pkt, o.mode, Some(&key), None, &inputs, window);
     let at = l.sealing.hmac_tlv.unwrap();
     out[at + 4] ^= 0xff;
-    assert!(r.read(&out, ts(3)).is_some());
+    assert!(r.read(&out, ts(3), None).is_some());
     assert_eq!(r.finish().integrity.failed, 1);
 }
 
@@ -421,7 +432,7 @@ fn a_reflector_without_extensions_copies_the_tlvs_with_u_set() {
     let reply = reflect_layout(&cfg, &rx, None, &ReflectorTlvInputs::default(), &mut out).unwrap();
     seal(&mut out, &reply.sealing, None, ts(2)).unwrap();
     let mut r = StampReplies::new(o.mode, None, o.ssid, l.types.clone());
-    assert!(r.read(&out, ts(3)).is_some());
+    assert!(r.read(&out, ts(3), None).is_some());
     let t = r.finish();
     assert_eq!(t.flags[0].unrecognized, 1);
     assert_eq!(t.location, None);

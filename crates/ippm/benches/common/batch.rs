@@ -318,6 +318,25 @@ pub(crate) fn send_paced(
     len: usize,
     tick: Duration,
 ) -> f64 {
+    send_paced_with(sock, to, rate, n, len, tick, |buf, seq, t1| {
+        buf[..8].copy_from_slice(&t1.to_be_bytes());
+        if buf.len() >= 32 {
+            buf[24..32].copy_from_slice(&seq.to_be_bytes());
+        }
+    })
+}
+
+/// [`send_paced`], each packet (zeroed, `len` octets) written by `stamp(packet, seq, t1_ns)`
+/// right before its batch is sent.
+pub(crate) fn send_paced_with(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    rate: u64,
+    n: u64,
+    len: usize,
+    tick: Duration,
+    stamp: impl Fn(&mut [u8], u64, i64),
+) -> f64 {
     let fd = sock.as_raw_fd();
     let to = SockaddrStorage::from(to);
     let per_batch = ((rate as f64 * tick.as_secs_f64()).round() as u64).clamp(1, BATCH as u64);
@@ -340,12 +359,9 @@ pub(crate) fn send_paced(
         }
         let t1 = now_ns();
         for i in 0..count as usize {
-            let buf = b.buf_mut(i);
-            buf[..len].fill(0);
-            buf[..8].copy_from_slice(&t1.to_be_bytes());
-            if len >= 32 {
-                buf[24..32].copy_from_slice(&(sent + i as u64).to_be_bytes());
-            }
+            let buf = &mut b.buf_mut(i)[..len];
+            buf.fill(0);
+            stamp(buf, sent + i as u64, t1);
         }
         b.send_to(fd, count as usize, len, to);
         sent += count;
