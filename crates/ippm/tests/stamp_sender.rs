@@ -138,7 +138,8 @@ fn serve(sock: &UdpSocket, b: &Behaviour, stop: &AtomicBool) {
                 sync_out: SyncSource::NTP,
                 method_out: TimestampMethod::SW_LOCAL,
             }),
-            counters: Some((rx_count, tx_count + 1)),
+            // R_TxC without this reply, as ippm's reflector counts.
+            counters: Some((rx_count, tx_count)),
             follow_up,
             permitted_dscp: u64::MAX >> 16,
         };
@@ -269,12 +270,12 @@ fn stamp_stateful_reflector_splits_the_loss_per_direction() {
     assert_eq!(v["loss_per_direction_known"], true);
     assert_eq!(l["forward_lost"], 2);
     assert_eq!(l["backward_lost"], 1);
-    // The counters say the same: the last reply carries S_TxC 20, R_RxC 18, R_TxC 18, and
-    // 17 replies had come back.
+    // The counters say the same: the last reply carries S_TxC 20, R_RxC 18, R_TxC 17 (the
+    // replies before it), and 17 replies had come back, it included.
     let dm = &v["tlvs"]["direct_measurement"];
     assert_eq!(dm["s_txc"], 20);
     assert_eq!(dm["r_rxc"], 18);
-    assert_eq!(dm["r_txc"], 18);
+    assert_eq!(dm["r_txc"], 17);
     assert_eq!(dm["received"], 17);
     assert_eq!(dm["forward_lost"], 2);
     assert_eq!(dm["backward_lost"], 1);
@@ -592,4 +593,104 @@ fn stamp_input_errors_say_what_to_do() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+/// `ippm serve` with only a STAMP reflector on `listen` (port 0: any) and `extra`.
+struct Serve {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Serve {
+    fn start(listen: &str, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(IPPM)
+            .args(["serve", "--stamp-listen", listen])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening stamp ")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn stamp_against_the_ippm_serve_reflector() {
+    let s = Serve::start("127.0.0.1:0", &[]);
+    let v = stamp_json(
+        s.addr,
+        &[
+            "-c",
+            "10",
+            "--location",
+            "--timestamp-info",
+            "--cos",
+            "46",
+            "--direct-measurement",
+            "--access-report",
+            "non-3gpp:2",
+            "--follow-up",
+        ],
+    );
+    assert_eq!(v["loss"]["lost"], 0);
+    let t = &v["tlvs"];
+    for f in t["flags"].as_array().unwrap() {
+        assert_eq!(f["answered"], 10, "{f}");
+    }
+    assert_eq!(t["location"]["dst_port"], s.addr.port());
+    let dm = &t["direct_measurement"];
+    assert_eq!(
+        (dm["s_txc"].as_u64(), dm["r_rxc"].as_u64()),
+        (Some(10), Some(10))
+    );
+    assert_eq!(
+        (dm["forward_lost"].as_u64(), dm["backward_lost"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(t["access_report"]["id"], "non-3gpp");
+    assert_eq!(t["class_of_service"]["accepted"], 10);
+    // The reflector sent its replies with DSCP1, and the kernel says they came so.
+    assert_eq!(
+        t["class_of_service"]["replies_arrived_with"],
+        serde_json::json!([{"dscp": 46, "ecn": 0, "replies": 10}])
+    );
+    assert_eq!(t["follow_up"]["reported"], 9);
+    drop(s);
+
+    let dir = tempfile::tempdir().unwrap();
+    let kf = key_file(&dir, KEY_HEX, 0o600);
+    let s = Serve::start("[::1]:0", &["--stamp-key-file", &kf]);
+    let v = stamp_json(
+        s.addr,
+        &[
+            "-c",
+            "5",
+            "-A",
+            "A",
+            "--hmac-key-file",
+            &kf,
+            "--direct-measurement",
+        ],
+    );
+    assert_eq!(v["mode"], "authenticated");
+    assert_eq!(v["loss"]["lost"], 0);
+    assert_eq!(v["tlvs"]["integrity"]["verified"], 5);
 }

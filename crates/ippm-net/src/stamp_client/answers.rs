@@ -117,7 +117,10 @@ pub struct CosAnswer {
 }
 
 /// The Direct Measurement answer (RFC 8972 §4.5) with the highest S_TxC: counters against
-/// ours. Counters are taken to include the packet that carries them, as our S_TxC does.
+/// ours. Our S_TxC counts the packet that carries it, and R_RxC is taken to count it too (it
+/// has arrived). RFC 8972 does not say whether R_TxC counts the reply that carries it (ippm's
+/// reflector does not: the reply is being filled); a reflector that answers every packet it
+/// counts has R_TxC = R_RxC - 1 if not, R_RxC if so, and that is how it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DirectMeasurementAnswer {
     /// Our packets transmitted (S_TxC, as echoed).
@@ -132,7 +135,8 @@ pub struct DirectMeasurementAnswer {
     pub counters_filled: bool,
     /// Lost on the way out, by the counters: S_TxC - R_RxC.
     pub forward_lost: u64,
-    /// Lost on the way back, by the counters: R_TxC - received.
+    /// Lost on the way back, by the counters: replies sent (R_TxC, plus this one when it
+    /// does not count it) - received.
     pub backward_lost: u64,
 }
 
@@ -438,6 +442,11 @@ impl StampReplies {
             }
             TlvRepr::DirectMeasurement(d) if self.dm_max.is_none_or(|m| d.s_txc >= m.s_txc) => {
                 let received = self.replies;
+                let sent = if d.r_txc < d.r_rxc {
+                    d.r_txc.wrapping_add(1)
+                } else {
+                    d.r_txc
+                };
                 self.dm_max = Some(DirectMeasurementAnswer {
                     s_txc: d.s_txc,
                     r_rxc: d.r_rxc,
@@ -445,7 +454,7 @@ impl StampReplies {
                     received,
                     counters_filled: d.r_rxc != 0 || d.r_txc != 0,
                     forward_lost: u64::from(d.s_txc.saturating_sub(d.r_rxc)),
-                    backward_lost: u64::from(d.r_txc).saturating_sub(received),
+                    backward_lost: u64::from(sent).saturating_sub(received),
                 });
             }
             TlvRepr::AccessReport(a) => {

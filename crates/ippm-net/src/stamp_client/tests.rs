@@ -252,6 +252,8 @@ fn replies_become_twamp_fields_and_tlv_answers() {
                 sync_out: SyncSource::NTP,
                 method_out: TimestampMethod::SW_LOCAL,
             }),
+            // R_TxC counting this reply (ippm's reflector does not: the end-to-end tests
+            // have that kind).
             counters: Some((rseq + 1, rseq + 1)),
             follow_up,
             permitted_dscp: 1 << 46,
