@@ -197,4 +197,27 @@ mod tests {
             Err(KeyFileError::Io { .. })
         ));
     }
+
+    #[test]
+    fn stamp_key_files_are_hex_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stamp.key");
+        fs::write(&path, "00112233445566778899aabbccddeeff\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = stamp_key(&path).unwrap_err();
+        assert!(matches!(err, KeyFileError::Permissions { mode: 0o644, .. }));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let key = stamp_key(&path).unwrap();
+        let want = ippm_proto::stamp::StampKey::new(&[
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ])
+        .unwrap();
+        assert_eq!(key.hmac(&[b"x"]), want.hmac(&[b"x"]));
+        fs::write(&path, "0g").unwrap();
+        let err = stamp_key(&path).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}:1: not hex", path.display()));
+        fs::write(&path, "  \n").unwrap();
+        assert!(stamp_key(&path).unwrap_err().to_string().contains("empty"));
+    }
 }

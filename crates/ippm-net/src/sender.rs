@@ -6,13 +6,18 @@
 //! one batch; a sender that is behind (a zero or tiny interval) sends a batch and waits its
 //! turn behind the other sessions, so it can never hold an engine thread. A packet's
 //! Timestamp is taken in [`SendPlan::seal`], just before protection and the send.
+//!
+//! What goes into each packet at that moment (the sequence number, the timestamp, the error
+//! estimate, the protection over them, and any per-packet field a format has) is the plan's
+//! [`PacketFormat`]: TWAMP's and OWAMP's is their [`TestProtection`], STAMP's is in
+//! `stamp_client`. The schedule, the batching and the transmit-stamp ring are written once.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ippm_proto::schedule::{ExpGenerator, Schedule};
 use ippm_proto::time::bits_to_duration;
-use ippm_proto::wire::test::{Layout, PacketKind, SenderRepr, TestProtection};
+use ippm_proto::wire::test::{PacketKind, SenderRepr, TestProtection};
 use ippm_proto::{ErrorEstimate, Timestamp};
 
 use crate::clock::{self, ClockCache};
@@ -46,6 +51,31 @@ pub(crate) fn gap_offsets(gap: Duration, exponential: bool, seed: &[u8; 16]) -> 
     }))
 }
 
+/// How a session's packets are finished just before the send: `pkt` is a copy of the plan's
+/// template; the format writes `seq`, the timestamp `time` (just taken), the clock's `error`
+/// and its per-packet fields, then protects the packet. Returns whether the packet can go.
+pub(crate) trait PacketFormat: Send + 'static {
+    /// Finishes one packet; `false` leaves it unsent as far as the records go.
+    fn seal(&mut self, pkt: &mut [u8], seq: u32, time: Timestamp, error: ErrorEstimate) -> bool;
+}
+
+/// OWAMP and TWAMP test packets (RFC 4656 §4.1.2, RFC 5357 §4.1.2): the header in the
+/// session's layout, then the mode's protection.
+impl PacketFormat for TestProtection {
+    fn seal(&mut self, pkt: &mut [u8], seq: u32, time: Timestamp, error: ErrorEstimate) -> bool {
+        let repr = SenderRepr {
+            seq,
+            timestamp: time,
+            error_estimate: error,
+        };
+        if repr.emit(pkt, self.layout()).is_err() {
+            return false;
+        }
+        self.protect(PacketKind::Sender, pkt);
+        true
+    }
+}
+
 /// A packet sealed: what goes in the sender's own records.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sealed {
@@ -59,8 +89,8 @@ pub(crate) struct Sealed {
 /// after the send).
 const STAMP_RING: usize = 256;
 
-/// One session's sending side.
-pub(crate) struct SendPlan {
+/// One session's sending side, its packets finished by `F`.
+pub(crate) struct SendPlan<F: PacketFormat = TestProtection> {
     offsets: Offsets,
     start: Instant,
     count: u32,
@@ -68,8 +98,7 @@ pub(crate) struct SendPlan {
     next_at: Option<Instant>,
     /// The plaintext of every packet: header (filled at seal) and padding.
     template: Vec<u8>,
-    layout: Layout,
-    protection: TestProtection,
+    format: F,
     to: SocketAddr,
     clock: ClockCache,
     /// Sequence numbers queued this turn, sealed in this order.
@@ -81,7 +110,7 @@ pub(crate) struct SendPlan {
     last: Option<Instant>,
 }
 
-impl std::fmt::Debug for SendPlan {
+impl<F: PacketFormat> std::fmt::Debug for SendPlan<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SendPlan")
             .field("to", &self.to)
@@ -91,15 +120,15 @@ impl std::fmt::Debug for SendPlan {
     }
 }
 
-impl SendPlan {
-    /// `count` packets of `template` (padding included; its header is overwritten) to `to`,
-    /// the first at `start` plus the first offset.
+impl<F: PacketFormat> SendPlan<F> {
+    /// `count` packets of `template` (padding included; `format` overwrites its per-packet
+    /// fields) to `to`, the first at `start` plus the first offset.
     pub(crate) fn new(
         mut offsets: Offsets,
         start: Instant,
         count: u32,
         template: Vec<u8>,
-        protection: TestProtection,
+        format: F,
         to: SocketAddr,
     ) -> Self {
         let next_at = if count > 0 {
@@ -114,8 +143,7 @@ impl SendPlan {
             next_seq: 0,
             next_at,
             template,
-            layout: protection.layout(),
-            protection,
+            format,
             to,
             clock: ClockCache::new(),
             queued: std::collections::VecDeque::with_capacity(BATCH),
@@ -159,13 +187,9 @@ impl SendPlan {
         let seq = self.queued.pop_front()?;
         let error = self.clock.estimate();
         let time = clock::now();
-        let repr = SenderRepr {
-            seq,
-            timestamp: time,
-            error_estimate: error,
-        };
-        repr.emit(pkt, self.layout).ok()?;
-        self.protection.protect(PacketKind::Sender, pkt);
+        if !self.format.seal(pkt, seq, time, error) {
+            return None;
+        }
         self.ring[self.accepted as usize % STAMP_RING] = seq;
         self.accepted = self.accepted.wrapping_add(1);
         Some(Sealed { seq, time, error })
@@ -204,5 +228,10 @@ impl SendPlan {
     /// When the last packet was queued.
     pub(crate) fn last_sent(&self) -> Option<Instant> {
         self.last
+    }
+
+    /// Where the packets go.
+    pub(crate) fn to(&self) -> SocketAddr {
+        self.to
     }
 }

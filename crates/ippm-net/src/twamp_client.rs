@@ -9,7 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use fixedbitset::FixedBitSet;
 use ippm_proto::session::{ClientConfig, ClientEvent, Error, IkeCredential, Secret};
 use ippm_proto::wire::owamp::TypeP;
 use ippm_proto::wire::test::{Layout, PacketKind, ReflectorRepr, TestProtection};
@@ -20,10 +19,10 @@ use tracing::debug;
 
 use crate::clock;
 use crate::control_client::{Control, Exchange as Step, accepted_port};
-use crate::engine::{End, Engine, Out, RecvMeta, Role, Wake};
+use crate::engine::RecvMeta;
 use crate::rng::{self, RandomError, SecureRandom};
 use crate::sender::{SendPlan, gap_offsets};
-use crate::twoway::Collector;
+use crate::twoway_sender::{self, ReplyFormat, Run, Watch};
 use crate::udp::{bind_first, blocking_socket, set_dscp_blocking};
 
 /// Gaps between test packets.
@@ -136,6 +135,33 @@ pub struct TwpingResult {
     /// Packets sent whose send time is the kernel's transmit stamp (the rest: the user-space
     /// time stamped in the packet).
     pub kernel_tx_stamps: u32,
+}
+
+impl crate::twoway::TwoWayResult for TwpingResult {
+    fn local(&self) -> SocketAddr {
+        self.local
+    }
+    fn reflector(&self) -> SocketAddr {
+        self.reflector
+    }
+    fn report(&self) -> &ippm_stats::TwoWayReport {
+        &self.report
+    }
+    fn first_sent(&self) -> Option<Timestamp> {
+        self.first_sent
+    }
+    fn last_sent(&self) -> Option<Timestamp> {
+        self.last_sent
+    }
+    fn sent(&self) -> &[Sent] {
+        &self.sent
+    }
+    fn replies(&self) -> &[Reply] {
+        &self.replies
+    }
+    fn kernel_tx_stamps(&self) -> u32 {
+        self.kernel_tx_stamps
+    }
 }
 
 /// Why a twping run failed.
@@ -352,7 +378,7 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         bad_replies: run.bad,
         setup_time,
         extensions,
-        reflect_mismatches: run.mismatches,
+        reflect_mismatches: run.format.mismatches,
     })
 }
 
@@ -377,18 +403,6 @@ struct Shape {
     server_octets: u16,
 }
 
-/// What one test brought back.
-struct Run {
-    report: ippm_stats::TwoWayReport,
-    first: Option<Timestamp>,
-    last: Option<Timestamp>,
-    sent: Vec<Sent>,
-    replies: Vec<Reply>,
-    kernel_stamps: u32,
-    bad: u64,
-    mismatches: u64,
-}
-
 /// Runs the test session on the engine (sending on schedule while receiving) and collects
 /// what it reports until it ends: every reply is in, or the loss timeout has passed since the
 /// last packet was sent. Dropping this future stops the session.
@@ -398,7 +412,7 @@ async fn run_test(
     shape: &Shape,
     reflector: SocketAddr,
     opts: &TwpingOptions,
-) -> Result<Run, TwpingError> {
+) -> Result<Run<TwampReplies>, TwpingError> {
     let layout = shape.layout;
     let pad_at = layout.sender_header_len() + shape.mbz;
     let mut template = vec![0u8; pad_at + shape.padding];
@@ -420,155 +434,46 @@ async fn run_test(
         protection.clone(),
         reflector,
     );
-    let (done, outcome) = tokio::sync::oneshot::channel();
-    let role = TwampSender {
-        plan,
+    let replies = TwampReplies {
         protection,
         layout,
-        reflector,
         expect,
-        progress: opts.progress.clone(),
-        collect: Collector::new(opts.keep_records, u64::from(opts.count)),
-        bad: 0,
         mismatches: 0,
-        done: Some(done),
-        loss_timeout: opts.loss_timeout,
-        seen: FixedBitSet::new(),
-        unique: 0,
-        count: opts.count,
     };
-    // Dropping the handle (this future cancelled) stops the session.
-    let _session = Engine::global()?.add(socket, Box::new(role), true)?;
-    outcome
-        .await
-        .map_err(|_| std::io::Error::other("the test session ended without its results").into())
+    let watch = Watch {
+        count: opts.count,
+        loss_timeout: opts.loss_timeout,
+        keep_records: opts.keep_records,
+        progress: opts.progress.clone(),
+    };
+    Ok(twoway_sender::run(socket, plan, replies, &watch).await?)
 }
 
-/// twping's test session on the engine: sends on schedule, takes the replies.
-struct TwampSender {
-    plan: SendPlan,
+/// How twping reads a TWAMP reply: the mode's protection, the reflector layout, and the
+/// RFC 6038 reflected octets.
+struct TwampReplies {
     protection: TestProtection,
     layout: Layout,
-    reflector: SocketAddr,
     /// RFC 6038: the octets every reply must carry back.
     expect: Vec<u8>,
-    /// The owner's live view, if it wants one.
-    progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
-    /// The statistics, fed here on the engine thread: nothing crosses threads per packet
-    /// unless the owner asked for progress.
-    collect: Collector,
-    bad: u64,
+    /// Replies whose reflected octets differed.
     mismatches: u64,
-    /// Where the run's results go when the session ends.
-    done: Option<tokio::sync::oneshot::Sender<Run>>,
-    loss_timeout: Duration,
-    /// Sender sequence numbers replied to (grows to the highest seq sent, one bit each).
-    seen: FixedBitSet,
-    unique: u32,
-    count: u32,
 }
 
-impl Role for TwampSender {
-    fn receive(&mut self, pkt: &mut [u8], meta: &RecvMeta, out: &mut Out<'_>) {
-        if meta.from != self.reflector {
-            return;
-        }
-        let recv_time = meta
-            .kernel_time
-            .map(Timestamp::from_unix)
-            .unwrap_or_else(clock::now);
-        if self
-            .protection
-            .unprotect(PacketKind::Reflector, pkt)
-            .is_err()
-        {
-            self.bad += 1;
-            return;
-        }
-        let Ok(r) = ReflectorRepr::parse(pkt, self.layout) else {
-            self.bad += 1;
-            return;
-        };
+impl ReplyFormat for TwampReplies {
+    fn open(
+        &mut self,
+        pkt: &mut [u8],
+        _meta: &RecvMeta,
+        _recv_time: Timestamp,
+    ) -> Option<ReflectorRepr> {
+        self.protection.unprotect(PacketKind::Reflector, pkt).ok()?;
+        let r = ReflectorRepr::parse(pkt, self.layout).ok()?;
         let h = self.layout.reflector_header_len();
         if pkt.get(h..h + self.expect.len()) != Some(&self.expect[..]) {
             self.mismatches += 1;
         }
-        let reply = Reply {
-            reflector: r,
-            recv_time,
-            recv_error: self.plan.error_estimate(),
-            ttl: meta.ttl,
-        };
-        if let Some(p) = &self.progress {
-            let _ = p.send(Progress::Reply(reply));
-        }
-        self.collect.reply(reply);
-        let seq = r.sender_seq;
-        if seq < self.plan.next_seq() {
-            let i = seq as usize;
-            if i >= self.seen.len() {
-                self.seen.grow(i + 1);
-            }
-            if !self.seen.put(i) {
-                self.unique += 1;
-            }
-        }
-        if self.unique >= self.count && self.plan.done() {
-            out.finish();
-        }
-    }
-
-    fn due(&mut self, now: std::time::Instant, out: &mut Out<'_>) -> Wake {
-        if let Some(t) = self.plan.due(now, out) {
-            return Wake::At(t);
-        }
-        let end = self.plan.last_sent().unwrap_or(now) + self.loss_timeout;
-        if now >= end || self.unique >= self.count {
-            out.finish();
-        }
-        Wake::At(end)
-    }
-
-    fn seal(&mut self, pkt: &mut [u8]) {
-        if let Some(s) = self.plan.seal(pkt) {
-            let s = Sent {
-                seq: s.seq,
-                time: s.time,
-                error: s.error,
-                kernel_time: None,
-            };
-            if let Some(p) = &self.progress {
-                let _ = p.send(Progress::Sent(s));
-            }
-            self.collect.sent(s);
-        }
-    }
-
-    fn unsent(&mut self, sent: usize, queued: usize) {
-        self.plan.unsent(sent, queued);
-    }
-
-    fn tx_stamp(&mut self, id: u32, time: Duration) {
-        if let Some(seq) = self.plan.seq_of(id) {
-            self.collect.tx_stamp(seq, Timestamp::from_unix(time));
-        }
-    }
-
-    fn end(&mut self, _why: End) {
-        let c = &mut self.collect;
-        let run = Run {
-            report: c.finish(),
-            kernel_stamps: c.kernel_stamps,
-            first: c.first,
-            last: c.last,
-            sent: std::mem::take(&mut c.sent),
-            replies: std::mem::take(&mut c.replies),
-            bad: self.bad,
-            mismatches: self.mismatches,
-        };
-        if let Some(d) = self.done.take() {
-            let _ = d.send(run);
-        }
+        Some(r)
     }
 }
 

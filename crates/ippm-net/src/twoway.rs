@@ -13,6 +13,27 @@ use ippm_stats::{Bounds, Reflected, TwoWayAccumulator, TwoWayReport};
 
 use crate::packets::{Reply, Sent};
 
+/// What a two-way test (twping's TWAMP, `ippm stamp`'s STAMP) measured, as the reports and
+/// plots read it: one report and plot code for both.
+pub trait TwoWayResult {
+    /// Our test address.
+    fn local(&self) -> std::net::SocketAddr;
+    /// The reflector's test address.
+    fn reflector(&self) -> std::net::SocketAddr;
+    /// The statistics, accumulated as the packets went and came.
+    fn report(&self) -> &TwoWayReport;
+    /// When the first packet was sent (its timestamp).
+    fn first_sent(&self) -> Option<Timestamp>;
+    /// When the last packet was sent (its timestamp).
+    fn last_sent(&self) -> Option<Timestamp>;
+    /// Every packet sent, in order (empty unless records were kept).
+    fn sent(&self) -> &[Sent];
+    /// Every reply, in arrival order (empty unless records were kept).
+    fn replies(&self) -> &[Reply];
+    /// Packets whose send time is the kernel's transmit stamp.
+    fn kernel_tx_stamps(&self) -> u32;
+}
+
 /// Packets in flight between the send and the kernel's transmit stamp that are remembered:
 /// the stamp comes microseconds after the send (and is read before any reply).
 const RING: usize = 256;

@@ -1,4 +1,4 @@
-//! `ippm`: OWAMP and TWAMP measurement with keys from IKEv2.
+//! `ippm`: OWAMP, TWAMP and STAMP measurement, OWAMP and TWAMP with keys from IKEv2.
 
 mod archiving;
 mod figures;
@@ -10,6 +10,7 @@ mod progress;
 mod report;
 mod results;
 mod serve;
+mod stamp;
 mod test_args;
 mod twping;
 
@@ -36,6 +37,8 @@ enum Command {
     Twping(twping::TwpingArgs),
     /// Measure one-way delay and loss to and from an OWAMP server (like perfSONAR's owping).
     Owping(owping::OwpingArgs),
+    /// Measure round-trip delay and loss to a STAMP Session-Reflector (RFC 8762, RFC 8972).
+    Stamp(stamp::StampArgs),
     /// Inspect and steer the daemon's IKE SAs (list, up, down, rekey).
     Ike(ike::IkeArgs),
     /// List and export what the daemon's continuous measurements archived.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Serve(a) => serve::run(a).await,
             Command::Twping(a) => twping::run(a).await,
             Command::Owping(a) => owping::run(a).await,
+            Command::Stamp(a) => stamp::run(a).await,
             Command::Ike(a) => ike::run(a).await,
             Command::Results(_)
             | Command::Report(_)

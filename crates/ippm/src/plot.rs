@@ -37,6 +37,7 @@ use std::sync::OnceLock;
 
 use ippm_net::owamp_client::{OneWay, OwpingResult};
 use ippm_net::twamp_client::{Reply, TwpingResult};
+use ippm_net::twoway::TwoWayResult;
 use ippm_proto::Timestamp;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -622,20 +623,28 @@ fn millis(from: Timestamp, to: Timestamp) -> f64 {
 /// first packet. When every reply says all three clocks are synchronized, also the one-way
 /// delays "to" (T2 - T1) and "from" (T4 - T3) the reflector.
 pub(crate) fn from_twping(r: &TwpingResult) -> PlotData {
-    let mut first: HashMap<u32, &Reply> = HashMap::with_capacity(r.replies.len());
-    for p in &r.replies {
+    from_two_way(
+        r,
+        format!("TWAMP delay, {} (reflector {})", r.mode, r.reflector),
+    )
+}
+
+/// The series of any two-way run (twping's TWAMP, stamp's STAMP), as [`from_twping`] says.
+pub(crate) fn from_two_way(r: &impl TwoWayResult, title: String) -> PlotData {
+    let mut first: HashMap<u32, &Reply> = HashMap::with_capacity(r.replies().len());
+    for p in r.replies() {
         first.entry(p.reflector.sender_seq).or_insert(p);
     }
-    let base = r.sent.first().map_or(Timestamp::ZERO, |s| s.time);
+    let base = r.sent().first().map_or(Timestamp::ZERO, |s| s.time);
     let one_way = !first.is_empty()
         && first.values().all(|p| {
             p.recv_error.synchronized()
                 && p.reflector.error_estimate.synchronized()
                 && p.reflector.sender_error_estimate.synchronized()
         });
-    let mut round = Vec::with_capacity(r.sent.len());
+    let mut round = Vec::with_capacity(r.sent().len());
     let (mut to, mut from) = (Vec::new(), Vec::new());
-    for s in &r.sent {
+    for s in r.sent() {
         let t = secs(s.time, base);
         let reply = first.get(&s.seq);
         round.push((
@@ -653,7 +662,7 @@ pub(crate) fn from_twping(r: &TwpingResult) -> PlotData {
             from.push((t, reply.map(|p| millis(p.reflector.timestamp, p.recv_time))));
         }
     }
-    let peer = r.reflector;
+    let peer = r.reflector();
     let mut series = vec![Series {
         label: "round trip".into(),
         points: round,
@@ -668,10 +677,7 @@ pub(crate) fn from_twping(r: &TwpingResult) -> PlotData {
             points: from,
         });
     }
-    PlotData {
-        title: format!("TWAMP delay, {} (reflector {peer})", r.mode),
-        series,
-    }
+    PlotData { title, series }
 }
 
 /// One direction of an owping run: recv - send of each record by sequence number (`None`

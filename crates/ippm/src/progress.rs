@@ -77,6 +77,22 @@ pub(crate) async fn show<T>(
     }
 }
 
+/// What a two-way test's event (twping's, stamp's) adds to the line: the round trip
+/// (T4 - T1) - (T3 - T2) of a reply.
+pub(crate) fn two_way_tick(p: &ippm_net::twamp_client::Progress) -> Option<Tick> {
+    use ippm_net::twamp_client::Progress;
+    match p {
+        Progress::Sent(_) => Some(Tick::Sent),
+        Progress::Reply(r) => {
+            let f = &r.reflector;
+            let rtt = r.recv_time.nanos_since(f.sender_timestamp)
+                - f.timestamp.nanos_since(f.receive_timestamp);
+            Some(Tick::Received(rtt as f64 / 1e6))
+        }
+        Progress::Started { .. } => None,
+    }
+}
+
 fn median_ms(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use ippm_net::twamp_client::TwpingResult;
-use ippm_net::twoway::{stats_reply, stats_sent};
+use ippm_net::twamp_client::{Sent, TwpingResult};
+use ippm_net::twoway::{TwoWayResult, stats_reply, stats_sent};
 use ippm_proto::Timestamp;
 use ippm_stats::{TwoWayReport, two_way};
 use serde::Serialize;
@@ -15,29 +15,28 @@ pub(crate) struct TwoWay {
 
 /// A reply's T1: the kernel's transmit stamp of its packet where it gave one (packets are sent
 /// in sequence from 0, so a packet's record is at its seq), else the packet's own timestamp.
-fn t1_of(r: &TwpingResult, f: &ippm_proto::wire::test::ReflectorRepr) -> Timestamp {
-    r.sent
-        .get(f.sender_seq as usize)
+fn t1_of(sent: &[Sent], f: &ippm_proto::wire::test::ReflectorRepr) -> Timestamp {
+    sent.get(f.sender_seq as usize)
         .filter(|s| s.seq == f.sender_seq)
         .map_or(f.sender_timestamp, |s| s.t1())
 }
 
 /// The run's statistics, as accumulated while it ran.
-pub(crate) fn twoway(r: &TwpingResult) -> TwoWay {
+pub(crate) fn twoway(r: &impl TwoWayResult) -> TwoWay {
     TwoWay {
-        report: r.report.clone(),
+        report: r.report().clone(),
     }
 }
 
 /// The statistics of a run from its records alone (a run in progress, as the continuous
 /// runner keeps it).
-pub(crate) fn twoway_from_records(r: &TwpingResult) -> TwoWay {
-    let base = r.sent.first().map(|s| s.time).unwrap_or(Timestamp::ZERO);
-    let sent: Vec<_> = r.sent.iter().map(|s| stats_sent(s, base)).collect();
+pub(crate) fn twoway_from_records(r: &impl TwoWayResult) -> TwoWay {
+    let base = r.sent().first().map(|s| s.time).unwrap_or(Timestamp::ZERO);
+    let sent: Vec<_> = r.sent().iter().map(|s| stats_sent(s, base)).collect();
     let replies: Vec<_> = r
-        .replies
+        .replies()
         .iter()
-        .map(|p| stats_reply(p, t1_of(r, &p.reflector), base))
+        .map(|p| stats_reply(p, t1_of(r.sent(), &p.reflector), base))
         .collect();
     TwoWay {
         report: two_way(&sent, &replies),
@@ -95,13 +94,8 @@ impl TwoWay {
     }
 
     pub(crate) fn text(&self, r: &TwpingResult) -> String {
-        let x = &self.report;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "\n--- ippm twping statistics from {} to {} ---",
-            r.local, r.reflector
-        );
+        let l = &self.report.loss;
+        let mut s = self.title("twping", r);
         let _ = writeln!(s, "SID:\t{}", hexs(&r.sid));
         let _ = writeln!(s, "mode:\t{}", r.mode);
         if !r.extensions.is_empty() {
@@ -114,13 +108,30 @@ impl TwoWay {
                 r.reflect_mismatches
             );
         }
-        if let (Some(a), Some(b)) = (r.first_sent, r.last_sent) {
+        s + &self.body(r, Some((l.forward_lost, l.backward_lost)))
+    }
+
+    /// The report's first line.
+    pub(crate) fn title(&self, what: &str, r: &impl TwoWayResult) -> String {
+        format!(
+            "\n--- ippm {what} statistics from {} to {} ---\n",
+            r.local(),
+            r.reflector()
+        )
+    }
+
+    /// What every two-way report says: times, loss (per direction when `direction` is
+    /// known), delays, hops, reordering.
+    pub(crate) fn body(&self, r: &impl TwoWayResult, direction: Option<(usize, usize)>) -> String {
+        let x = &self.report;
+        let mut s = String::new();
+        if let (Some(a), Some(b)) = (r.first_sent(), r.last_sent()) {
             let _ = writeln!(s, "first:\t{}\nlast:\t{}", utc(a), utc(b));
         }
         let _ = writeln!(
             s,
             "timestamps:\tsent {}, received by the kernel; reflector's own (T2, T3) as it sends them",
-            match (r.kernel_tx_stamps as usize, self.report.loss.sent) {
+            match (r.kernel_tx_stamps() as usize, self.report.loss.sent) {
                 (_, 0) => "-".to_string(),
                 (k, n) if k == n => "by the kernel (transmit stamps)".to_string(),
                 (0, _) => "in user space (no kernel transmit stamps)".to_string(),
@@ -128,14 +139,16 @@ impl TwoWay {
             }
         );
         let l = &x.loss;
+        let split = match direction {
+            Some((out, back)) => format!("{out} on the way out, {back} on the way back"),
+            None => "stateless reflector: loss per direction unknown".into(),
+        };
         let _ = writeln!(
             s,
-            "{} sent, {} lost ({:.3}%: {} on the way out, {} on the way back), {} duplicates",
+            "{} sent, {} lost ({:.3}%: {split}), {} duplicates",
             l.sent,
             l.lost,
             l.loss_ratio * 100.0,
-            l.forward_lost,
-            l.backward_lost,
             x.duplicates
         );
         match &x.round_trip {
@@ -205,38 +218,7 @@ impl TwoWay {
     }
 
     pub(crate) fn json<'a>(&'a self, r: &TwpingResult, records: bool) -> impl Serialize + 'a {
-        #[derive(Serialize)]
-        struct Record {
-            sender_seq: u32,
-            reflector_seq: u32,
-            t1_unix_ns: Option<u128>,
-            t1_user_unix_ns: Option<u128>,
-            t2_unix_ns: Option<u128>,
-            t3_unix_ns: Option<u128>,
-            t4_unix_ns: Option<u128>,
-            sender_ttl: u8,
-            reply_ttl: Option<u8>,
-        }
-        let unix = |t: Timestamp| t.to_unix().map(|d| d.as_nanos());
-        let records = records.then(|| {
-            r.replies
-                .iter()
-                .map(|p| {
-                    let f = &p.reflector;
-                    Record {
-                        sender_seq: f.sender_seq,
-                        reflector_seq: f.seq,
-                        t1_unix_ns: unix(t1_of(r, f)),
-                        t1_user_unix_ns: unix(f.sender_timestamp),
-                        t2_unix_ns: unix(f.receive_timestamp),
-                        t3_unix_ns: unix(f.timestamp),
-                        t4_unix_ns: unix(p.recv_time),
-                        sender_ttl: f.sender_ttl,
-                        reply_ttl: p.ttl,
-                    }
-                })
-                .collect::<Vec<_>>()
-        });
+        let records = records.then(|| json_records(r));
         #[derive(Serialize)]
         struct Out<'a> {
             protocol: &'static str,
@@ -267,16 +249,52 @@ impl TwoWay {
     }
 }
 
-pub(crate) fn raw(r: &TwpingResult) -> String {
+/// One reply in the JSON `records` array.
+#[derive(Serialize)]
+pub(crate) struct Record {
+    sender_seq: u32,
+    reflector_seq: u32,
+    t1_unix_ns: Option<u128>,
+    t1_user_unix_ns: Option<u128>,
+    t2_unix_ns: Option<u128>,
+    t3_unix_ns: Option<u128>,
+    t4_unix_ns: Option<u128>,
+    sender_ttl: u8,
+    reply_ttl: Option<u8>,
+}
+
+/// Every reply of a run as a JSON record.
+pub(crate) fn json_records(r: &impl TwoWayResult) -> Vec<Record> {
+    let unix = |t: Timestamp| t.to_unix().map(|d| d.as_nanos());
+    r.replies()
+        .iter()
+        .map(|p| {
+            let f = &p.reflector;
+            Record {
+                sender_seq: f.sender_seq,
+                reflector_seq: f.seq,
+                t1_unix_ns: unix(t1_of(r.sent(), f)),
+                t1_user_unix_ns: unix(f.sender_timestamp),
+                t2_unix_ns: unix(f.receive_timestamp),
+                t3_unix_ns: unix(f.timestamp),
+                t4_unix_ns: unix(p.recv_time),
+                sender_ttl: f.sender_ttl,
+                reply_ttl: p.ttl,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn raw(r: &impl TwoWayResult) -> String {
     let mut s = String::from("seq rseq t1 t2 t3 t4 sender_ttl reply_ttl\n");
-    for p in &r.replies {
+    for p in r.replies() {
         let f = &p.reflector;
         let _ = writeln!(
             s,
             "{} {} {:.9} {:.9} {:.9} {:.9} {} {}",
             f.sender_seq,
             f.seq,
-            t1_of(r, f).as_secs_f64(),
+            t1_of(r.sent(), f).as_secs_f64(),
             f.receive_timestamp.as_secs_f64(),
             f.timestamp.as_secs_f64(),
             p.recv_time.as_secs_f64(),

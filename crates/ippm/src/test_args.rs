@@ -11,9 +11,9 @@ use ippm_net::twamp_client::{Interval, modes_from_letters};
 use ippm_proto::SecurityMode;
 use ippm_proto::session::{IkeCredential, Secret, SecretStore};
 
-/// Test options common to twping and owping.
+/// Test-packet options of every client: twping, owping and stamp.
 #[derive(Debug, Args)]
-pub(crate) struct TestArgs {
+pub(crate) struct CommonArgs {
     /// Number of test packets (each way, for owping).
     #[arg(short = 'c', default_value_t = 100)]
     pub(crate) count: u32,
@@ -27,15 +27,6 @@ pub(crate) struct TestArgs {
     /// Seconds to wait for a packet before counting it lost.
     #[arg(short = 'L', default_value_t = 2.0)]
     loss_timeout: f64,
-    /// Acceptable modes, letters O, A, E (and M for twping) (default: AEO with -u, else O).
-    #[arg(short = 'A')]
-    modes: Option<String>,
-    /// Identity for the authenticated and encrypted modes.
-    #[arg(short = 'u')]
-    user: Option<String>,
-    /// Pass-phrase file holding the identity's passphrase.
-    #[arg(short = 'k')]
-    keyfile: Option<PathBuf>,
     /// Use IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -54,6 +45,23 @@ pub(crate) struct TestArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Test options common to twping and owping: the common ones, and their control
+/// protocols' (modes, identities, RFC 7717).
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Acceptable modes, letters O, A, E (and M for twping) (default: AEO with -u, else O).
+    #[arg(short = 'A')]
+    modes: Option<String>,
+    /// Identity for the authenticated and encrypted modes.
+    #[arg(short = 'u')]
+    user: Option<String>,
+    /// Pass-phrase file holding the identity's passphrase.
+    #[arg(short = 'k')]
+    keyfile: Option<PathBuf>,
     /// Highest PBKDF2 Count to accept from the server.
     #[arg(long, default_value_t = ippm_proto::crypto::DEFAULT_MAX_COUNT)]
     pub(crate) max_count: u32,
@@ -119,12 +127,40 @@ impl IkeKeeper {
     }
 }
 
-impl TestArgs {
+impl std::ops::Deref for TestArgs {
+    type Target = CommonArgs;
+
+    fn deref(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+impl CommonArgs {
     /// The server's address from HOST or HOST:PORT.
     pub(crate) fn server(&self, host: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
         resolve(host, self.ipv4, self.ipv6, default_port)
     }
 
+    /// The gaps between packets.
+    pub(crate) fn interval(&self) -> anyhow::Result<Interval> {
+        parse_interval(&self.interval)
+    }
+
+    /// The loss timeout.
+    pub(crate) fn loss_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.loss_timeout.clamp(0.0, 3600.0))
+    }
+
+    /// The local port range.
+    pub(crate) fn ports(&self) -> anyhow::Result<Option<std::ops::RangeInclusive<u16>>> {
+        self.ports
+            .as_deref()
+            .map(crate::serve::parse_port_range)
+            .transpose()
+    }
+}
+
+impl TestArgs {
     /// The acceptable modes (`keyed`: an RFC 7717 credential is at hand).
     pub(crate) fn modes(&self, keyed: bool) -> anyhow::Result<Vec<SecurityMode>> {
         let required = self.ike_required();
@@ -332,24 +368,6 @@ impl TestArgs {
             (None, Some(_)) => bail!("-k needs an identity (-u USER)"),
             (None, None) => None,
         })
-    }
-
-    /// The gaps between packets.
-    pub(crate) fn interval(&self) -> anyhow::Result<Interval> {
-        parse_interval(&self.interval)
-    }
-
-    /// The loss timeout.
-    pub(crate) fn loss_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.loss_timeout.clamp(0.0, 3600.0))
-    }
-
-    /// The local port range.
-    pub(crate) fn ports(&self) -> anyhow::Result<Option<std::ops::RangeInclusive<u16>>> {
-        self.ports
-            .as_deref()
-            .map(crate::serve::parse_port_range)
-            .transpose()
     }
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use ippm_net::twamp_client::{Progress, TwpingOptions, twping};
+use ippm_net::twamp_client::{TwpingOptions, twping};
 
 use crate::test_args::TestArgs;
 use crate::{plot, report};
@@ -44,16 +44,7 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
             rx,
             u64::from(a.t.count),
             "RTT",
-            |p| match p {
-                Progress::Sent(_) => Some(crate::progress::Tick::Sent),
-                Progress::Reply(r) => {
-                    let f = &r.reflector;
-                    let rtt = r.recv_time.nanos_since(f.sender_timestamp)
-                        - f.timestamp.nanos_since(f.receive_timestamp);
-                    Some(crate::progress::Tick::Received(rtt as f64 / 1e6))
-                }
-                Progress::Started { .. } => None,
-            },
+            crate::progress::two_way_tick,
         ));
         (Some(tx), Some(status))
     } else {
