@@ -658,27 +658,14 @@ struct Dissected {
     ssid: u32,
 }
 
-/// `ippm stamp -R --json` against `ippm serve` (unauthenticated), captured on loopback and
-/// decoded as TWAMP-Test: every packet dissects cleanly, and the sequence numbers, timestamps,
-/// TTL and SSID the dissector shows are the ones `ippm stamp` reports.
-#[test]
-fn tshark_dissects_ippm_stamp_test_packets() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let serve = Serve::start(V4, None, false, d);
-    let port = serve.stamp.port();
-    let pcap = d.join("stamp.pcapng");
-    let cap = Capture::start(&format!("udp port {port}"), &pcap);
-    let (ran, json) = ippm_stamp(serve.stamp, 5, &["-R", "--ssid", "77"], d);
-    let pcap = cap.stop();
-    assert!(ran.status.success(), "{}\n{}", ran.both(), serve.log());
-    let v = json.unwrap_or_else(|| panic!("no JSON: {}", ran.both()));
-    check_ippm_result(&v, 5, "unauthenticated", &ran);
-
+/// The STAMP packets to and from the reflector on `port` in `pcap`, decoded as TWAMP-Test:
+/// `n` each way, none malformed or warned about (nor by a STAMP dissector, if this tshark has
+/// one); (sent, replies, tshark's fields for messages).
+fn dissect(pcap: &Path, port: u16, n: usize) -> (Vec<Dissected>, Vec<Dissected>, String) {
     let r = pcap.to_str().unwrap();
     let decode = format!("udp.port=={port},twamp.test");
     if has_protocol("stamp") {
-        // A STAMP-aware dissector (not in tshark 4.0): nothing malformed through it either.
+        // A STAMP-aware dissector (tshark 4.0 has none): nothing malformed through it either.
         let sdecode = format!("udp.port=={port},stamp");
         let bad = tshark(&[
             "-r",
@@ -695,7 +682,7 @@ fn tshark_dissects_ippm_stamp_test_packets() {
     let summary = tshark(&["-r", r, "-d", &decode]);
     assert_eq!(
         summary.lines().filter(|l| l.contains("TWAMP-Test")).count(),
-        10,
+        2 * n,
         "{summary}"
     );
     let bad = tshark(&[
@@ -707,42 +694,38 @@ fn tshark_dissects_ippm_stamp_test_packets() {
         "_ws.malformed || _ws.expert.severity >= warning",
     ]);
     assert!(bad.trim().is_empty(), "malformed or warned:\n{bad}");
-
     // Without TWAMP-Control to tell the directions apart, the dissector reads every packet
     // with the reflector's layout: a sender packet's Sequence Number, Timestamp (T1) and SSID
     // are at the same places, the rest is its MBZ.
-    let fields = tshark(&[
-        "-r",
-        r,
-        "-d",
-        &decode,
-        "-T",
-        "fields",
-        "-e",
+    let mut args = vec!["-r", r, "-d", &decode, "-T", "fields"];
+    for f in [
         "udp.srcport",
-        "-e",
         "udp.length",
-        "-e",
         "twamp.test.seq_number",
-        "-e",
         "twamp.test.timestamp",
-        "-e",
         "twamp.test.receive_timestamp",
-        "-e",
         "twamp.test.sender_seq_number",
-        "-e",
         "twamp.test.sender_timestamp",
-        "-e",
         "twamp.test.sender_ttl",
-        "-e",
         "twamp.test.mbz1",
-    ]);
+    ] {
+        args.extend(["-e", f]);
+    }
+    let fields = tshark(&args);
     let packets: Vec<Dissected> = fields
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            let n = |i: usize| -> u32 { f[i].parse().unwrap_or_else(|_| panic!("{l}")) };
-            let t = |i: usize| abs_time_ns(f[i]).unwrap_or_else(|| panic!("{l}"));
+            let n = |i: usize| -> u32 {
+                f.get(i)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or_else(|| panic!("field {i} of {l}"))
+            };
+            let t = |i: usize| {
+                f.get(i)
+                    .and_then(|x| abs_time_ns(x))
+                    .unwrap_or_else(|| panic!("field {i} of {l}"))
+            };
             Dissected {
                 src_port: n(0) as u16,
                 udp_len: n(1),
@@ -756,17 +739,80 @@ fn tshark_dissects_ippm_stamp_test_packets() {
             }
         })
         .collect();
-    let (replies, sent): (Vec<&Dissected>, Vec<&Dissected>) =
-        packets.iter().partition(|p| p.src_port == port);
-    assert_eq!((sent.len(), replies.len()), (5, 5), "{fields}");
-    for p in &packets {
+    let (replies, sent): (Vec<Dissected>, Vec<Dissected>) =
+        packets.into_iter().partition(|p| p.src_port == port);
+    assert_eq!((sent.len(), replies.len()), (n, n), "{fields}");
+    (sent, replies, fields)
+}
+
+/// The same timestamp, as tshark and the peer show it (NTP format: they may round the
+/// fraction differently).
+fn same_time(a: i128, b: i128) -> bool {
+    (a - b).abs() <= 2
+}
+
+/// The harness's dissection on stamp-suite's own packets (passes without ippm's STAMP):
+/// clean, and the fields are the ones its sender reports.
+#[test]
+fn stamp_suite_harness_tshark_dissects_stamp_suite_packets() {
+    let Some(bin) = ss::require() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let refl = Reflector::start(&bin, &ReflectorOpts::default(), d);
+    let pcap = d.join("stamp-suite.pcapng");
+    let cap = Capture::start(&format!("udp port {}", refl.addr.port()), &pcap);
+    let mut o = SenderOpts::new(refl.addr, 5);
+    o.ssid = Some(77);
+    let rep = ss::send(&bin, &o, d);
+    let pcap = cap.stop();
+    check_all_reflected(&rep, 5);
+    let (sent, replies, fields) = dissect(&pcap, refl.addr.port(), 5);
+    for r in &rep.replies {
+        let p = replies
+            .iter()
+            .find(|p| p.sender_seq == r.seq)
+            .unwrap_or_else(|| panic!("no reply to {}: {fields}", r.seq));
+        let s = sent.iter().find(|s| s.seq == r.seq).unwrap();
+        let ctx = format!("{r:?}\nsent {s:?}\nreply {p:?}");
+        assert!(same_time(p.t2, ss::ntp_unix_ns(r.t2)), "T2: {ctx}");
+        assert!(same_time(p.t, ss::ntp_unix_ns(r.t3)), "T3: {ctx}");
+        assert_eq!(s.t, p.sender_t, "T1 echoed: {ctx}");
+        assert_eq!(p.sender_ttl, u32::from(r.ttl), "{ctx}");
+        assert_eq!((s.ssid, p.ssid), (77, 77), "{ctx}");
+        assert_eq!((s.udp_len, p.udp_len), (8 + 44, 8 + 44), "{ctx}");
+    }
+    refl.stop();
+}
+
+/// `ippm stamp -R --json` against `ippm serve` (unauthenticated), captured on loopback and
+/// decoded as TWAMP-Test: every packet dissects cleanly, and the sequence numbers, timestamps,
+/// TTL and SSID the dissector shows are the ones `ippm stamp` reports.
+#[test]
+fn tshark_dissects_ippm_stamp_test_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let serve = Serve::start(V4, None, false, d);
+    let port = serve.stamp.port();
+    let pcap = d.join("stamp.pcapng");
+    let cap = Capture::start(&format!("udp port {port}"), &pcap);
+    let (ran, json) = ippm_stamp(serve.stamp, 5, &["-R", "--ssid", "77"], d);
+    let pcap = cap.stop();
+    assert!(ran.status.success(), "{}\n{}", ran.both(), serve.log());
+    let v = json.unwrap_or_else(|| panic!("no JSON: {}", ran.both()));
+    check_ippm_result(&v, 5, "unauthenticated", &ran);
+    let (sent, replies, fields) = dissect(&pcap, port, 5);
+    for p in sent.iter().chain(&replies) {
+        // The SSID in both directions (RFC 8972 §3: the reflector copies it).
         assert_eq!(p.ssid, 77, "SSID: {p:?}");
     }
     let records = v["records"].as_array().cloned().unwrap_or_default();
     assert_eq!(records.len(), 5, "{v:#}");
-    // Timestamps: NTP format; tshark and ippm may round the fraction differently.
-    let close =
-        |a: i128, b: &serde_json::Value| b.as_i64().is_some_and(|b| (a - b as i128).abs() <= 2);
+    let ns = |rec: &serde_json::Value, k: &str| -> i128 {
+        rec[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no {k} in {rec}"))
+            .into()
+    };
     for rec in &records {
         let seq = rec["sender_seq"].as_u64().unwrap() as u32;
         let s = sent
@@ -778,16 +824,11 @@ fn tshark_dissects_ippm_stamp_test_packets() {
             .find(|p| p.sender_seq == seq)
             .unwrap_or_else(|| panic!("no reply to {seq}: {fields}"));
         let ctx = format!("{rec}\nsent {s:?}\nreply {p:?}");
-        assert!(
-            close(s.t, &rec["t1_user_unix_ns"]),
-            "T1 in the packet: {ctx}"
-        );
-        assert!(
-            close(p.sender_t, &rec["t1_user_unix_ns"]),
-            "T1 echoed: {ctx}"
-        );
-        assert!(close(p.t2, &rec["t2_unix_ns"]), "T2: {ctx}");
-        assert!(close(p.t, &rec["t3_unix_ns"]), "T3: {ctx}");
+        let t1 = ns(rec, "t1_user_unix_ns");
+        assert!(same_time(s.t, t1), "T1 in the packet: {ctx}");
+        assert!(same_time(p.sender_t, t1), "T1 echoed: {ctx}");
+        assert!(same_time(p.t2, ns(rec, "t2_unix_ns")), "T2: {ctx}");
+        assert!(same_time(p.t, ns(rec, "t3_unix_ns")), "T3: {ctx}");
         assert_eq!(
             Some(u64::from(p.seq)),
             rec["reflector_seq"].as_u64(),

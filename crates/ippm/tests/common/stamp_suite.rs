@@ -23,8 +23,8 @@ pub(crate) const KEY: &str = "00112233445566778899aabbccddeeff0123456789abcdeffe
 pub(crate) const WRONG_KEY: &str =
     "ff112233445566778899aabbccddeeff0123456789abcdeffedcba9876543210";
 
-/// The stamp-suite binary: `$STAMP_SUITE`, else `stamp-suite` on PATH, else
-/// `~/.cargo/bin/stamp-suite`; `None` if none exists.
+/// The stamp-suite binary: `$STAMP_SUITE`, else `stamp-suite` on PATH, else in
+/// `$CARGO_HOME/bin` or `~/.cargo/bin`; `None` if none exists.
 pub(crate) fn binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("STAMP_SUITE") {
         return Some(PathBuf::from(p));
@@ -32,6 +32,9 @@ pub(crate) fn binary() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(Path::new(&home).join("bin"));
+    }
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(Path::new(&home).join(".cargo/bin"));
     }
@@ -44,7 +47,14 @@ pub(crate) fn binary() -> Option<PathBuf> {
 /// missing stamp-suite fails the test instead: .ci/run installs it.
 pub(crate) fn require() -> Option<PathBuf> {
     match binary() {
-        Some(b) => Some(b),
+        Some(b) => {
+            let v = Command::new(&b).arg("--version").output();
+            let v = v.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+            if !matches!(&v, Ok(v) if *v == format!("stamp-suite {VERSION}")) {
+                eprintln!("note: {} is {v:?}; these tests know {VERSION}", b.display());
+            }
+            Some(b)
+        }
         None if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
             "stamp-suite is not installed, and CI must run the STAMP interop tests \
              (.ci/run: cargo install stamp-suite --locked --version {VERSION})"
