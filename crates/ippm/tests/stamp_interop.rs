@@ -841,6 +841,46 @@ fn tshark_dissects_ippm_stamp_test_packets() {
         );
         // Symmetrical size (RFC 8762 §4.2): the reply is as long as the packet.
         assert_eq!(s.udp_len, p.udp_len, "{ctx}");
-        assert_eq!(s.udp_len, 8 + 44, "an unauthenticated base packet: {ctx}");
+        assert!(
+            s.udp_len >= 8 + 44,
+            "at least the unauthenticated base packet: {ctx}"
+        );
+    }
+}
+
+/// What stamp-suite's sender does not check (it reads replies leniently and never looks at
+/// the echoed Session-Sender Timestamp or Error Estimate), seen on the wire: `ippm serve`
+/// answers stamp-suite's packets with the same size, the sender's Sequence Number, Timestamp
+/// and SSID copied, the TTL it received, and T2 <= T3 as stamp-suite reports them.
+#[test]
+fn tshark_shows_ippm_reflector_echoing_stamp_suite_packets() {
+    let Some(bin) = ss::require() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let serve = Serve::start(V4, None, false, d);
+    let port = serve.stamp.port();
+    let pcap = d.join("stamp-suite-to-ippm.pcapng");
+    let cap = Capture::start(&format!("udp port {port}"), &pcap);
+    let mut o = SenderOpts::new(serve.stamp, 5);
+    o.ssid = Some(77);
+    let rep = ss::send(&bin, &o, d);
+    let pcap = cap.stop();
+    check_all_reflected(&rep, 5);
+    let (sent, replies, fields) = dissect(&pcap, port, 5);
+    for p in &replies {
+        let s = sent
+            .iter()
+            .find(|s| s.seq == p.sender_seq)
+            .unwrap_or_else(|| panic!("a reply to no packet: {p:?}\n{fields}"));
+        let r = rep.replies.iter().find(|r| r.seq == p.sender_seq).unwrap();
+        let ctx = format!("sent {s:?}\nreply {p:?}\nstamp-suite {r:?}");
+        assert_eq!(p.sender_t, s.t, "T1 echoed: {ctx}");
+        assert_eq!((s.ssid, p.ssid), (77, 77), "SSID copied: {ctx}");
+        assert_eq!(p.sender_ttl, 255, "the TTL it received: {ctx}");
+        assert_eq!(p.seq, p.sender_seq, "a new session counts from 0: {ctx}");
+        assert_eq!(s.udp_len, p.udp_len, "symmetrical size: {ctx}");
+        assert!(p.t2 <= p.t, "T2 <= T3: {ctx}");
+        assert!(same_time(p.t2, ss::ntp_unix_ns(r.t2)), "T2: {ctx}");
+        assert!(same_time(p.t, ss::ntp_unix_ns(r.t3)), "T3: {ctx}");
     }
 }
