@@ -168,6 +168,12 @@ pub(crate) static SESSION_REFUSED: Dropped =
 /// A control connection ended by a protocol error, a timeout or a write that did not finish.
 pub(crate) static CONNECTION_FAILED: Dropped =
     Dropped::with_burst("connection_failed", 8, PER_CONNECTION);
+/// A STAMP packet from a source outside the reflector's allow-list.
+pub(crate) static STAMP_NOT_ALLOWED: Dropped = Dropped::new("stamp_not_allowed");
+/// A STAMP packet over its source's rate.
+pub(crate) static STAMP_RATE_LIMITED: Dropped = Dropped::new("stamp_rate_limited");
+/// A STAMP packet that would have started a stateful session, with no room for one.
+pub(crate) static STAMP_SESSION_REFUSED: Dropped = Dropped::new("stamp_session_refused");
 /// Test packets the kernel would not send.
 pub(crate) static TEST_SEND_ERROR: Dropped = Dropped::new("test_send_error");
 /// A write to the measurement archive that failed (full disk) or was not made (the archive

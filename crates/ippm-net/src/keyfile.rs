@@ -49,6 +49,23 @@ pub enum KeyFileError {
 
 /// Reads a key file, checking its permissions.
 pub fn load(path: &Path) -> Result<PassphraseStore, KeyFileError> {
+    let raw = read_secret(path)?;
+    let text = std::str::from_utf8(&raw).map_err(|_| KeyFileError::Syntax {
+        path: path.to_owned(),
+        line: 0,
+        reason: "not UTF-8 text",
+    })?;
+    parse(text).map_err(|(line, reason)| KeyFileError::Syntax {
+        path: path.to_owned(),
+        line,
+        reason,
+    })
+}
+
+/// Reads a file holding a secret (a key file, a key in hex), refusing one that group or
+/// others may read or write; trailing whitespace is dropped. The octets are zeroized when
+/// dropped.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.to_owned(),
         source,
@@ -61,11 +78,26 @@ pub fn load(path: &Path) -> Result<PassphraseStore, KeyFileError> {
             mode,
         });
     }
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
-    parse(&text).map_err(|(line, reason)| KeyFileError::Syntax {
+    let mut v = Zeroizing::new(fs::read(path).map_err(io)?);
+    while v.last().is_some_and(u8::is_ascii_whitespace) {
+        v.pop();
+    }
+    Ok(v)
+}
+
+/// Reads a STAMP HMAC key: a file (mode 600) holding the key in hex, as stamp-suite and
+/// routers take it.
+pub fn stamp_key(path: &Path) -> Result<ippm_proto::stamp::StampKey, KeyFileError> {
+    let raw = read_secret(path)?;
+    let syntax = |reason| KeyFileError::Syntax {
         path: path.to_owned(),
-        line,
+        line: 1,
         reason,
+    };
+    let text = std::str::from_utf8(&raw).map_err(|_| syntax("not a key in hex"))?;
+    ippm_proto::stamp::StampKey::from_hex(text).map_err(|e| match e {
+        ippm_proto::stamp::StampError::BadKey(why) => syntax(why),
+        _ => syntax("not a key in hex"),
     })
 }
 

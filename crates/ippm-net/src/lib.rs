@@ -25,6 +25,7 @@ mod receiver;
 pub mod reflector;
 pub mod rng;
 mod sender;
+pub mod stamp_reflector;
 mod sys;
 pub mod twamp_client;
 pub mod twamp_server;

@@ -249,6 +249,8 @@ pub struct Metrics {
     hmac_failures: Family<PeerLabels, Counter>,
     /// 1 while the archive cannot be written.
     archive_degraded: Gauge,
+    /// The STAMP reflectors' counts.
+    stamp: crate::stamp_reflector::StampStats,
     /// The quantile label values last exported per peer, protocol and direction, so that a
     /// session reporting other quantiles does not leave the previous session's behind.
     quantiles: Mutex<std::collections::HashMap<DirectionLabels, Vec<String>>>,
@@ -282,6 +284,7 @@ impl Metrics {
             running: Family::default(),
             hmac_failures: Family::default(),
             archive_degraded: Gauge::default(),
+            stamp: Default::default(),
             quantiles: Mutex::new(std::collections::HashMap::new()),
             registry: Registry::with_prefix(PREFIX),
         };
@@ -365,11 +368,26 @@ impl Metrics {
             m.archive_degraded.clone(),
         );
         m.registry.register(
+            "stamp_reflected",
+            "STAMP and TWAMP-Light packets answered by the Session-Reflector",
+            m.stamp.reflected.clone(),
+        );
+        m.registry.register(
+            "stamp_sessions",
+            "Stateful STAMP sessions the Session-Reflector holds now",
+            m.stamp.sessions.clone(),
+        );
+        m.registry.register(
             "dropped",
             "Connections, sessions and test packets the daemon refused or dropped, by event",
             crate::counters::DROPPED.clone(),
         );
         Arc::new(m)
+    }
+
+    /// The counters a STAMP reflector updates (clones share the counts).
+    pub fn stamp_stats(&self) -> crate::stamp_reflector::StampStats {
+        self.stamp.clone()
     }
 
     /// Adds a session's counts and sets its delay figures (see [`SessionFigures`]).

@@ -72,6 +72,10 @@ mod tests {
             assert!(t + Duration::from_millis(1) >= before && t <= after, "{ip}");
             // RFC 4656 §4.1.2 / RFC 5357 §4.2.1: test packets leave with TTL 255.
             assert_eq!(m.ttl, Some(255), "{ip}");
+            // DSCP 46 (EF), ECN 0, as received; no destination for a socket bound to one
+            // address.
+            assert_eq!(m.tos, Some(46 << 2), "{ip}");
+            assert_eq!(m.dst, None, "{ip}");
         }
     }
 

@@ -35,7 +35,6 @@ use std::net::IpAddr;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
 
 use crate::WireError;
 use crate::time::{ErrorEstimate, Timestamp};
@@ -91,29 +90,13 @@ impl StampKey {
     /// A key from hex, as in a key file (surrounding white space allowed); the decoded
     /// octets are zeroized once the HMAC state holds them.
     pub fn from_hex(text: &str) -> Result<Self, StampError> {
-        let t = text.trim().as_bytes();
+        let t = text.trim();
         if t.len() % 2 != 0 {
             return Err(StampError::BadKey("odd number of hex digits"));
         }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        };
-        let mut key = vec![0u8; t.len() / 2];
-        for (k, pair) in key.iter_mut().zip(t.chunks_exact(2)) {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(h), Some(l)) => *k = (h << 4) | l,
-                _ => {
-                    key.zeroize();
-                    return Err(StampError::BadKey("not hex"));
-                }
-            }
-        }
-        let r = Self::new(&key);
-        key.zeroize();
-        r
+        let mut key = zeroize::Zeroizing::new(vec![0u8; t.len() / 2]);
+        hex::decode_to_slice(t, &mut key).map_err(|_| StampError::BadKey("not hex"))?;
+        Self::new(&key)
     }
 
     /// HMAC-SHA-256 of the concatenation of `parts`, truncated to 16 octets (RFC 4868).

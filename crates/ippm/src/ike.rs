@@ -35,7 +35,6 @@
 //! way ippm verifies both from its peers. ECDSA keys ignore it.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -121,20 +120,8 @@ fn remote_addr(s: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, 500))
 }
 
-pub(crate) fn secret_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "{} has mode {mode:o}; a secret must not be accessible to group or others (chmod 600)",
-            path.display()
-        );
-    }
-    let mut v = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    while v.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        v.pop();
-    }
+pub(crate) fn secret_file(path: &Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let v = ippm_net::keyfile::read_secret(path)?;
     if v.is_empty() {
         bail!("{} is empty", path.display());
     }
@@ -163,7 +150,9 @@ fn connection(c: &ConnectionSection) -> anyhow::Result<Connection> {
         "psk" => {
             let key = match (&c.psk, &c.psk_file) {
                 (Some(k), None) => k.as_bytes().to_vec(),
-                (None, Some(p)) => secret_file(p).with_context(|| format!("{what}: psk_file"))?,
+                (None, Some(p)) => secret_file(p)
+                    .with_context(|| format!("{what}: psk_file"))?
+                    .to_vec(),
                 _ => bail!("{what}: auth = \"psk\" needs exactly one of psk, psk_file"),
             };
             if remote_id.is_none() {

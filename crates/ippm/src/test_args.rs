@@ -206,8 +206,8 @@ impl TestArgs {
             let spis = ippm_net::ike::parse_spis(spis)
                 .with_context(|| format!("--ike-spi {spis:?}: SPIi:SPIr, 16 hex digits each"))?;
             let secret = crate::ike::secret_file(file).context("--ike-secret-file")?;
-            let text = String::from_utf8(secret).context("--ike-secret-file: hex")?;
-            let octets = parse_hex(text.trim()).context("--ike-secret-file: hex")?;
+            let text = std::str::from_utf8(&secret).context("--ike-secret-file: hex")?;
+            let octets = hex::decode(text.trim()).context("--ike-secret-file: hex digits")?;
             return Ok((
                 Some(IkeCredential {
                     spi_i: spis.i,
@@ -351,20 +351,6 @@ impl TestArgs {
             .map(crate::serve::parse_port_range)
             .transpose()
     }
-}
-
-fn parse_hex(s: &str) -> anyhow::Result<Vec<u8>> {
-    if s.len() % 2 != 0 || s.is_empty() {
-        bail!("an even number of hex digits");
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            s.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .context("hex digits only")
-        })
-        .collect()
 }
 
 pub(crate) fn parse_interval(s: &str) -> anyhow::Result<Interval> {

@@ -25,6 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use crate::sys::RecvMeta;
+pub(crate) use crate::sys::SendOpts;
 
 /// When a session wants its [`Role::due`] called next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,12 +96,22 @@ impl Out<'_> {
         to: SocketAddr,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
+        self.send_with(to, |slot| fill(slot).map(|n| (n, SendOpts::default())))
+    }
+
+    /// [`Out::send`], with the datagram's own source address or TOS: `fill` returns them
+    /// with the length.
+    pub(crate) fn send_with(
+        &mut self,
+        to: SocketAddr,
+        fill: impl FnOnce(&mut [u8]) -> Option<(usize, SendOpts)>,
+    ) -> bool {
         let Some(slot) = self.batch.slot() else {
             return false;
         };
         match fill(slot) {
-            Some(len) => {
-                self.batch.commit(len, to);
+            Some((len, opts)) => {
+                self.batch.commit(len, to, opts);
                 true
             }
             None => false,

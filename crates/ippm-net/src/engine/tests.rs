@@ -273,3 +273,56 @@ fn thousands_of_sessions_on_two_threads() {
     }
     assert_eq!(engine.sessions(), 0);
 }
+
+/// Answers from the address each datagram came to, with the TOS its first octet asks for.
+struct FromDst;
+
+impl Role for FromDst {
+    fn receive(&mut self, pkt: &mut [u8], meta: &RecvMeta, out: &mut Out<'_>) {
+        let n = pkt.len();
+        let opts = SendOpts {
+            src: meta.dst.map(|a| (a, meta.ifindex)),
+            tos: pkt.first().copied(),
+        };
+        out.send_with(meta.from, |slot| {
+            slot[..n].copy_from_slice(pkt);
+            Some((n, opts))
+        });
+    }
+
+    fn end(&mut self, _: End) {}
+}
+
+#[test]
+fn a_wildcard_socket_answers_from_the_address_asked_with_each_datagrams_own_tos() {
+    let engine = Engine::start(1).unwrap();
+    for (any, asked, client_ip) in [
+        ("0.0.0.0:0", "127.0.0.2", "127.0.0.1"),
+        ("0.0.0.0:0", "127.0.0.1", "127.0.0.1"),
+        ("[::]:0", "::1", "::1"),
+    ] {
+        let s = crate::udp::blocking_socket(any.parse().unwrap()).unwrap();
+        let port = s.local_addr().unwrap().port();
+        let _h = engine.add(s, Box::new(FromDst), false).unwrap();
+        let client =
+            crate::udp::blocking_socket(SocketAddr::new(client_ip.parse().unwrap(), 0)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let to = SocketAddr::new(asked.parse().unwrap(), port);
+        // Three datagrams in one burst, so they share a batch, each with its own TOS.
+        for tos in [0xb8u8, 0x28, 0x01] {
+            client.send_to(&[tos, 1, 2, 3], to).unwrap();
+        }
+        let mut buf = [0u8; 64];
+        for tos in [0xb8u8, 0x28, 0x01] {
+            let m = crate::udp::recv_blocking(&client, &mut buf).unwrap();
+            assert_eq!(
+                m.from, to,
+                "{any} {asked}: the reply leaves from the address asked"
+            );
+            assert_eq!(buf[0], tos);
+            assert_eq!(m.tos, Some(tos), "{any} {asked}: the datagram's own TOS");
+        }
+    }
+}

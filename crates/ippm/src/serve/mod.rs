@@ -33,6 +33,9 @@
 //! [engine]
 //! threads = 2                        # test-packet threads (default: one per core)
 //!
+//! [stamp]                            # the STAMP reflector: see serve/stamp.rs
+//! listen = ["0.0.0.0:862", "[::]:862"]
+//!
 //! [open]                             # unauthenticated clients (needs O in modes)
 //! max_sessions = 4
 //!
@@ -54,6 +57,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 mod settings;
+mod stamp;
 
 pub(crate) use settings::parse_port_range;
 use settings::settings;
@@ -72,6 +76,15 @@ pub(crate) struct ServeArgs {
     /// for either protocol: `0.0.0.0:861` and `[::]:861`.
     #[arg(long = "owamp-listen", value_name = "ADDR:PORT")]
     owamp_listen: Vec<SocketAddr>,
+    /// STAMP Session-Reflector UDP address (repeatable; overrides `[stamp] listen`). Default
+    /// with `[stamp]` or --stamp-key-file: `0.0.0.0:862` and `[::]:862`. Naming only STAMP
+    /// addresses runs no TWAMP or OWAMP listener.
+    #[arg(long = "stamp-listen", value_name = "ADDR:PORT")]
+    stamp_listen: Vec<SocketAddr>,
+    /// The STAMP HMAC key: a file (mode 600) holding it in hex. Makes the reflector
+    /// authenticated (RFC 8762 §4.4) unless `[stamp] mode` says otherwise.
+    #[arg(long = "stamp-key-file", value_name = "FILE")]
+    stamp_key_file: Option<PathBuf>,
     /// Pass-phrase file (perfSONAR format: identity, whitespace, hex of the passphrase).
     #[arg(long, short = 'k', value_name = "FILE")]
     keys: Option<PathBuf>,
@@ -210,6 +223,31 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         announce(format_args!("listening twamp {}", listener.local_addr()?));
         tasks.push(tokio::spawn(serve(listener, opts.clone(), stop_rx.clone())));
     }
+    // Held until shutdown: dropping them stops the reflectors.
+    let mut reflectors = Vec::new();
+    if let Some(st) = s.stamp {
+        let mut o = st.options;
+        o.stats = metrics.stamp_stats();
+        for addr in st.listen {
+            match ippm_net::stamp_reflector::StampReflector::start(engine, addr, &o) {
+                Ok(r) => {
+                    announce(format_args!("listening stamp {}", r.local_addr()));
+                    reflectors.push(r);
+                }
+                Err(e) if st.defaults && addr.is_ipv6() => {
+                    tracing::warn!(%addr, error = %e, "IPv6 STAMP reflector not available");
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot listen on UDP {addr}")),
+            }
+        }
+        info!(
+            mode = ?o.mode,
+            stateful = o.stateful,
+            allow = o.allow.len(),
+            rate_per_source = o.rate_per_source,
+            "STAMP reflector running"
+        );
+    }
     if let Some(user) = &a_user {
         drop_privileges(user)?;
     }
@@ -251,6 +289,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     wait_for_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
+    drop(reflectors);
     for t in tasks {
         let _ = t.await;
     }

@@ -40,6 +40,7 @@ struct ConfigFile {
     measure: Vec<crate::measure::MeasureSection>,
     #[serde(default)]
     engine: EngineSection,
+    stamp: Option<super::stamp::StampSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +147,8 @@ pub(super) struct Settings {
     pub(super) engine_threads: usize,
     /// The session limit was given (not the default, which is fitted to the descriptors).
     pub(super) sessions_given: bool,
+    /// The STAMP Session-Reflector, when asked for.
+    pub(super) stamp: Option<super::stamp::StampSettings>,
 }
 
 /// Descriptors kept for everything that is not a control connection or a test session:
@@ -369,7 +372,11 @@ pub(super) fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     };
     let mut listen = given(&a.twamp_listen, &file.twamp.listen);
     let mut owamp_listen = given(&a.owamp_listen, &file.owamp.listen);
-    let listen_defaults = listen.is_empty() && owamp_listen.is_empty();
+    // The TWAMP and OWAMP defaults apply when no listener of any protocol is named: naming
+    // only STAMP ones (`--stamp-listen`, `[stamp] listen`) runs a STAMP-only reflector.
+    let stamp_named =
+        !a.stamp_listen.is_empty() || file.stamp.as_ref().is_some_and(|s| s.listen_given());
+    let listen_defaults = listen.is_empty() && owamp_listen.is_empty() && !stamp_named;
     if listen_defaults {
         listen = vec!["0.0.0.0:862".parse()?, "[::]:862".parse()?];
         owamp_listen = vec!["0.0.0.0:861".parse()?, "[::]:861".parse()?];
@@ -400,7 +407,13 @@ pub(super) fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         .or_else(|| file.metrics.as_ref().and_then(|m| m.listen));
     let sessions_given = a.max_sessions_total.or(l.max_sessions_total).is_some();
     let engine_threads = a.engine_threads.or(file.engine.threads).unwrap_or(0);
+    let stamp = super::stamp::settings(
+        &a.stamp_listen,
+        a.stamp_key_file.as_deref(),
+        file.stamp.as_ref(),
+    )?;
     Ok(Settings {
+        stamp,
         engine_threads,
         sessions_given,
         archive,

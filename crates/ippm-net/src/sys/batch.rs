@@ -1,182 +1,29 @@
-//! Socket options, control messages, batched datagram I/O, timers and kernel clock state: the
-//! only place ippm talks to the kernel below the standard library. Most of it goes through
-//! `nix`; the `unsafe` here is the `ntp_adjtime` read and `recvmmsg` (whose nix wrapper does
-//! not reset its headers between calls), each with its SAFETY argument.
+//! Batched datagram I/O for the engine threads: `recvmmsg` and `sendmmsg` over libc, each
+//! datagram with its own control messages (receive timestamp, TTL, TOS, destination address
+//! in; source address and TOS out), and the transmit stamps read back from the error queue.
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsFd, RawFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
-use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, SockaddrStorage, sockopt};
 use nix::sys::time::TimeSpec;
-use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::clock::ClockState;
-
-/// Reads the kernel's NTP state without changing it.
-#[allow(unsafe_code)]
-pub(crate) fn ntp_state() -> Option<ClockState> {
-    let mut tx: libc::timex = unsafe {
-        // SAFETY: timex is a plain C struct of integers; all-zero is a valid value, and
-        // modes = 0 makes ntp_adjtime read-only.
-        std::mem::zeroed()
-    };
-    // SAFETY: `tx` is a valid, exclusively borrowed timex for the duration of the call.
-    let state = unsafe { libc::ntp_adjtime(&mut tx) };
-    if state < 0 {
-        return None;
-    }
-    let unsync = state == libc::TIME_ERROR || tx.status & libc::STA_UNSYNC != 0;
-    let micros = if unsync { tx.maxerror } else { tx.esterror };
-    Some(ClockState {
-        synchronized: !unsync,
-        error: Duration::from_micros(u64::try_from(micros).unwrap_or(16_000_000).max(1)),
-    })
-}
-
-/// TTL / Hop Limit of every test packet: RFC 4656 §4.1.2 and RFC 5357 §4.2.1 want 255, so a
-/// receiver can tell the hop count from the TTL it sees.
-pub(crate) const TEST_TTL: u32 = 255;
-
-/// A UDP socket for test packets: non-blocking, kernel receive timestamps (SO_TIMESTAMPNS),
-/// the received TTL / hop limit, TTL 255 on what it sends, and a large receive buffer.
-pub(crate) fn test_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    // Best effort: the kernel caps this at net.core.rmem_max.
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let _ = s.set_send_buffer_size(4 << 20);
-    s.bind(&addr.into())?;
-    socket::setsockopt(&s, sockopt::ReceiveTimestampns, &true)?;
-    if addr.is_ipv6() {
-        socket::setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true)?;
-        s.set_unicast_hops_v6(TEST_TTL)?;
-    } else {
-        socket::setsockopt(&s, sockopt::Ipv4RecvTtl, &true)?;
-        s.set_ttl_v4(TEST_TTL)?;
-    }
-    Ok(s)
-}
-
-/// Asks the kernel for a software transmit timestamp of every datagram sent on `s`
-/// (SO_TIMESTAMPING with OPT_ID: each stamp comes back on the error queue with the datagram's
-/// index on this socket, counted from 0; OPT_TSONLY: without the packet's bytes).
-pub(crate) fn enable_tx_timestamps(s: &impl AsFd) -> io::Result<()> {
-    use socket::TimestampingFlag as F;
-    let flags = F::SOF_TIMESTAMPING_TX_SOFTWARE
-        | F::SOF_TIMESTAMPING_SOFTWARE
-        | F::SOF_TIMESTAMPING_OPT_ID
-        | F::SOF_TIMESTAMPING_OPT_TSONLY;
-    socket::setsockopt(s, sockopt::Timestamping, &flags)?;
-    Ok(())
-}
-
-/// Sets the DSCP of outgoing packets (IP_TOS / IPV6_TCLASS; ECN bits zero).
-pub(crate) fn set_dscp(s: &impl AsFd, v6: bool, dscp: u8) -> io::Result<()> {
-    let tos = i32::from(dscp & 0x3f) << 2;
-    if v6 {
-        socket::setsockopt(s, sockopt::Ipv6TClass, &tos)?;
-    } else {
-        socket::setsockopt(s, sockopt::Ipv4Tos, &tos)?;
-    }
-    Ok(())
-}
-
-/// What came with a received datagram.
-#[derive(Debug, Clone, Copy)]
-pub struct RecvMeta {
-    /// Octets received.
-    pub len: usize,
-    /// Who sent it.
-    pub from: SocketAddr,
-    /// The kernel's receive time (since the Unix epoch), if it gave one.
-    pub kernel_time: Option<Duration>,
-    /// The IP TTL / hop limit the packet arrived with.
-    pub ttl: Option<u8>,
-}
-
-/// One non-blocking `recvmsg` with control messages.
-pub(crate) fn recv_with_meta(fd: RawFd, buf: &mut [u8]) -> io::Result<RecvMeta> {
-    thread_local! {
-        // The control-message buffer, allocated once per thread: the receive paths allocate
-        // nothing per packet.
-        static CMSG: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(cmsg_room());
-    }
-    CMSG.with(|c| recv_into(fd, buf, &mut c.borrow_mut()))
-}
-
-// nix wants the Vec itself: it sets its length to what the kernel wrote.
-#[allow(clippy::ptr_arg)]
-fn recv_into(fd: RawFd, buf: &mut [u8], cmsg: &mut Vec<u8>) -> io::Result<RecvMeta> {
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::empty())?;
-    meta_of(&msg)
-}
-
-/// The length, source, kernel timestamp and TTL of one received datagram.
-fn meta_of(msg: &socket::RecvMsg<'_, '_, SockaddrStorage>) -> io::Result<RecvMeta> {
-    let mut kernel_time = None;
-    let mut ttl = None;
-    for c in msg.cmsgs()? {
-        match c {
-            ControlMessageOwned::ScmTimestampns(ts) => kernel_time = Some(duration_of(ts)),
-            ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
-            ControlMessageOwned::Ipv6HopLimit(t) => ttl = u8::try_from(t).ok(),
-            _ => {}
-        }
-    }
-    let from = msg
-        .address
-        .as_ref()
-        .and_then(socket_addr)
-        .ok_or_else(|| io::Error::other("datagram without a source address"))?;
-    Ok(RecvMeta {
-        len: msg.bytes,
-        from,
-        kernel_time,
-        ttl,
-    })
-}
-
-fn duration_of(ts: TimeSpec) -> Duration {
-    Duration::new(
-        u64::try_from(ts.tv_sec()).unwrap_or(0),
-        u32::try_from(ts.tv_nsec()).unwrap_or(0),
-    )
-}
-
-fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
-    a.as_sockaddr_in()
-        .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
-        .or_else(|| {
-            a.as_sockaddr_in6()
-                .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
-        })
-}
+use super::{RecvMeta, duration_of};
 
 /// Largest datagram a batch slot holds: any UDP payload.
 pub(crate) const SLOT: usize = 65_536;
 /// Datagrams per recvmmsg/sendmmsg call.
 pub(crate) const BATCH: usize = 32;
 
-/// Room for the control messages one datagram can bring (see [`CMSG_WORDS`]).
-fn cmsg_room() -> Vec<u8> {
-    nix::cmsg_space!(TimeSpec, [TimeSpec; 3], libc::c_int, libc::c_int)
-}
-
-/// Control-message room per datagram, in u64 words (cmsghdr alignment): SO_TIMESTAMPNS,
-/// SCM_TIMESTAMPING (delivered too once a socket asks for transmit stamps), TTL or hop limit
-/// take about 120 octets.
+/// Control-message room per received datagram, in u64 words (cmsghdr alignment):
+/// SO_TIMESTAMPNS, SCM_TIMESTAMPING (delivered too once a socket asks for transmit stamps),
+/// TTL or hop limit, TOS or traffic class and IPV6_PKTINFO take under 200 octets.
 const CMSG_WORDS: usize = 32;
+
+/// Control-message room per sent datagram, in u64 words: a source address (IPV6_PKTINFO, 40
+/// octets with its header) and a TOS / traffic class (24).
+const TX_CMSG_WORDS: usize = 10;
 
 /// Buffers for receiving up to [`BATCH`] datagrams with one `recvmmsg`, allocated once per
 /// engine thread. Written here over libc rather than with nix's `recvmmsg`, which does not
@@ -329,8 +176,7 @@ impl RecvBatch {
     #[allow(unsafe_code)]
     fn meta(&self, i: usize) -> RecvMeta {
         let hdr = &self.hdrs[i];
-        let mut kernel_time = None;
-        let mut ttl = None;
+        let (mut kernel_time, mut ttl, mut tos, mut dst, mut ifindex) = (None, None, None, None, 0);
         // SAFETY: the kernel has just filled this header: its control buffer holds
         // msg_controllen octets of well-formed cmsgs, which CMSG_FIRSTHDR/CMSG_NXTHDR walk
         // without leaving it; each data read is unaligned-safe and of the size its type says.
@@ -347,6 +193,20 @@ impl RecvBatch {
                     | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
                         let t = std::ptr::read_unaligned(data.cast::<libc::c_int>());
                         ttl = u8::try_from(t).ok();
+                    }
+                    // IPv4 gives the TOS as one octet, IPv6 the traffic class as an int.
+                    (libc::IPPROTO_IP, libc::IP_TOS) => tos = Some(*data),
+                    (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
+                        let t = std::ptr::read_unaligned(data.cast::<libc::c_int>());
+                        tos = u8::try_from(t).ok();
+                    }
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                        let p = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                        (dst, ifindex) = super::pktinfo_v4(&p);
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                        let p = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                        (dst, ifindex) = super::pktinfo_v6(&p);
                     }
                     _ => {}
                 }
@@ -365,6 +225,9 @@ impl RecvBatch {
             from: from.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             kernel_time,
             ttl,
+            tos,
+            dst,
+            ifindex,
         }
     }
 
@@ -407,12 +270,28 @@ fn sockaddr_of(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Socke
     }
 }
 
+/// How one queued datagram leaves, beyond its destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SendOpts {
+    /// Its source address and interface (IP_PKTINFO), for a socket bound to a wildcard
+    /// address answering from the address a request came to; `None`: the kernel's choice.
+    pub(crate) src: Option<(IpAddr, u32)>,
+    /// Its TOS / traffic class octet; `None`: the socket's.
+    pub(crate) tos: Option<u8>,
+}
+
 /// Up to [`BATCH`] datagrams queued for one `sendmmsg`, allocated once per engine thread.
+/// Written over libc like [`RecvBatch`]: nix's `sendmmsg` gives every datagram the same
+/// control messages, and a reflector's replies each need their own source and TOS.
 pub(crate) struct SendBatch {
-    headers: socket::MultiHeaders<SockaddrStorage>,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    names: Vec<libc::sockaddr_storage>,
+    name_lens: Vec<libc::socklen_t>,
+    cmsgs: Vec<[u64; TX_CMSG_WORDS]>,
+    opts: Vec<SendOpts>,
     bufs: Vec<u8>,
     lens: Vec<usize>,
-    addrs: Vec<Option<SockaddrStorage>>,
 }
 
 impl std::fmt::Debug for SendBatch {
@@ -424,12 +303,26 @@ impl std::fmt::Debug for SendBatch {
 }
 
 impl SendBatch {
+    #[allow(unsafe_code)]
     pub(crate) fn new() -> Self {
+        // SAFETY: as in `RecvBatch::new`: plain C structs for which all-zero is valid; every
+        // pointer is set before each use in `send`.
+        let (hdr, iov, name) = unsafe {
+            (
+                std::mem::zeroed::<libc::mmsghdr>(),
+                std::mem::zeroed::<libc::iovec>(),
+                std::mem::zeroed::<libc::sockaddr_storage>(),
+            )
+        };
         Self {
-            headers: socket::MultiHeaders::preallocate(BATCH, None),
+            hdrs: vec![hdr; BATCH],
+            iovs: vec![iov; BATCH],
+            names: vec![name; BATCH],
+            name_lens: vec![0; BATCH],
+            cmsgs: vec![[0u64; TX_CMSG_WORDS]; BATCH],
+            opts: Vec::with_capacity(BATCH),
             bufs: vec![0u8; BATCH * SLOT],
             lens: Vec::with_capacity(BATCH),
-            addrs: Vec::with_capacity(BATCH),
         }
     }
 
@@ -450,10 +343,12 @@ impl SendBatch {
     }
 
     /// Queues the slot `slot` returned last: its first `len` octets, to `to`.
-    pub(crate) fn commit(&mut self, len: usize, to: SocketAddr) {
-        if self.lens.len() < BATCH {
+    pub(crate) fn commit(&mut self, len: usize, to: SocketAddr, opts: SendOpts) {
+        let i = self.lens.len();
+        if i < BATCH {
+            self.name_lens[i] = write_sockaddr(&mut self.names[i], to);
             self.lens.push(len.min(SLOT));
-            self.addrs.push(Some(SockaddrStorage::from(to)));
+            self.opts.push(opts);
         }
     }
 
@@ -469,47 +364,151 @@ impl SendBatch {
     /// empties the batch. Returns how many the kernel took; the rest are dropped (a full send
     /// buffer: for test traffic, the same as loss on the path) and the error is returned with
     /// the count.
+    #[allow(unsafe_code)]
     pub(crate) fn send(&mut self, fd: RawFd) -> (usize, Option<io::Error>) {
         let total = self.lens.len();
+        let base = self.bufs.as_mut_ptr();
+        for i in 0..total {
+            self.iovs[i] = libc::iovec {
+                // SAFETY: i * SLOT + lens[i] <= bufs.len(): the datagram is inside its slot.
+                iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                iov_len: self.lens[i],
+            };
+            let v6 = i32::from(self.names[i].ss_family) == libc::AF_INET6;
+            let control = write_cmsgs(&mut self.cmsgs[i], self.opts[i], v6);
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = std::ptr::from_mut(&mut self.names[i]).cast();
+            h.msg_namelen = self.name_lens[i];
+            h.msg_iov = std::ptr::from_mut(&mut self.iovs[i]);
+            h.msg_iovlen = 1;
+            if control == 0 {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            } else {
+                h.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+                h.msg_controllen = control as _;
+            }
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
         let mut done = 0;
         let mut err = None;
         while done < total {
-            let mut slices = self.bufs.chunks_exact(SLOT).zip(&self.lens).skip(done);
-            let ios: [[io::IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| match slices.next() {
-                Some((b, &n)) => [io::IoSlice::new(&b[..n])],
-                None => [io::IoSlice::new(&[])],
-            });
-            let n = total - done;
-            let r = socket::sendmmsg(
-                fd,
-                &mut self.headers,
-                ios[..n].iter(),
-                &self.addrs[done..],
-                NO_CMSGS,
-                MsgFlags::MSG_DONTWAIT,
-            );
-            match r {
-                Ok(res) => {
-                    let k = res.count();
-                    if k == 0 {
-                        break;
-                    }
-                    done += k;
+            // SAFETY: headers done..total each point into buffers owned by `self` that
+            // outlive the call: a sockaddr of the length given, one iovec inside `bufs`, and
+            // control messages of the length given (or none); `total - done` are passed.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr().add(done),
+                    (total - done) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
                 }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    err = Some(e.into());
-                    break;
-                }
+                err = Some(e);
+                break;
             }
+            if n == 0 {
+                break;
+            }
+            done += usize::try_from(n).unwrap_or(0);
         }
         self.lens.clear();
-        self.addrs.clear();
-        (done, err)
+        self.opts.clear();
+        (done.min(total), err)
     }
 }
 
-const NO_CMSGS: [socket::ControlMessage<'static>; 0] = [];
+/// Writes `to` into `s`; returns its length.
+fn write_sockaddr(s: &mut libc::sockaddr_storage, to: SocketAddr) -> libc::socklen_t {
+    let nix_addr = nix::sys::socket::SockaddrStorage::from(to);
+    let len = nix::sys::socket::SockaddrLike::len(&nix_addr);
+    let src = nix::sys::socket::SockaddrLike::as_ptr(&nix_addr).cast::<u8>();
+    let n = (len as usize).min(size_of::<libc::sockaddr_storage>());
+    // SAFETY: `src` points at a sockaddr of `len` octets inside `nix_addr`, alive here; `s`
+    // has room for any sockaddr; the two do not overlap.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::ptr::copy_nonoverlapping(src, std::ptr::from_mut(s).cast::<u8>(), n);
+    }
+    len
+}
+
+/// The octets of a plain C struct without padding.
+#[allow(unsafe_code)]
+fn as_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: `v` is a live, initialised value of `size_of::<T>()` octets; the callers pass
+    // only C structs and integers without padding octets.
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
+}
+
+/// Lays out `opts`' control messages in `buf` for a datagram on an IPv6 (`v6`) or IPv4
+/// socket; returns their length (0: none).
+#[allow(unsafe_code)]
+fn write_cmsgs(buf: &mut [u64; TX_CMSG_WORDS], opts: SendOpts, v6: bool) -> usize {
+    let room = size_of::<[u64; TX_CMSG_WORDS]>();
+    // SAFETY: a msghdr whose control buffer is `buf` (u64-aligned, `room` octets) is walked
+    // with CMSG_FIRSTHDR/CMSG_NXTHDR, each message written only after checking that its
+    // CMSG_SPACE fits in what is left; writes are unaligned-safe.
+    unsafe {
+        let mut m: libc::msghdr = std::mem::zeroed();
+        m.msg_control = buf.as_mut_ptr().cast();
+        m.msg_controllen = room as _;
+        let mut used = 0usize;
+        let mut c = libc::CMSG_FIRSTHDR(&m);
+        let mut put = |level: libc::c_int, ty: libc::c_int, data: &[u8]| {
+            let space = libc::CMSG_SPACE(data.len() as u32) as usize;
+            if c.is_null() || used + space > room {
+                return;
+            }
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = ty;
+            (*c).cmsg_len = libc::CMSG_LEN(data.len() as u32) as _;
+            std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(c), data.len());
+            used += space;
+            // NXTHDR reads the length just written to find the next header.
+            m.msg_controllen = room as _;
+            c = libc::CMSG_NXTHDR(&m, c);
+        };
+        match opts.src {
+            Some((IpAddr::V4(a), ifindex)) => {
+                let p = libc::in_pktinfo {
+                    ipi_ifindex: libc::c_int::try_from(ifindex).unwrap_or(0),
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(a).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                put(libc::IPPROTO_IP, libc::IP_PKTINFO, as_bytes(&p));
+            }
+            Some((IpAddr::V6(a), ifindex)) => {
+                let p = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.octets(),
+                    },
+                    ipi6_ifindex: ifindex,
+                };
+                put(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, as_bytes(&p));
+            }
+            None => {}
+        }
+        if let Some(tos) = opts.tos {
+            let v = libc::c_int::from(tos);
+            let (level, ty) = if v6 {
+                (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+            } else {
+                (libc::IPPROTO_IP, libc::IP_TOS)
+            };
+            put(level, ty, as_bytes(&v));
+        }
+        used
+    }
+}
 
 /// One transmit timestamp read back from a socket's error queue.
 #[derive(Debug, Clone, Copy)]
@@ -518,48 +517,4 @@ pub(crate) struct TxStamp {
     pub(crate) id: u32,
     /// The kernel's software transmit time, since the Unix epoch.
     pub(crate) time: Duration,
-}
-
-/// A one-shot monotonic timer with nanosecond resolution (timerfd), which an engine thread
-/// waits on with its sockets: epoll's own timeout counts whole milliseconds, too coarse to
-/// pace packets microseconds apart.
-#[derive(Debug)]
-pub(crate) struct Timer(nix::sys::timerfd::TimerFd);
-
-impl Timer {
-    pub(crate) fn new() -> io::Result<Self> {
-        use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
-        Ok(Self(TimerFd::new(
-            ClockId::CLOCK_MONOTONIC,
-            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-        )?))
-    }
-
-    /// Fires once, `after` from now (at least a nanosecond: zero would disarm it).
-    pub(crate) fn arm(&self, after: Duration) -> io::Result<()> {
-        use nix::sys::time::TimeValLike;
-        use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
-        let ns = i64::try_from(after.as_nanos()).unwrap_or(i64::MAX).max(1);
-        self.0.set(
-            Expiration::OneShot(TimeSpec::nanoseconds(ns)),
-            TimerSetTimeFlags::empty(),
-        )?;
-        Ok(())
-    }
-}
-
-impl std::os::fd::AsRawFd for Timer {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-/// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the soft limit now.
-pub(crate) fn raise_nofile() -> io::Result<u64> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)
 }
