@@ -196,6 +196,23 @@ fn dropped(scrape: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The value of the `ippm_dropped_total` series for `event` (0 when absent).
+fn dropped_event(scrape: &str, event: &str) -> f64 {
+    dropped(scrape)
+        .iter()
+        .filter(|(e, _)| e == event)
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The value of the unlabelled series `name` (0 when absent).
+fn series(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn dropped_sum(scrape: &str) -> f64 {
     dropped(scrape).iter().map(|(_, v)| v).sum()
 }
@@ -476,31 +493,53 @@ fn stamp_suite_sender_with_wrong_key_gets_no_reply_from_ippm_and_is_counted() {
     let key = ss::key_file(d, "stamp.key", KEY);
     let wrong = ss::key_file(d, "wrong.key", WRONG_KEY);
     let serve = Serve::start(V4, Some(&key), true, d);
-    let before = dropped_sum(&serve.scrape());
+    let before = serve.scrape();
     let mut o = SenderOpts::new(serve.stamp, 10);
     o.key = Some(wrong);
     o.timeout_s = 1;
     let r = ss::send(&bin, &o, d);
     assert_eq!((r.sent, r.received), (10, 0), "{}", r.dump());
-    // The counters may lag the packets a little.
+    // The counters may lag the packets a little. A bad HMAC is a `test_packet_bad`
+    // (docs/prometheus.md: "tampering or a key mismatch").
+    let bad =
+        |s: &str| dropped_event(s, "test_packet_bad") - dropped_event(&before, "test_packet_bad");
     let end = Instant::now() + Duration::from_secs(5);
     let after = loop {
         let s = serve.scrape();
-        if dropped_sum(&s) - before >= 10.0 || Instant::now() >= end {
+        if bad(&s) >= 10.0 || Instant::now() >= end {
             break s;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
-        dropped_sum(&after) - before >= 10.0,
-        "ippm_dropped_total rose by {} for 10 bad packets: {:?}\n{}",
-        dropped_sum(&after) - before,
+        bad(&after) >= 10.0 && dropped_sum(&after) - dropped_sum(&before) >= 10.0,
+        "ippm_dropped_total rose by {:?} for 10 bad packets: {:?}\n{}",
+        bad(&after),
         dropped(&after),
         serve.log()
+    );
+    assert_eq!(
+        series(&after, "ippm_stamp_reflected_total"),
+        series(&before, "ippm_stamp_reflected_total"),
+        "answered a bad packet: {after}"
     );
     o.key = Some(key);
     let r = ss::send(&bin, &o, d);
     check_all_reflected(&r, 10);
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = serve.scrape();
+        let answered = series(&s, "ippm_stamp_reflected_total")
+            - series(&before, "ippm_stamp_reflected_total");
+        if answered >= 10.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "ippm_stamp_reflected_total rose by {answered}: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `[stamp]` in the configuration file: `stateful = true` counts within a session (two
