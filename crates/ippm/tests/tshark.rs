@@ -3,6 +3,7 @@
 //! authenticated mode, dissects with no malformed packet and no expert warning. (Wireshark
 //! cannot decrypt the control stream of the protected modes; perfSONAR's own captures show as
 //! malformed there too, so those are checked for the test packets only.)
+//! STAMP's captures are in stamp_interop.rs; the capture helpers in common/capture.rs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
