@@ -3,35 +3,15 @@
 //! authenticated mode, dissects with no malformed packet and no expert warning. (Wireshark
 //! cannot decrypt the control stream of the protected modes; perfSONAR's own captures show as
 //! malformed there too, so those are checked for the test packets only.)
+//! STAMP's captures are in stamp_interop.rs; the capture helpers in common/capture.rs.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 mod common;
 use common::IPPM;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tshark(args: &[&str]) -> String {
-    let out = Command::new("tshark")
-        .args(args)
-        .output()
-        .expect("tshark is needed for this test (Debian package tshark; .ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::capture::{Capture, tshark};
+use common::proc::Guarded;
 
 #[test]
 fn tshark_dissects_ippm_twamp() {
@@ -52,29 +32,7 @@ fn tshark_dissects_ippm_twamp() {
 
     let pcap = dir.path().join("ippm.pcapng");
     let filter = format!("tcp port {port} or udp portrange {}-{}", base, base + 9);
-    let mut cap = Killed(
-        Command::new("dumpcap")
-            .args([
-                "-q",
-                "-i",
-                "lo",
-                "-f",
-                &filter,
-                "-w",
-                pcap.to_str().unwrap(),
-            ])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dumpcap (Debian package tshark)"),
-    );
-    // dumpcap says when it is capturing.
-    let mut err = BufReader::new(cap.0.stderr.take().unwrap());
-    let mut l = String::new();
-    while err.read_line(&mut l).unwrap() > 0 && !l.contains("Capturing on") {
-        l.clear();
-    }
-    // It says so a little before the filter is in place.
-    std::thread::sleep(Duration::from_secs(1));
+    let cap = Capture::start(&filter, &pcap);
     for mode in ["O", "A"] {
         let out = Command::new(IPPM)
             .args([
@@ -96,11 +54,7 @@ fn tshark_dissects_ippm_twamp() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill")
-        .args(["-INT", &cap.0.id().to_string()])
-        .status();
-    let _ = cap.0.wait();
+    let pcap = cap.stop();
 
     let decode = [
         "-d",
@@ -154,7 +108,7 @@ fn tshark_dissects_ippm_owamp_test_packets() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut serve = Killed(serve);
+    let mut serve = Guarded(serve);
     let mut line = String::new();
     BufReader::new(serve.0.stdout.take().unwrap())
         .read_line(&mut line)
@@ -166,27 +120,7 @@ fn tshark_dissects_ippm_owamp_test_packets() {
         .to_owned();
     let pcap = dir.path().join("owamp.pcapng");
     let filter = format!("udp portrange {}-{}", base, base + 9);
-    let mut cap = Killed(
-        Command::new("dumpcap")
-            .args([
-                "-q",
-                "-i",
-                "lo",
-                "-f",
-                &filter,
-                "-w",
-                pcap.to_str().unwrap(),
-            ])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dumpcap (Debian package tshark)"),
-    );
-    let mut err = BufReader::new(cap.0.stderr.take().unwrap());
-    let mut l = String::new();
-    while err.read_line(&mut l).unwrap() > 0 && !l.contains("Capturing on") {
-        l.clear();
-    }
-    std::thread::sleep(Duration::from_secs(1));
+    let cap = Capture::start(&filter, &pcap);
     let out = Command::new(IPPM)
         .args([
             "owping", &addr, "-c", "5", "-i", "0.01f", "-L", "0.5", "-P", &ports,
@@ -198,11 +132,7 @@ fn tshark_dissects_ippm_owamp_test_packets() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill")
-        .args(["-INT", &cap.0.id().to_string()])
-        .status();
-    let _ = cap.0.wait();
+    let pcap = cap.stop();
     let r = pcap.to_str().unwrap();
     let decode = format!("udp.port=={}-{},owamp.test", base, base + 9);
     let summary = tshark(&["-r", r, "-d", &decode]);

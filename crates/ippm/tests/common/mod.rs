@@ -1,9 +1,12 @@
 //! A real `ippm serve` for the CLI tests, and a key file.
 #![allow(dead_code)]
 
+pub(crate) mod capture;
 pub(crate) mod charon;
 pub(crate) mod ctl;
 pub(crate) mod ours;
+pub(crate) mod proc;
+pub(crate) mod stamp_suite;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::UdpSocket;
