@@ -810,11 +810,16 @@ mod tests {
         let m = Metrics::new();
         // ippm_dropped_total is process-wide (other unit tests of this binary count events
         // into it), so it is left out of this comparison; counters.rs tests it. The archive
-        // gauge has no labels, so its one series is always written: checked below.
+        // gauge and the STAMP reflector's two have no labels, so their one series is always
+        // written: checked below.
         let empty: String = m
             .encode()?
             .lines()
-            .filter(|l| !l.contains("ippm_dropped") && !l.contains("ippm_archive_degraded"))
+            .filter(|l| {
+                !l.contains("ippm_dropped")
+                    && !l.contains("ippm_archive_degraded")
+                    && !l.contains("ippm_stamp_")
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         // A family without series is not written; the build information always is.
@@ -827,6 +832,12 @@ mod tests {
             )
         );
         assert!(m.encode()?.contains("\nippm_archive_degraded 0\n"));
+        let stamp = m.stamp_stats();
+        stamp.reflected.inc_by(3);
+        stamp.sessions.set(2);
+        let text = m.encode()?;
+        assert!(text.contains("\nippm_stamp_reflected_total 3\n"), "{text}");
+        assert!(text.contains("\nippm_stamp_sessions 2\n"), "{text}");
         m.set_archive_degraded(true);
         assert!(m.encode()?.contains("\nippm_archive_degraded 1\n"));
         m.set_archive_degraded(false);

@@ -346,8 +346,16 @@ fn check_families(f: &BTreeMap<String, Family>, info: (&str, &str)) {
     assert_eq!(degraded.typ, "gauge");
     assert_eq!(sample(degraded, "ippm_archive_degraded", &[]), 0.0);
 
+    // The STAMP reflector's, with no reflector running: written, at zero.
+    let reflected = &f["ippm_stamp_reflected"];
+    assert_eq!(reflected.typ, "counter");
+    assert_eq!(sample(reflected, "ippm_stamp_reflected_total", &[]), 0.0);
+    let held = &f["ippm_stamp_sessions"];
+    assert_eq!(held.typ, "gauge");
+    assert_eq!(sample(held, "ippm_stamp_sessions", &[]), 0.0);
+
     // Nothing else: no stray family, and every name has the one prefix.
-    assert_eq!(f.len(), 14, "{:?}", f.keys().collect::<Vec<_>>());
+    assert_eq!(f.len(), 16, "{:?}", f.keys().collect::<Vec<_>>());
     for name in f.keys() {
         assert!(
             name.starts_with("ippm_") && !name.starts_with("ippm_ippm"),

@@ -634,7 +634,13 @@ impl Drop for Serve {
 
 #[test]
 fn stamp_against_the_ippm_serve_reflector() {
-    let s = Serve::start("127.0.0.1:0", &[]);
+    // Stateful for every sender (by default only for configured peers), so the counters and
+    // Follow-Up Telemetry are the session's.
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("ippm.toml");
+    std::fs::write(&cfg, "[stamp]\nstateful = true\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let s = Serve::start("127.0.0.1:0", &["--config", cfg]);
     let v = stamp_json(
         s.addr,
         &[
