@@ -9,15 +9,15 @@
 //! Every process a test starts is stopped by its guard (by PID), panics included; every wait
 //! is bounded; everything is on loopback.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod common;
 use common::IPPM;
-use common::capture::{Capture, abs_time_ns, has_protocol, tshark};
+use common::capture::{Capture, abs_time_ns, has_protocol, malformed, tshark};
 use common::proc::{Guarded, Ran, run_bounded};
 use common::stamp_suite::{
     self as ss, KEY, Reflector, ReflectorOpts, SenderOpts, SenderReport, WRONG_KEY,
@@ -164,17 +164,7 @@ impl Serve {
 
     /// `GET /metrics`.
     fn scrape(&self) -> String {
-        let addr = self.metrics.as_deref().expect("started with metrics");
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
+        common::scrape(self.metrics.as_deref().expect("started with metrics"))
     }
 }
 
@@ -705,15 +695,7 @@ fn dissect(pcap: &Path, port: u16, n: usize) -> (Vec<Dissected>, Vec<Dissected>,
     let decode = format!("udp.port=={port},twamp.test");
     if has_protocol("stamp") {
         // A STAMP-aware dissector (tshark 4.0 has none): nothing malformed through it either.
-        let sdecode = format!("udp.port=={port},stamp");
-        let bad = tshark(&[
-            "-r",
-            r,
-            "-d",
-            &sdecode,
-            "-Y",
-            "_ws.malformed || _ws.expert.severity >= warning",
-        ]);
+        let bad = malformed(r, &format!("udp.port=={port},stamp"));
         assert!(bad.trim().is_empty(), "STAMP dissector: {bad}");
     } else {
         eprintln!("this tshark has no STAMP dissector; decoding as TWAMP-Test");
@@ -724,14 +706,7 @@ fn dissect(pcap: &Path, port: u16, n: usize) -> (Vec<Dissected>, Vec<Dissected>,
         2 * n,
         "{summary}"
     );
-    let bad = tshark(&[
-        "-r",
-        r,
-        "-d",
-        &decode,
-        "-Y",
-        "_ws.malformed || _ws.expert.severity >= warning",
-    ]);
+    let bad = malformed(r, &decode);
     assert!(bad.trim().is_empty(), "malformed or warned:\n{bad}");
     // Without TWAMP-Control to tell the directions apart, the dissector reads every packet
     // with the reflector's layout: a sender packet's Sequence Number, Timestamp (T1) and SSID

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 mod common;
 use common::IPPM;
-use common::capture::{Capture, tshark};
+use common::capture::{Capture, malformed, tshark};
 use common::proc::Guarded;
 
 #[test]
@@ -141,13 +141,6 @@ fn tshark_dissects_ippm_owamp_test_packets() {
         10,
         "{summary}"
     );
-    let bad = tshark(&[
-        "-r",
-        r,
-        "-d",
-        &decode,
-        "-Y",
-        "_ws.malformed || _ws.expert.severity >= warning",
-    ]);
+    let bad = malformed(r, &decode);
     assert!(bad.trim().is_empty(), "malformed or warned:\n{bad}");
 }

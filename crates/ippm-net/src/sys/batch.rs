@@ -25,6 +25,26 @@ const CMSG_WORDS: usize = 32;
 /// octets with its header) and a TOS / traffic class (24).
 const TX_CMSG_WORDS: usize = 10;
 
+/// The message headers, iovecs and addresses of [`BATCH`] datagrams, all zero.
+#[allow(unsafe_code)]
+fn slots() -> (
+    Vec<libc::mmsghdr>,
+    Vec<libc::iovec>,
+    Vec<libc::sockaddr_storage>,
+) {
+    // SAFETY: mmsghdr, iovec and sockaddr_storage are plain C structs of integers and
+    // pointers; all-zero is a valid (empty) value of each, and the batches set every pointer
+    // before each call that uses it.
+    let (hdr, iov, name) = unsafe {
+        (
+            std::mem::zeroed::<libc::mmsghdr>(),
+            std::mem::zeroed::<libc::iovec>(),
+            std::mem::zeroed::<libc::sockaddr_storage>(),
+        )
+    };
+    (vec![hdr; BATCH], vec![iov; BATCH], vec![name; BATCH])
+}
+
 /// Buffers for receiving up to [`BATCH`] datagrams with one `recvmmsg`, allocated once per
 /// engine thread. Written here over libc rather than with nix's `recvmmsg`, which does not
 /// reset each header's address and control lengths between calls: after an IPv4 datagram a
@@ -48,22 +68,12 @@ impl std::fmt::Debug for RecvBatch {
 }
 
 impl RecvBatch {
-    #[allow(unsafe_code)]
     pub(crate) fn new() -> Self {
-        // SAFETY: mmsghdr, iovec and sockaddr_storage are plain C structs of integers and
-        // pointers; all-zero is a valid (empty) value of each, and every pointer is set
-        // before each use in `recv`.
-        let (hdr, iov, name) = unsafe {
-            (
-                std::mem::zeroed::<libc::mmsghdr>(),
-                std::mem::zeroed::<libc::iovec>(),
-                std::mem::zeroed::<libc::sockaddr_storage>(),
-            )
-        };
+        let (hdrs, iovs, names) = slots();
         Self {
-            hdrs: vec![hdr; BATCH],
-            iovs: vec![iov; BATCH],
-            names: vec![name; BATCH],
+            hdrs,
+            iovs,
+            names,
             cmsgs: vec![[0u64; CMSG_WORDS]; BATCH],
             bufs: vec![0u8; BATCH * SLOT],
             metas: Vec::with_capacity(BATCH),
@@ -303,21 +313,12 @@ impl std::fmt::Debug for SendBatch {
 }
 
 impl SendBatch {
-    #[allow(unsafe_code)]
     pub(crate) fn new() -> Self {
-        // SAFETY: as in `RecvBatch::new`: plain C structs for which all-zero is valid; every
-        // pointer is set before each use in `send`.
-        let (hdr, iov, name) = unsafe {
-            (
-                std::mem::zeroed::<libc::mmsghdr>(),
-                std::mem::zeroed::<libc::iovec>(),
-                std::mem::zeroed::<libc::sockaddr_storage>(),
-            )
-        };
+        let (hdrs, iovs, names) = slots();
         Self {
-            hdrs: vec![hdr; BATCH],
-            iovs: vec![iov; BATCH],
-            names: vec![name; BATCH],
+            hdrs,
+            iovs,
+            names,
             name_lens: vec![0; BATCH],
             cmsgs: vec![[0u64; TX_CMSG_WORDS]; BATCH],
             opts: Vec::with_capacity(BATCH),

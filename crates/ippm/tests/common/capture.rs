@@ -84,6 +84,19 @@ pub(crate) fn tshark(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What in `pcap`, decoded with `decode` (tshark's `-d`), is malformed or warned about by
+/// the dissectors (empty: nothing).
+pub(crate) fn malformed(pcap: &str, decode: &str) -> String {
+    tshark(&[
+        "-r",
+        pcap,
+        "-d",
+        decode,
+        "-Y",
+        "_ws.malformed || _ws.expert.severity >= warning",
+    ])
+}
+
 /// Whether this tshark has a dissector whose filter name is `name` (`tshark -G protocols`).
 pub(crate) fn has_protocol(name: &str) -> bool {
     tshark(&["-G", "protocols"])
