@@ -3,6 +3,7 @@
 mod archiving;
 mod figures;
 mod ike;
+mod ike_args;
 mod measure;
 mod owping;
 mod plot;

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use ippm_net::stamp_client::{
-    AccessId, AccessReport, CosRequest, DEFAULT_PORT, ReturnCode, StampClientError, StampMode,
-    StampOptions, StampResult, TlvReport, TlvSelection, stamp, tlv_name,
+    AccessId, AccessReport, CosRequest, DEFAULT_PORT, ReturnCode, StampClientError, StampKey,
+    StampMode, StampOptions, StampResult, TlvReport, TlvSelection, stamp, tlv_name,
 };
 use serde::Serialize;
 
+use crate::ike_args::{IkeArgs, IkeKeeper, IkeUse};
 use crate::test_args::CommonArgs;
 use crate::{plot, report};
 
@@ -24,9 +25,9 @@ pub(crate) struct StampArgs {
     #[command(flatten)]
     t: CommonArgs,
     /// Mode: O (unauthenticated) or A (authenticated: HMAC-SHA-256 over each packet, needs
-    /// --hmac-key-file).
-    #[arg(short = 'A', default_value = "O")]
-    mode: String,
+    /// --hmac-key-file or a key from IKE). Default: A with a key from IKE, else O.
+    #[arg(short = 'A')]
+    mode: Option<String>,
     /// A file (mode 600) holding the HMAC key in hex. It protects the TLVs with an HMAC TLV
     /// whenever TLVs other than Extra Padding are sent, in either mode.
     #[arg(long, value_name = "FILE")]
@@ -62,6 +63,11 @@ pub(crate) struct StampArgs {
     /// Also draw the delays (over time, and their distribution) to FILE: .svg or .png.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// The HMAC key from an IKEv2 SA with the reflector instead of --hmac-key-file (ippm's
+    /// extension of RFC 7717 to STAMP; the reflector must take IKE keys from us: `[stamp]
+    /// ike = true`). See docs/stamp.md.
+    #[command(flatten)]
+    ike: IkeArgs,
 }
 
 fn mode_of(letters: &str) -> anyhow::Result<StampMode> {
@@ -114,12 +120,18 @@ impl StampArgs {
         if let Some(path) = &self.plot {
             plot::check_format(path)?;
         }
-        let mode = mode_of(&self.mode)?;
+        let mode = mode_of(self.mode.as_deref().unwrap_or("O"))?;
+        let ike = self.ike_wanted();
         let key = match &self.hmac_key_file {
+            Some(_) if ike => bail!(
+                "--hmac-key-file and {}: give one source of the key",
+                self.ike.flag(IkeUse::Off)
+            ),
             Some(p) => Some(ippm_net::keyfile::stamp_key(p).context("--hmac-key-file")?),
-            None if mode == StampMode::Authenticated => {
-                bail!("-A A (authenticated mode) needs the HMAC key: --hmac-key-file FILE")
-            }
+            None if mode == StampMode::Authenticated && !ike => bail!(
+                "-A A (authenticated mode) needs the HMAC key: --hmac-key-file FILE, or --ike \
+                 for a key from an IKE SA with the reflector"
+            ),
             None => None,
         };
         let reflector = self.t.server(&self.host, DEFAULT_PORT)?;
@@ -174,19 +186,70 @@ impl StampArgs {
             progress: None,
             rng,
         };
-        match opts.packet_len() {
-            Err(StampClientError::TooLarge { len, max }) => bail!(
-                "a {len}-octet test packet does not fit a UDP datagram (at most {max} octets): \
-                 use a smaller -s"
-            ),
-            r => r?,
-        };
+        if !ike {
+            check_len(&opts)?;
+        }
         Ok(opts)
+    }
+
+    /// Whether the key may come from IKE (--ike other than off, or --ike-spi).
+    fn ike_wanted(&self) -> bool {
+        self.ike.use_(IkeUse::Off) != IkeUse::Off || self.ike.required(IkeUse::Off)
+    }
+
+    /// The key from IKE, as --ike says, into `opts` (authenticated unless -A O was given);
+    /// what keeps an inline SA up.
+    async fn ike_key(&self, opts: &mut StampOptions) -> anyhow::Result<IkeKeeper> {
+        if !self.ike_wanted() {
+            return Ok(IkeKeeper::none());
+        }
+        let (cred, keeper) = self
+            .ike
+            .credential(opts.reflector.ip(), IkeUse::Off)
+            .await?;
+        match cred {
+            Some(c) => {
+                opts.key = Some(
+                    StampKey::from_ike(c.secret.expose(), c.spi_i, c.spi_r)
+                        .context("the IKE SA's secret")?,
+                );
+                if self.mode.is_none() {
+                    opts.mode = StampMode::Authenticated;
+                }
+                tracing::info!(
+                    spi_i = %hex::encode(c.spi_i),
+                    spi_r = %hex::encode(c.spi_r),
+                    "STAMP key from the IKE SA with {}",
+                    opts.reflector.ip()
+                );
+            }
+            // --ike fallback without an SA: as if --ike were not given.
+            None if opts.mode == StampMode::Authenticated => bail!(
+                "no IKE SA with {} ({}) and no --hmac-key-file: no key for -A A",
+                opts.reflector.ip(),
+                self.ike.flag(IkeUse::Off)
+            ),
+            None => {}
+        }
+        check_len(opts)?;
+        Ok(keeper)
+    }
+}
+
+/// The test packet fits a UDP datagram and its mode has its key.
+fn check_len(opts: &StampOptions) -> anyhow::Result<()> {
+    match opts.packet_len() {
+        Err(StampClientError::TooLarge { len, max }) => bail!(
+            "a {len}-octet test packet does not fit a UDP datagram (at most {max} octets): use \
+             a smaller -s"
+        ),
+        r => r.map(drop).map_err(Into::into),
     }
 }
 
 pub(crate) async fn run(a: StampArgs) -> anyhow::Result<ExitCode> {
     let mut opts = a.options()?;
+    let keeper = a.ike_key(&mut opts).await?;
     let (progress, status) = if crate::progress::wanted() && !a.t.json {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let status = tokio::spawn(crate::progress::show(
@@ -201,6 +264,7 @@ pub(crate) async fn run(a: StampArgs) -> anyhow::Result<ExitCode> {
     };
     opts.progress = progress;
     let result = stamp(&opts).await;
+    keeper.finish().await;
     let reflector = opts.reflector;
     drop(opts);
     if let Some(s) = status {
