@@ -468,12 +468,12 @@ fn tlv_text(t: &TlvReport) -> String {
         );
     }
     if let Some(d) = &t.direct_measurement {
-        if d.counters_filled {
+        if let (Some(fwd), Some(back)) = (d.forward_lost, d.backward_lost) {
             let _ = writeln!(
                 s,
-                "  direct measurement: S_TxC {}, R_RxC {}, R_TxC {}, {} replies received: {} \
-                 lost on the way out, {} on the way back (by the counters)",
-                d.s_txc, d.r_rxc, d.r_txc, d.received, d.forward_lost, d.backward_lost
+                "  direct measurement: S_TxC {}, R_RxC {}, R_TxC {}, {} replies received: {fwd} \
+                 lost on the way out, {back} on the way back (by the counters)",
+                d.s_txc, d.r_rxc, d.r_txc, d.received
             );
         } else {
             let _ = writeln!(

@@ -133,11 +133,12 @@ pub struct DirectMeasurementAnswer {
     pub received: u64,
     /// Whether the reflector filled its counters (both zero: it does not report them).
     pub counters_filled: bool,
-    /// Lost on the way out, by the counters: S_TxC - R_RxC.
-    pub forward_lost: u64,
+    /// Lost on the way out, by the counters: S_TxC - R_RxC (`None` when the reflector does
+    /// not fill its counters).
+    pub forward_lost: Option<u64>,
     /// Lost on the way back, by the counters: replies sent (R_TxC, plus this one when it
-    /// does not count it) - received.
-    pub backward_lost: u64,
+    /// does not count it) - received (`None` as above).
+    pub backward_lost: Option<u64>,
 }
 
 /// The Access Report echo (RFC 8972 §4.6).
@@ -447,14 +448,16 @@ impl StampReplies {
                 } else {
                     d.r_txc
                 };
+                // Both zero: a reflector that does not count (a stateless one), not loss.
+                let filled = d.r_rxc != 0 || d.r_txc != 0;
                 self.dm_max = Some(DirectMeasurementAnswer {
                     s_txc: d.s_txc,
                     r_rxc: d.r_rxc,
                     r_txc: d.r_txc,
                     received,
-                    counters_filled: d.r_rxc != 0 || d.r_txc != 0,
-                    forward_lost: u64::from(d.s_txc.saturating_sub(d.r_rxc)),
-                    backward_lost: u64::from(sent).saturating_sub(received),
+                    counters_filled: filled,
+                    forward_lost: filled.then(|| u64::from(d.s_txc.saturating_sub(d.r_rxc))),
+                    backward_lost: filled.then(|| u64::from(sent).saturating_sub(received)),
                 });
             }
             TlvRepr::AccessReport(a) => {

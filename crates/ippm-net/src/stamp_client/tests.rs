@@ -316,7 +316,7 @@ fn replies_become_twamp_fields_and_tlv_answers() {
     // in, none on the way back.
     let dm = t.direct_measurement.unwrap();
     assert_eq!((dm.s_txc, dm.r_rxc, dm.r_txc, dm.received), (3, 2, 2, 2));
-    assert_eq!((dm.forward_lost, dm.backward_lost), (1, 0));
+    assert_eq!((dm.forward_lost, dm.backward_lost), (Some(1), Some(0)));
     assert!(dm.counters_filled);
     let a = t.access_report.unwrap();
     assert_eq!((a.id, a.return_code, a.acknowledged), ("3gpp", 1, 2));
