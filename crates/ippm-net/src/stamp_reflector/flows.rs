@@ -359,4 +359,63 @@ mod tests {
         assert!(f.admit("203.0.113.9".parse().unwrap(), t1));
         assert_eq!(f.buckets.len(), 1);
     }
+
+    /// Sessions made, refused, timed out, forgotten and dropped with their socket, at random
+    /// over three sockets sharing one census: the census always equals what the sockets
+    /// hold, and no bound is ever passed.
+    #[test]
+    fn the_census_matches_the_sockets_whatever_happens() {
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Packet { socket: usize, src: u8, port: u16 },
+            Forget { socket: usize, src: u8, port: u16 },
+            Later(u64),
+            Sweep(usize),
+            Restart(usize),
+        }
+        let op = prop_oneof![
+            6 => (0..3usize, 0..4u8, 0..8u16)
+                .prop_map(|(socket, src, port)| Op::Packet { socket, src, port }),
+            1 => (0..3usize, 0..4u8, 0..8u16)
+                .prop_map(|(socket, src, port)| Op::Forget { socket, src, port }),
+            1 => (0..15u64).prop_map(Op::Later),
+            1 => (0..3usize).prop_map(Op::Sweep),
+            1 => (0..3usize).prop_map(Op::Restart),
+        ];
+        let b = Bounds {
+            max_sessions: 10,
+            max_sessions_per_source: 4,
+            session_timeout: Duration::from_secs(10),
+            rate_per_source: 0,
+        };
+        proptest!(ProptestConfig::with_cases(300), |(ops in proptest::collection::vec(op, 1..150))| {
+            let census = Arc::new(Census::default());
+            let mut sockets: Vec<Flows> = (0..3).map(|_| Flows::new(b, census.clone())).collect();
+            let mut now = Instant::now();
+            for op in ops {
+                match op {
+                    Op::Packet { socket, src, port } => {
+                        let k = key(&format!("198.51.100.{src}"), port, 0);
+                        let _ = sockets[socket].entry(k, now);
+                    }
+                    Op::Forget { socket, src, port } => {
+                        sockets[socket].remove(&key(&format!("198.51.100.{src}"), port, 0));
+                    }
+                    Op::Later(s) => now += Duration::from_secs(s),
+                    Op::Sweep(socket) => {
+                        sockets[socket].sweep(now);
+                    }
+                    Op::Restart(socket) => sockets[socket] = Flows::new(b, census.clone()),
+                }
+                let held: usize = sockets.iter().map(Flows::len).sum();
+                let (total, per) = &*census.inner.lock().unwrap();
+                prop_assert_eq!(*total, held);
+                prop_assert!(held <= b.max_sessions);
+                prop_assert_eq!(per.values().sum::<usize>(), held);
+                prop_assert!(per.values().all(|&n| n > 0 && n <= b.max_sessions_per_source));
+            }
+        });
+    }
 }
