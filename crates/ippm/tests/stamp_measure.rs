@@ -105,9 +105,21 @@ fn stamp_continuous_measurement_archives_exports_and_exposes_metrics() {
     let log = d.join("measure.log");
     let m = Measuring::start(&config, &["--metrics-listen", "127.0.0.1:0"], &log);
     let complete = |a: &Path| sessions(a, &["--protocol", "stamp", "--status", "complete"]);
+    // Results appear while a session runs (packets and a running summary, every second):
+    // sessions keep coming, so one is caught running sooner or later.
+    let mut seen_running = false;
     assert!(
-        wait_for(Duration::from_secs(40), || complete(&archive).len() >= 2),
-        "fewer than two complete STAMP sessions: {:?}\n{}",
+        wait_for(Duration::from_secs(40), || {
+            seen_running |= sessions(&archive, &["--status", "running"])
+                .iter()
+                .any(|s| {
+                    s["record_count"].as_u64().unwrap_or(0) > 0
+                        && s["summary"]["protocol"] == "stamp"
+                        && s["summary"]["loss"]["sent"].as_u64().unwrap_or(0) > 0
+                });
+            seen_running && complete(&archive).len() >= 2
+        }),
+        "running seen: {seen_running}; fewer than two complete STAMP sessions: {:?}\n{}",
         sessions(&archive, &[]),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
