@@ -73,8 +73,8 @@ pub(super) struct ControlSpec {
 /// How an entry's sessions run.
 #[derive(Debug, Clone)]
 pub(super) enum Kind {
-    /// TWAMP or OWAMP.
-    Control(ControlSpec),
+    Twamp(ControlSpec),
+    Owamp(ControlSpec),
     /// STAMP: no control protocol, so the whole run is known from the file (the SSID too,
     /// drawn once per entry so that every session of the entry carries the same).
     Stamp(Box<StampOptions>),
@@ -296,7 +296,12 @@ fn control(
         ike,
         padding: m.padding,
     };
-    Ok((Kind::Control(spec), params))
+    let kind = if protocol == Protocol::Owamp {
+        Kind::Owamp(spec)
+    } else {
+        Kind::Twamp(spec)
+    };
+    Ok((kind, params))
 }
 
 /// The TLV names of `tlvs = [...]`, as `ippm stamp`'s flags name them.
@@ -424,7 +429,7 @@ mod tests {
     fn stamp_opts(s: &Spec) -> &StampOptions {
         match &s.kind {
             Kind::Stamp(o) => o,
-            Kind::Control(_) => panic!("not a STAMP entry"),
+            Kind::Twamp(_) | Kind::Owamp(_) => panic!("not a STAMP entry"),
         }
     }
 

@@ -153,14 +153,15 @@ async fn credential(
 /// One session; whether it completed.
 async fn one_session(spec: &Spec, sinks: &Sinks) -> bool {
     let started = now_ns();
-    let c = match &spec.kind {
+    let (c, owamp) = match &spec.kind {
         Kind::Stamp(opts) => {
             let run = twoway::Stamp {
                 opts: (**opts).clone(),
             };
             return twoway::session(run, spec, sinks, started).await;
         }
-        Kind::Control(c) => c,
+        Kind::Twamp(c) => (c, false),
+        Kind::Owamp(c) => (c, true),
     };
     let ike = match credential(spec, c, sinks.ike.as_ref()).await {
         Ok(c) => c,
@@ -174,14 +175,11 @@ async fn one_session(spec: &Spec, sinks: &Sinks) -> bool {
     } else {
         c.identity.clone()
     };
-    match spec.protocol {
-        ippm_archive::Protocol::Owamp => {
-            owamp::session(spec, c, sinks, started, identity, ike).await
-        }
-        _ => {
-            let run = twoway::Twamp::new(spec, c, identity, ike);
-            twoway::session(run, spec, sinks, started).await
-        }
+    if owamp {
+        owamp::session(spec, c, sinks, started, identity, ike).await
+    } else {
+        let run = twoway::Twamp::new(spec, c, identity, ike);
+        twoway::session(run, spec, sinks, started).await
     }
 }
 
