@@ -10,9 +10,10 @@
 //! `delay_min_ns`, `delay_median_ns`, `delay_mean_ns`, `delay_max_ns` and `jitter_ns`.
 //!
 //! They are read from the summary laid out as `ippm twping --json` and `ippm owping --json`
-//! print it:
+//! print it (a STAMP session's summary is laid out as a TWAMP one, as `ippm stamp --json`
+//! prints it):
 //!
-//! | group | TWAMP summary (the two-way report at the top level) | OWAMP summary |
+//! | group | TWAMP and STAMP summary (the two-way report at the top level) | OWAMP summary |
 //! |---|---|---|
 //! | `rt_` | `loss.sent`, `loss.lost`, `loss.loss_ratio`, `duplicates`, `round_trip.{min,median,mean,max}_ns`, `round_trip_jitter_ns` | (empty) |
 //! | `fwd_` | `loss.sent`, `loss.forward_lost`, -, `forward_duplicates`, `forward.{min,median,mean,max}_ns`, - | `to_server.loss.{sent,lost,loss_ratio}`, `to_server.duplicates`, `to_server.delay.{min,median,mean,max}_ns`, `to_server.jitter_ns` |
@@ -319,7 +320,8 @@ fn session_csv_row(s: &SessionRow) -> Vec<String> {
     debug_assert_eq!(row.len(), SESSION_FIELDS);
     for (twamp, owamp) in SUMMARY_SOURCES {
         let pointer = match s.protocol {
-            Protocol::Twamp => twamp,
+            // A STAMP summary is laid out as a TWAMP one (the two-way report at the top).
+            Protocol::Twamp | Protocol::Stamp => twamp,
             Protocol::Owamp => owamp,
         };
         let value = pointer.and_then(|p| s.summary.as_ref().and_then(|v| v.pointer(p)));

@@ -1,4 +1,4 @@
-//! The local measurement archive: O/TWAMP sessions with their parameters and summary
+//! The local measurement archive: OWAMP, TWAMP and STAMP sessions with their parameters and summary
 //! statistics, and their per-packet records, in one embedded SQLite database.
 //!
 //! The daemon runs sessions back to back (powstream-style) and writes each one as it goes:
@@ -29,10 +29,10 @@
 //!
 //! The schema carries its version in SQLite's `user_version`; [`Archive::open`] applies the
 //! migrations the file lacks in one transaction and refuses a file newer than this code
-//! ([`ArchiveError::SchemaTooNew`]). Version 1:
+//! ([`ArchiveError::SchemaTooNew`]). Version 2 (version 1 lacked `stamp` in `protocol`):
 //!
 //! - `sessions`: one row per test session: `id` (the [`SessionId`]), `peer`, `protocol`
-//!   (`twamp`/`owamp`), `mode`, `sid` (hex, may be filled in later), `status`
+//!   (`twamp`/`owamp`/`stamp`), `mode`, `sid` (hex, may be filled in later), `status`
 //!   (`running`/`complete`/`failed`/`interrupted`), `reason`, `started_ns`, `ended_ns`,
 //!   `updated_ns` (Unix nanoseconds), `params` and `summary` (JSON text), and `records`, the
 //!   number of per-packet records it holds now. Indexed on `started_ns`, on
@@ -78,6 +78,8 @@ pub enum Protocol {
     Twamp,
     /// OWAMP (RFC 4656): one-way records in either direction.
     Owamp,
+    /// STAMP (RFC 8762): round-trip records, as TWAMP's.
+    Stamp,
 }
 
 impl Protocol {
@@ -86,6 +88,7 @@ impl Protocol {
         match self {
             Self::Twamp => "twamp",
             Self::Owamp => "owamp",
+            Self::Stamp => "stamp",
         }
     }
 
@@ -93,6 +96,7 @@ impl Protocol {
         match s {
             "twamp" => Some(Self::Twamp),
             "owamp" => Some(Self::Owamp),
+            "stamp" => Some(Self::Stamp),
             _ => None,
         }
     }
@@ -151,11 +155,13 @@ impl std::fmt::Display for Status {
 pub struct NewSession {
     /// The peer as configured (`host:port`).
     pub peer: String,
-    /// OWAMP or TWAMP.
+    /// OWAMP, TWAMP or STAMP.
     pub protocol: Protocol,
-    /// The security mode (`"open"`, `"authenticated"`, `"encrypted"`, `"mixed"`, ...).
+    /// The security mode (`"open"`, `"authenticated"`, `"encrypted"`, `"mixed"`, ...; STAMP's
+    /// `"unauthenticated"` or `"authenticated"`).
     pub mode: String,
-    /// The session identifier in hex, if known yet ([`Archive::set_sid`] fills it in later).
+    /// The session identifier in hex, if known yet ([`Archive::set_sid`] fills it in later);
+    /// a STAMP session's is its SSID, `ssid:N` in decimal.
     pub sid: Option<String>,
     /// When the session started, Unix nanoseconds.
     pub started_unix_ns: i64,
@@ -238,7 +244,7 @@ pub struct SessionRow {
     pub id: SessionId,
     /// The peer as configured (`host:port`).
     pub peer: String,
-    /// OWAMP or TWAMP.
+    /// OWAMP, TWAMP or STAMP.
     pub protocol: Protocol,
     /// The security mode.
     pub mode: String,

@@ -39,6 +39,52 @@ const MIGRATIONS: &[&str] = &[
         ttl        INTEGER,
         PRIMARY KEY (session_id, direction, seq, arrival)
     ) WITHOUT ROWID;",
+    // 1 -> 2: STAMP sessions. SQLite cannot alter a CHECK, so both tables are rebuilt. The
+    // records move first to a table that references the new sessions table: dropping the old
+    // sessions table (an implicit DELETE, foreign keys being on) then cascades into nothing,
+    // and renaming the new sessions table rewrites the reference (SQLite 3.26 and later,
+    // which the bundled library is). The indexes went with the old table and are made again.
+    "CREATE TABLE sessions_v2 (
+        id         INTEGER PRIMARY KEY,
+        peer       TEXT    NOT NULL,
+        protocol   TEXT    NOT NULL CHECK (protocol IN ('twamp', 'owamp', 'stamp')),
+        mode       TEXT    NOT NULL,
+        sid        TEXT,
+        status     TEXT    NOT NULL
+                   CHECK (status IN ('running', 'complete', 'failed', 'interrupted')),
+        reason     TEXT,
+        started_ns INTEGER NOT NULL,
+        ended_ns   INTEGER,
+        updated_ns INTEGER NOT NULL,
+        params     TEXT    NOT NULL,
+        summary    TEXT,
+        records    INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO sessions_v2 (id, peer, protocol, mode, sid, status, reason, started_ns,
+                             ended_ns, updated_ns, params, summary, records)
+        SELECT id, peer, protocol, mode, sid, status, reason, started_ns, ended_ns,
+               updated_ns, params, summary, records FROM sessions;
+    CREATE TABLE records_v2 (
+        session_id INTEGER NOT NULL REFERENCES sessions_v2 (id) ON DELETE CASCADE,
+        direction  INTEGER NOT NULL CHECK (direction IN (0, 1, 2)),
+        seq        INTEGER NOT NULL,
+        arrival    INTEGER NOT NULL,
+        t1         INTEGER NOT NULL,
+        t2         INTEGER,
+        t3         INTEGER,
+        t4         INTEGER,
+        ttl        INTEGER,
+        PRIMARY KEY (session_id, direction, seq, arrival)
+    ) WITHOUT ROWID;
+    INSERT INTO records_v2 (session_id, direction, seq, arrival, t1, t2, t3, t4, ttl)
+        SELECT session_id, direction, seq, arrival, t1, t2, t3, t4, ttl FROM records;
+    DROP TABLE records;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v2 RENAME TO sessions;
+    ALTER TABLE records_v2 RENAME TO records;
+    CREATE INDEX sessions_started ON sessions (started_ns);
+    CREATE INDEX sessions_peer ON sessions (peer, started_ns);
+    CREATE INDEX sessions_ended ON sessions (ended_ns);",
 ];
 
 /// The schema version this code writes.
@@ -67,4 +113,66 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), ArchiveError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1 file with a session and its records: brought to the current version with
+    /// both kept, the cascade still in place, and STAMP sessions accepted.
+    #[test]
+    fn version_1_migrates_for_stamp_keeping_sessions_and_records() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO sessions (id, peer, protocol, mode, status, started_ns, updated_ns,
+                                   params, summary, records)
+                 VALUES (7, 'a:862', 'twamp', 'open', 'complete', 1, 2, '{}', '{}', 2);
+             INSERT INTO records VALUES (7, 0, 0, 0, 10, 11, 12, 13, 64),
+                                        (7, 0, 1, 0, 20, NULL, NULL, NULL, NULL);",
+        )
+        .unwrap();
+        assert!(
+            conn.execute_batch(
+                "INSERT INTO sessions (peer, protocol, mode, status, started_ns, updated_ns, \
+                 params) VALUES ('b:862', 'stamp', 'authenticated', 'running', 1, 1, '{}')"
+            )
+            .is_err(),
+            "version 1 refuses stamp"
+        );
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, current_version());
+        let count =
+            |c: &Connection, sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM records WHERE session_id = 7"),
+            2
+        );
+        assert_eq!(count(&conn, "SELECT records FROM sessions WHERE id = 7"), 2);
+        conn.execute_batch(
+            "INSERT INTO sessions (id, peer, protocol, mode, status, started_ns, updated_ns, \
+             params) VALUES (8, 'b:862', 'stamp', 'authenticated', 'running', 1, 1, '{}');
+             INSERT INTO records VALUES (8, 0, 0, 0, 10, 11, 12, 13, 64);",
+        )
+        .unwrap();
+        // Records still belong to their sessions: no orphan can be added, deletes cascade.
+        assert!(
+            conn.execute_batch("INSERT INTO records VALUES (99, 0, 0, 0, 1, 1, 1, 1, 1)")
+                .is_err()
+        );
+        conn.execute_batch("DELETE FROM sessions WHERE id = 7")
+            .unwrap();
+        assert_eq!(count(&conn, "SELECT count(*) FROM records"), 1);
+        let indexes = count(
+            &conn,
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'sessions_%'",
+        );
+        assert_eq!(indexes, 3);
+    }
 }

@@ -707,7 +707,7 @@ fn open_creates_directories_and_reopens() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     // Cascade: deleting a session by hand takes its records with it (foreign keys on).
     drop(a);
     raw.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM sessions;")
@@ -730,7 +730,7 @@ fn a_newer_schema_is_refused() {
         Archive::open(&path),
         Err(ArchiveError::SchemaTooNew {
             found: 7,
-            supported: 1
+            supported: 2
         })
     ));
 }
@@ -840,4 +840,59 @@ fn insert_rate_of_100k_records() {
     let back = a.records(id2).unwrap();
     assert_eq!(back.len(), N as usize);
     assert_eq!(back[77_777], records[77_777]);
+}
+
+/// A STAMP session: stored and read back as `stamp`, selected by protocol, and its two-way
+/// summary exported in the round-trip columns as a TWAMP one's.
+#[test]
+fn stamp_sessions_round_trip_and_export_as_two_way() {
+    let a = Archive::open_in_memory().unwrap();
+    let new = NewSession {
+        protocol: Protocol::Stamp,
+        mode: "authenticated".into(),
+        sid: Some("ssid:4660".into()),
+        ..twamp("r:862", T0)
+    };
+    let s = a.start_session(&new).unwrap();
+    a.start_session(&twamp("a:862", T0 + SEC)).unwrap();
+    a.add_records(s, &[rt(0, T0), rt(1, T0)], None, T0).unwrap();
+    let mut summary = twamp_summary(2, 0);
+    summary["protocol"] = "stamp".into();
+    a.finish_session(
+        s,
+        Status::Complete,
+        None,
+        Some(&summary.to_string()),
+        T0 + SEC,
+    )
+    .unwrap();
+    let rows = a
+        .sessions(&Filter {
+            protocol: Some(Protocol::Stamp),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (row.protocol, row.mode.as_str(), row.sid.as_deref()),
+        (Protocol::Stamp, "authenticated", Some("ssid:4660"))
+    );
+    assert_eq!(row.protocol.as_str(), "stamp");
+    assert_eq!(a.records(s).unwrap(), vec![rt(0, T0), rt(1, T0)]);
+    let mut out = Vec::new();
+    a.export_csv(
+        &Filter {
+            protocol: Some(Protocol::Stamp),
+            ..Filter::default()
+        },
+        &mut out,
+    )
+    .unwrap();
+    let (header, rows) = read_csv(&out);
+    let col = |name: &str| rows[0][header.iter().position(|h| h == name).unwrap()].clone();
+    assert_eq!(col("protocol"), "stamp");
+    assert_eq!(col("rt_sent"), "2");
+    assert_eq!(col("rt_lost"), "0");
+    assert_eq!(col("rt_delay_min_ns"), "85000");
 }

@@ -4,8 +4,9 @@
 //! # Metric families
 //!
 //! Every name has the one prefix `ippm_`, times are in seconds, and counters end in `_total`.
-//! `peer` is the peer as configured (`host:port`), `protocol` is `twamp` or `owamp`, and
-//! `direction` is `round_trip`, `to_server` or `from_server`.
+//! `peer` is the peer as configured (`host:port`), `protocol` is `twamp`, `owamp` or `stamp`
+//! (a STAMP session has TWAMP's families), and `direction` is `round_trip`, `to_server` or
+//! `from_server`.
 //!
 //! | family | type | labels |
 //! |---|---|---|
@@ -154,7 +155,7 @@ impl Format {
 pub struct SessionFigures {
     /// The peer as configured, `host:port`.
     pub peer: String,
-    /// `twamp` or `owamp`.
+    /// `twamp`, `owamp` or `stamp`.
     pub protocol: &'static str,
     /// `round_trip`, `to_server` or `from_server`.
     pub direction: &'static str,

@@ -15,12 +15,17 @@ fn quantiles(d: &ippm_stats::summary::Digest) -> Vec<(f64, f64)> {
     q
 }
 
-/// A TWAMP session's figures (round trip).
-pub(crate) fn twamp_figures(peer: &str, r: &ippm_stats::TwoWayReport) -> SessionFigures {
+/// A two-way session's figures (round trip): `protocol` is `twamp` or `stamp`, the families
+/// are the same.
+pub(crate) fn two_way_figures(
+    peer: &str,
+    protocol: &'static str,
+    r: &ippm_stats::TwoWayReport,
+) -> SessionFigures {
     let d = r.round_trip.as_ref();
     SessionFigures {
         peer: peer.to_owned(),
-        protocol: "twamp",
+        protocol,
         direction: "round_trip",
         sent: r.loss.sent as u64,
         received: r.loss.received as u64,

@@ -55,6 +55,7 @@ struct Select {
 enum ProtocolArg {
     Twamp,
     Owamp,
+    Stamp,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,6 +128,7 @@ impl Select {
             protocol: self.protocol.map(|p| match p {
                 ProtocolArg::Twamp => Protocol::Twamp,
                 ProtocolArg::Owamp => Protocol::Owamp,
+                ProtocolArg::Stamp => Protocol::Stamp,
             }),
             since_unix_ns: self
                 .since
@@ -276,6 +278,7 @@ fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Twamp => "twamp",
         Protocol::Owamp => "owamp",
+        Protocol::Stamp => "stamp",
     }
 }
 

@@ -4,99 +4,15 @@
 //! session intact and marks the interrupted ones. `ippm results` and `ippm report` read the
 //! archive.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::measuring::{Measuring, results, sessions};
 use common::{Daemon, IPPM};
 
 /// Packets per session (20/s for 5 s).
 const COUNT: u64 = 100;
-
-struct Measuring {
-    child: Child,
-    metrics: String,
-}
-
-/// Starts `ippm serve --config CONFIG` and waits until it announces its archive.
-fn start(config: &Path, log: &Path) -> Measuring {
-    let mut child = Command::new(IPPM)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut metrics = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "ippm serve ended:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        if let Some(m) = line.trim().strip_prefix("metrics ") {
-            metrics = m.to_owned();
-        }
-        if line.starts_with("archive ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Measuring { child, metrics }
-}
-
-impl Drop for Measuring {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn results(archive: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(IPPM)
-        .arg("results")
-        .arg("--archive")
-        .arg(archive)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn sessions(archive: &Path) -> Vec<serde_json::Value> {
-    results(archive, &["list", "--json"])
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-/// A GET of `url` (http://host:port/path) over a plain TCP connection: the body.
-fn http_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
 
 #[test]
 fn continuous_measurement_survives_sigkill() {
@@ -142,14 +58,14 @@ loss_timeout = 1
     .unwrap();
     let log = d.join("serve.log");
     let t0 = Instant::now();
-    let mut a = start(&config, &log);
+    let mut a = Measuring::start(&config, &[], &log);
 
     // Results appear while a session runs: packets and a running summary.
     let mut seen_running = false;
     while t0.elapsed() < Duration::from_secs(20) && !seen_running {
         std::thread::sleep(Duration::from_millis(500));
         if archive.exists() {
-            seen_running = sessions(&archive).iter().any(|s| {
+            seen_running = sessions(&archive, &[]).iter().any(|s| {
                 s["status"] == "running"
                     && s["protocol"] == "twamp"
                     && s["record_count"].as_u64().unwrap_or(0) > 0
@@ -160,11 +76,11 @@ loss_timeout = 1
     assert!(
         seen_running,
         "no running session with records: {:?}",
-        sessions(&archive)
+        sessions(&archive, &[])
     );
 
     // Prometheus sees them running.
-    let body = http_get(&a.metrics);
+    let body = a.scrape();
     assert!(
         body.contains(&format!(
             "ippm_sessions_running{{peer=\"{}\",protocol=\"twamp\"}} 1",
@@ -178,7 +94,7 @@ loss_timeout = 1
         std::thread::sleep(Duration::from_millis(500));
     }
     loop {
-        let running = sessions(&archive)
+        let running = sessions(&archive, &[])
             .iter()
             .any(|s| s["status"] == "running" && s["record_count"].as_u64().unwrap_or(0) > 10);
         if running {
@@ -186,9 +102,9 @@ loss_timeout = 1
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let before = sessions(&archive);
+    let before = sessions(&archive, &[]);
     // ... and the completed ones, with their packets.
-    let body = http_get(&a.metrics);
+    let body = a.scrape();
     for needle in [
         format!(
             "ippm_sessions_total{{peer=\"{}\",protocol=\"twamp\",status=\"complete\"}}",
@@ -211,8 +127,8 @@ loss_timeout = 1
 
     // Restarted: the interrupted sessions are marked, new ones begin.
     let log2 = d.join("serve2.log");
-    let a2 = start(&config, &log2);
-    let after = sessions(&archive);
+    let a2 = Measuring::start(&config, &[], &log2);
+    let after = sessions(&archive, &[]);
     let interrupted: Vec<_> = after
         .iter()
         .filter(|s| s["status"] == "interrupted")
@@ -281,7 +197,7 @@ loss_timeout = 1
     let mut resumed = false;
     while t1.elapsed() < Duration::from_secs(20) && !resumed {
         std::thread::sleep(Duration::from_millis(500));
-        resumed = sessions(&archive)
+        resumed = sessions(&archive, &[])
             .iter()
             .any(|s| s["status"] == "complete" && !after.iter().any(|o| o["id"] == s["id"]));
     }
@@ -317,7 +233,11 @@ loss_timeout = 1
         .output()
         .unwrap();
     let csv = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(csv.lines().count(), sessions(&archive).len() + 1, "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        sessions(&archive, &[]).len() + 1,
+        "{csv}"
+    );
 }
 
 /// A peer that is down: each attempt is archived as failed with the reason, and the attempts
@@ -342,10 +262,10 @@ fn continuous_measurement_backs_off_while_the_peer_is_down() {
         ),
     )
     .unwrap();
-    let a = start(&config, &d.join("serve.log"));
+    let a = Measuring::start(&config, &[], &d.join("serve.log"));
     std::thread::sleep(Duration::from_millis(7500));
     drop(a);
-    let s = sessions(&archive);
+    let s = sessions(&archive, &[]);
     // Attempts at about 0, 1, 3 and 7 s: four, not dozens.
     assert!((3..=5).contains(&s.len()), "{} attempts: {s:?}", s.len());
     for x in &s {

@@ -5,6 +5,7 @@ pub(crate) mod capture;
 pub(crate) mod charon;
 pub(crate) mod ctl;
 pub(crate) mod ike_hosts;
+pub(crate) mod measuring;
 pub(crate) mod ours;
 pub(crate) mod proc;
 pub(crate) mod stamp_suite;
