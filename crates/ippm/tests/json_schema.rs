@@ -38,6 +38,11 @@ fn twping_and_owping_json_follow_their_schemas() {
     let ow = Daemon::start_owamp("127.0.0.1:0", &[]);
     let tws = schema("twping.schema.json");
     let ows = schema("owping.schema.json");
+    // One packet: no two consecutive sequence numbers, so no IPDV (null, which the schema
+    // allows).
+    let doc = run(&["twping", "-c", "1", "--json", tw.addr.as_str()]);
+    assert!(doc["round_trip_ipdv"].is_null(), "{doc}");
+    check(&tws, &doc);
     for extra in [&[][..], &["-R"][..]] {
         let doc = run(&[
             &["twping", "-c", "5", "-i", "0.01f", "--json"][..],
