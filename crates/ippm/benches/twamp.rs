@@ -40,7 +40,7 @@ use ippm_net::udp::{blocking_socket, recv_blocking};
 use ippm_proto::crypto::TestKeys;
 use ippm_proto::session::Secret;
 use ippm_proto::stamp::{
-    self, ReflectorConfig, ReflectorTlvInputs, Received, StampKey, build_sender,
+    self, Received, ReflectorConfig, ReflectorTlvInputs, StampKey, build_sender,
 };
 use ippm_proto::wire::stamp::{ReflectorRepr as StampReply, SenderRepr as StampSender, StampMode};
 use ippm_proto::wire::stamp_tlv::TlvRepr;
@@ -484,8 +484,14 @@ fn main() {
         TlvRepr::ClassOfService(Default::default()),
         TlvRepr::DirectMeasurement(Default::default()),
     ];
-    let sealing = build_sender(&mut sender, mode, &StampSender::default(), &tlvs, Some(&key))
-        .unwrap();
+    let sealing = build_sender(
+        &mut sender,
+        mode,
+        &StampSender::default(),
+        &tlvs,
+        Some(&key),
+    )
+    .unwrap();
     stamp::seal(&mut sender, &sealing, Some(&key), Timestamp::new(5, 6)).unwrap();
     sender.truncate(sealing.len);
     let cfg = ReflectorConfig {

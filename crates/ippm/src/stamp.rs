@@ -291,21 +291,10 @@ pub(crate) async fn run(a: StampArgs) -> anyhow::Result<ExitCode> {
         print!("{}", text(&out, &r));
     }
     if let Some(path) = &a.plot {
-        let title = format!(
-            "STAMP delay, {} (reflector {})",
-            mode_name(r.mode),
-            r.reflector
-        );
+        let title = format!("STAMP delay, {} (reflector {})", r.mode.name(), r.reflector);
         plot::render(&plot::from_two_way(&r, title), path)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn mode_name(m: StampMode) -> &'static str {
-    match m {
-        StampMode::Unauthenticated => "unauthenticated",
-        StampMode::Authenticated => "authenticated",
-    }
 }
 
 fn stateful_text(r: &StampResult) -> &'static str {
@@ -329,12 +318,7 @@ fn spans(v: &Option<[f64; 3]>) -> String {
 /// The text report: twping's, with a STAMP header and the TLV answers.
 fn text(out: &report::TwoWay, r: &StampResult) -> String {
     let mut s = out.title("stamp", r);
-    let _ = writeln!(
-        s,
-        "mode:\t{} (RFC 8762), SSID {}",
-        mode_name(r.mode),
-        r.ssid
-    );
+    let _ = writeln!(s, "mode:\t{} (RFC 8762), SSID {}", r.mode.name(), r.ssid);
     let _ = writeln!(s, "reflector:\t{}", stateful_text(r));
     let tlvs: Vec<&str> = r.tlvs_sent.iter().map(|&t| tlv_name(t)).collect();
     let _ = writeln!(
@@ -517,6 +501,17 @@ fn tlv_text(t: &TlvReport) -> String {
 
 /// The JSON document: twping's fields where they mean the same, STAMP's besides.
 fn json(r: &StampResult, records: bool) -> anyhow::Result<serde_json::Value> {
+    json_with(r, &r.report, r.reflector_stateful, records)
+}
+
+/// [`json`] with the statistics and the reflector's statefulness given: a running session's
+/// summary in the archive (`measure`) is the same document, from the statistics so far.
+pub(crate) fn json_with(
+    r: &StampResult,
+    report: &ippm_stats::TwoWayReport,
+    stateful: Option<bool>,
+    records: bool,
+) -> anyhow::Result<serde_json::Value> {
     #[derive(Serialize)]
     struct Out<'a> {
         protocol: &'static str,
@@ -538,26 +533,27 @@ fn json(r: &StampResult, records: bool) -> anyhow::Result<serde_json::Value> {
         #[serde(skip_serializing_if = "Option::is_none")]
         records: Option<Vec<report::Record>>,
     }
-    let split = r.direction_loss();
+    // The split by the reflector's numbers holds with no loss, or for a stateful reflector.
+    let known = report.loss.lost == 0 || stateful == Some(true);
     let mut v = serde_json::to_value(Out {
         protocol: "stamp",
-        mode: mode_name(r.mode),
+        mode: r.mode.name(),
         ssid: r.ssid,
         local: r.local.to_string(),
         reflector: r.reflector.to_string(),
         packet_len: r.packet_len,
         kernel_tx_stamps: r.kernel_tx_stamps,
-        reflector_stateful: r.reflector_stateful,
-        loss_per_direction_known: split.is_some(),
+        reflector_stateful: stateful,
+        loss_per_direction_known: known,
         tlvs_sent: r.tlvs_sent.iter().map(|&t| tlv_name(t)).collect(),
         hmac_tlv: r.hmac_tlv,
         bad_replies: &r.bad,
         ssid_not_echoed: r.ssid_not_echoed,
         tlvs: &r.tlvs,
-        report: &r.report,
+        report,
         records: records.then(|| report::json_records(r)),
     })?;
-    if split.is_none() {
+    if !known {
         // The reflector-sequence split assumes a stateful reflector: not given as a number.
         if let Some(l) = v.get_mut("loss") {
             l["forward_lost"] = serde_json::Value::Null;

@@ -79,6 +79,20 @@ impl StampMode {
             Self::Authenticated => AUTH_BASE_LEN,
         }
     }
+
+    /// Its name in reports, JSON, the archive and configuration files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::Authenticated => "authenticated",
+        }
+    }
+}
+
+impl std::fmt::Display for StampMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 mod field {

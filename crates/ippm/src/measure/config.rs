@@ -392,7 +392,7 @@ fn stamp(m: &MeasureSection, what: &str, c: &Common) -> anyhow::Result<(Kind, se
     let params = serde_json::json!({
         "peer": m.peer,
         "protocol": m.protocol,
-        "stamp_mode": mode_name(mode),
+        "stamp_mode": mode.name(),
         "key_file": m.key_file,
         "ssid": ssid,
         "tlvs": m.tlvs.clone().unwrap_or_default(),
@@ -408,13 +408,6 @@ fn stamp(m: &MeasureSection, what: &str, c: &Common) -> anyhow::Result<(Kind, se
 }
 
 /// The archive's and the summary's name of a STAMP mode.
-pub(super) fn mode_name(m: StampMode) -> &'static str {
-    match m {
-        StampMode::Unauthenticated => "unauthenticated",
-        StampMode::Authenticated => "authenticated",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

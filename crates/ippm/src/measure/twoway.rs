@@ -13,11 +13,10 @@ use ippm_net::stamp_client::{StampOptions, StampResult, stamp};
 use ippm_net::twamp_client::{Progress, Reply, Sent, TwpingOptions, TwpingResult, twping};
 use ippm_net::twoway::TwoWayResult;
 use ippm_proto::session::{IkeCredential, Secret};
-use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use super::config::{ControlSpec, mode_name};
+use super::config::ControlSpec;
 use super::{FLUSH, Sinks, Spec, failed_before_start, flush, hex, now_ns, session_failed, ts_ns};
 use crate::figures::two_way_figures;
 use crate::report::{TwoWay, twoway, twoway_from_records};
@@ -179,7 +178,7 @@ impl TwoWayRun for Stamp {
         }
         let o = &self.opts;
         Some(Begun {
-            mode: mode_name(o.mode).into(),
+            mode: o.mode.name().into(),
             sid: format!("ssid:{}", o.ssid),
             partial: StampResult {
                 mode: o.mode,
@@ -243,28 +242,9 @@ impl TwoWayRun for Stamp {
     }
 }
 
-/// A STAMP session's summary: the two-way report at the top (as a TWAMP one, so that exports
-/// read both alike) and what STAMP says besides, as `ippm stamp --json` without records.
+/// A STAMP session's summary: `ippm stamp --json` without records, from the statistics so far
+/// (a running session's result has not looked at the reflector's numbers yet).
 fn stamp_summary(tw: &TwoWay, r: &StampResult) -> serde_json::Value {
-    #[derive(Serialize)]
-    struct Out<'a> {
-        protocol: &'static str,
-        mode: &'static str,
-        ssid: u16,
-        local: String,
-        reflector: String,
-        packet_len: usize,
-        kernel_tx_stamps: u32,
-        reflector_stateful: Option<bool>,
-        loss_per_direction_known: bool,
-        bad_replies: &'a ippm_net::stamp_client::BadReplies,
-        ssid_not_echoed: u64,
-        tlvs: &'a ippm_net::stamp_client::TlvReport,
-        #[serde(flatten)]
-        report: &'a ippm_stats::TwoWayReport,
-    }
-    let report = tw.report();
-    // A running session's result has not looked at the reflector's numbers yet.
     let stateful = r.reflector_stateful.or_else(|| {
         (!r.replies.is_empty()).then(|| {
             r.replies
@@ -272,29 +252,7 @@ fn stamp_summary(tw: &TwoWay, r: &StampResult) -> serde_json::Value {
                 .any(|p| p.reflector.seq != p.reflector.sender_seq)
         })
     });
-    let known = report.loss.lost == 0 || stateful == Some(true);
-    let mut v = serde_json::to_value(Out {
-        protocol: "stamp",
-        mode: mode_name(r.mode),
-        ssid: r.ssid,
-        local: r.local.to_string(),
-        reflector: r.reflector.to_string(),
-        packet_len: r.packet_len,
-        kernel_tx_stamps: r.kernel_tx_stamps,
-        reflector_stateful: stateful,
-        loss_per_direction_known: known,
-        bad_replies: &r.bad,
-        ssid_not_echoed: r.ssid_not_echoed,
-        tlvs: &r.tlvs,
-        report,
-    })
-    .unwrap_or_default();
-    if !known && let Some(l) = v.get_mut("loss") {
-        // The split by the reflector's numbers assumes a stateful reflector.
-        l["forward_lost"] = serde_json::Value::Null;
-        l["backward_lost"] = serde_json::Value::Null;
-    }
-    v
+    crate::stamp::json_with(r, tw.report(), stateful, false).unwrap_or_default()
 }
 
 fn reply_record(r: &Reply) -> Record {
