@@ -4,9 +4,9 @@
 //! and transmit timestamps, as twping's) and sends to the reflector's port. The packets are
 //! laid out once per session with [`ippm_proto::stamp::build_sender`] (the base packet, the
 //! TLVs asked for, an HMAC TLV after them when a key is given, Extra Padding last) and each
-//! is finished just before its send by [`StampStamper`]: Sequence Number, Error Estimate,
+//! is finished just before its send by `StampStamper`: Sequence Number, Error Estimate,
 //! SSID, Direct Measurement's S_TxC, then [`ippm_proto::stamp::seal`] (T1 and the HMACs).
-//! The loop is the one twping runs (`twoway_sender`), with STAMP's [`ReplyFormat`]: a reply
+//! The loop is the one twping runs (`twoway_sender`), with STAMP's `ReplyFormat`: a reply
 //! whose base HMAC fails is counted and dropped; a TLV integrity failure is reported, and
 //! only the TLVs are not used. Replies are converted to the [`Reply`] twping's statistics,
 //! report and plots take, so those are the same code for both.
