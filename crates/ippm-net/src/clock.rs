@@ -38,14 +38,16 @@ impl ClockState {
 /// estimate on every packet, and the NTP state changes slowly.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClockCache {
-    state: ClockState,
+    /// The field as of the last read (encoding it takes floating-point work: once a second,
+    /// not once a packet).
+    estimate: ErrorEstimate,
     read_at: std::time::Instant,
 }
 
 impl ClockCache {
     pub(crate) fn new() -> Self {
         Self {
-            state: ClockState::read(),
+            estimate: ClockState::read().error_estimate(),
             read_at: std::time::Instant::now(),
         }
     }
@@ -53,10 +55,10 @@ impl ClockCache {
     /// The Error Estimate field for timestamps taken now.
     pub(crate) fn estimate(&mut self) -> ErrorEstimate {
         if self.read_at.elapsed() > Duration::from_secs(1) {
-            self.state = ClockState::read();
+            self.estimate = ClockState::read().error_estimate();
             self.read_at = std::time::Instant::now();
         }
-        self.state.error_estimate()
+        self.estimate
     }
 }
 

@@ -118,7 +118,9 @@ struct Bucket {
 #[derive(Debug)]
 pub(crate) struct Flows {
     bounds: Bounds,
-    flows: HashMap<FlowKey, Flow>,
+    /// Looked up twice per packet: foldhash rather than SipHash (about a third of the reflector's
+    /// user-space time in a profile), still randomly seeded against chosen keys.
+    flows: HashMap<FlowKey, Flow, foldhash::fast::RandomState>,
     census: Arc<Census>,
     buckets: HashMap<Source, Bucket>,
 }
@@ -134,7 +136,7 @@ impl Flows {
     pub(crate) fn new(bounds: Bounds, census: Arc<Census>) -> Self {
         Self {
             bounds,
-            flows: HashMap::new(),
+            flows: HashMap::default(),
             census,
             buckets: HashMap::new(),
         }
