@@ -91,6 +91,12 @@ pub enum Progress {
         sid: [u8; 16],
         /// The mode in use.
         mode: SecurityMode,
+        /// Our test address.
+        local: SocketAddr,
+        /// The server's test address.
+        reflector: SocketAddr,
+        /// Time from connecting to the Start-Ack.
+        setup_time: Duration,
     },
     /// A test packet left.
     Sent(Sent),
@@ -343,7 +349,13 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     let setup_time = t0.elapsed();
     debug!(%reflector, sid = %crate::twamp_server::hex(&sid), ?setup_time, "test session started");
     if let Some(p) = &opts.progress {
-        let _ = p.send(Progress::Started { sid, mode });
+        let _ = p.send(Progress::Started {
+            sid,
+            mode,
+            local,
+            reflector,
+            setup_time,
+        });
     }
 
     let shape = Shape {
