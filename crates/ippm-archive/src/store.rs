@@ -171,6 +171,21 @@ impl Archive {
         Ok(())
     }
 
+    /// Sets a session's mode: the one the control exchange negotiated, known (for OWAMP)
+    /// only once the session has run, where its start could only record what was offered.
+    pub fn set_mode(&self, id: SessionId, mode: &str) -> Result<(), ArchiveError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx
+            .prepare_cached("UPDATE sessions SET mode = ?1 WHERE id = ?2")?
+            .execute(params![mode, id])?;
+        if n == 0 {
+            return Err(ArchiveError::NoSuchSession(id));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Appends packet records to a running session and, if given, replaces its running
     /// summary, and sets its update time: all in one transaction, so a reader sees the records
     /// and the summary that counts them together. Fails with [`ArchiveError::NotRunning`]

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fixedbitset::FixedBitSet;
@@ -65,7 +66,7 @@ pub struct OwpingOptions {
     /// Where the session keys, the SID of the session from the server and the padding come
     /// from (normally [`rng::os`]). A failure ends the run with [`TwpingError::Random`]
     /// before anything is keyed.
-    pub rng: std::sync::Arc<dyn SecureRandom>,
+    pub rng: Arc<dyn SecureRandom>,
     /// Measure client to server.
     pub to_server: bool,
     /// Measure server to client.
@@ -77,17 +78,24 @@ pub struct OwpingOptions {
 pub struct OneWay {
     /// The session's SID.
     pub sid: [u8; 16],
-    /// The sender's Next Seqno.
+    /// The sender's Next Seqno, as the protocol reported it: the server's Stop-Sessions for
+    /// the packets it sent, its Fetch-Session reply for those it received (RFC 4656 §3.8).
     pub next_seqno: u32,
     /// Sequence numbers the sender skipped.
     pub skip_ranges: Vec<SkipRange>,
     /// The receiver's records, in arrival order.
     pub records: Vec<DataRecord>,
-    /// Whether the receiver said the records are final.
+    /// Whether the records are final: the Fetch-Session reply's Finished for the packets the
+    /// server received; always for those we received, after our wait past its Stop-Sessions.
     pub finished: bool,
     /// For the direction we send: the kernel's transmit stamp of each packet, by seq, where it
     /// gave one (empty the other way). The records keep the packet's own timestamp.
     pub kernel_tx: Vec<Option<Timestamp>>,
+    /// The session's start time and schedule (both directions use the same): when each
+    /// packet was due, the send time of one that never arrived.
+    pub start_time: Timestamp,
+    /// The schedule's slots.
+    pub slots: Vec<Slot>,
 }
 
 impl OneWay {
@@ -99,6 +107,25 @@ impl OneWay {
             .copied()
             .flatten()
             .unwrap_or(r.send_time)
+    }
+
+    /// When packet `seq` was due by the schedule: the send time of a packet no record has
+    /// (lost), which the sender stamps only on what it sends.
+    pub fn scheduled_send_time(&self, seq: u32) -> Option<Timestamp> {
+        Schedule::new(self.slots.clone(), &self.sid)
+            .and_then(|mut s| s.nth(seq as usize))
+            .map(|o| self.start_time + bits_to_duration(o))
+    }
+
+    /// The scheduled send times of packets `0..n`, in order (one pass over the schedule).
+    pub fn scheduled_send_times(&self, n: u32) -> Vec<Timestamp> {
+        Schedule::new(self.slots.clone(), &self.sid)
+            .map(|s| {
+                s.take(n as usize)
+                    .map(|o| self.start_time + bits_to_duration(o))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Packets whose send time is the kernel's transmit stamp.
@@ -279,11 +306,17 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
         _ => None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+    let after = Arc::new(Mutex::new(None));
     let role = OwampTest {
         plan,
         receiver,
         events: tx,
         deadline,
+        // Past this, a control exchange that has not answered will fail: stop receiving.
+        give_up: deadline + opts.control_timeout * 2,
+        at_deadline: Some(stop_tx),
+        after: after.clone(),
         seen: FixedBitSet::new(),
         unique: 0,
         count: opts.count,
@@ -292,30 +325,39 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     let session = Engine::global()?.add(socket, Box::new(role), stamps)?;
     let mut from_records = Vec::new();
     let mut kernel_tx: Vec<Option<Timestamp>> = Vec::new();
-    let mut sent = 0;
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            TestEvent::Record(r) => {
-                if let Some(p) = &opts.progress {
-                    let _ = p.send(r);
-                }
-                from_records.push(r);
+    let mut take = |ev: TestEvent| match ev {
+        TestEvent::Record(r) => {
+            if let Some(p) = &opts.progress {
+                let _ = p.send(r);
             }
-            TestEvent::TxStamp { seq, time } => {
-                // Only for packets sent (seq below what the plan queued), so bounded by them.
-                let i = seq as usize;
-                if i >= kernel_tx.len() {
-                    kernel_tx.resize(i + 1, None);
-                }
-                kernel_tx[i] = Some(time);
-            }
-            TestEvent::Ended { sent: n } => {
-                sent = n;
-                break;
-            }
+            from_records.push(r);
+            None
         }
-    }
-    drop(session);
+        TestEvent::TxStamp { seq, time } => {
+            // Only for packets sent (seq below what the plan queued), so bounded by them.
+            let i = seq as usize;
+            if i >= kernel_tx.len() {
+                kernel_tx.resize(i + 1, None);
+            }
+            kernel_tx[i] = Some(time);
+            None
+        }
+        TestEvent::Ended { sent } => Some(sent),
+    };
+    // Until the test ends, or its deadline passes while we still receive (below).
+    let mut ended = None;
+    let sent = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => if let Some(n) = take(ev) {
+                    ended = Some(n);
+                    break n;
+                },
+                None => break 0,
+            },
+            n = &mut stop_rx => break n.unwrap_or(0),
+        }
+    };
 
     // Stop-Sessions for our send session; a server that sent answers with its own.
     let ours: Vec<StopSession> = to_sid
@@ -337,24 +379,45 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
     ctl.flush().await?;
     let mut from_server = None;
     if let Some((sid, _)) = from_sid {
+        // The server's count of what it sent is the only one there is (RFC 4656 §3.8): a
+        // Stop-Sessions that does not name the session leaves the loss unknown, an error.
         let (next_seqno, skip_ranges) = match ctl.event(Step::Stop).await? {
             ClientEvent::StopSessions(s) => s
                 .sessions
                 .iter()
                 .find(|x| x.sid == sid)
                 .map(|x| (x.next_seqno, x.skip_ranges.clone()))
-                .unwrap_or((opts.count, vec![])),
+                .ok_or(TwpingError::Unreported("Stop-Sessions"))?,
             _ => return Err(Error::Internal("unexpected control event").into()),
         };
-        from_server = Some(OneWay {
-            sid,
-            next_seqno,
-            skip_ranges,
-            records: from_records,
-            finished: true,
-            kernel_tx: Vec::new(),
-        });
+        // The packets it sent up to its Stop-Sessions may still be on their way, later than
+        // our deadline on a loaded machine: receive them until each is in or the loss
+        // timeout has passed since (RFC 4656 §3.8), so the records and the count agree.
+        if let Ok(mut a) = after.lock() {
+            *a = Some((next_seqno, Instant::now() + opts.loss_timeout));
+        }
+        from_server = Some((sid, next_seqno, skip_ranges));
     }
+    // The rest of the test's events: the last records and transmit stamps.
+    if ended.is_none() {
+        while let Some(ev) = rx.recv().await {
+            if take(ev).is_some() {
+                break;
+            }
+        }
+    }
+    drop(session);
+    let from_server = from_server.map(|(sid, next_seqno, skip_ranges)| OneWay {
+        sid,
+        next_seqno,
+        skip_ranges,
+        records: std::mem::take(&mut from_records),
+        // Ours: nothing more is taken after this.
+        finished: true,
+        kernel_tx: Vec::new(),
+        start_time,
+        slots: base.slots.clone(),
+    });
     let mut to_server = None;
     if let Some((sid, _)) = to_sid {
         ctl.client.fetch_session(
@@ -370,13 +433,17 @@ pub async fn owping(opts: &OwpingOptions) -> Result<OwpingResult, TwpingError> {
         let limit = crate::control_client::fetch_limit(opts.control_timeout, most);
         match ctl.event_within(Step::Fetch, limit).await? {
             ClientEvent::FetchReply(r) => {
+                // The server's figures as it sent them (RFC 4656 §3.9): its Next Seqno is the
+                // one our Stop-Sessions gave it, which it knows best.
                 to_server = Some(OneWay {
                     sid,
-                    next_seqno: r.next_seqno.max(opts.count),
+                    next_seqno: r.next_seqno,
                     skip_ranges: r.skip_ranges,
                     records: r.records,
                     finished: r.finished,
                     kernel_tx: std::mem::take(&mut kernel_tx),
+                    start_time,
+                    slots: base.slots.clone(),
                 })
             }
             ClientEvent::FetchRejected(a) => return Err(TwpingError::SessionRefused(a)),
@@ -399,6 +466,14 @@ struct OwampTest {
     receiver: Option<OneWayReceiver>,
     events: Events,
     deadline: Instant,
+    /// The end of waiting for the server's Stop-Sessions (a control exchange that failed).
+    give_up: Instant,
+    /// Fired once at `deadline` with the packets sent: sending ends, and receiving goes on
+    /// until the control side has the server's Next Seqno.
+    at_deadline: Option<tokio::sync::oneshot::Sender<u32>>,
+    /// The server's Next Seqno and how long to wait for its packets, once its Stop-Sessions
+    /// came.
+    after: Arc<Mutex<Option<(u32, Instant)>>>,
     /// Sequence numbers received (one bit each, up to the highest seen below `count`).
     seen: FixedBitSet,
     unique: u32,
@@ -428,12 +503,38 @@ impl Role for OwampTest {
         if self.plan.is_none() && self.unique >= self.count {
             out.finish();
         }
+        if self.at_deadline.is_none() && self.expected().is_some_and(|(n, _)| self.unique >= n) {
+            out.finish();
+        }
     }
 
     fn due(&mut self, now: Instant, out: &mut Out<'_>) -> Wake {
-        if now >= self.deadline {
-            out.finish();
-            return Wake::Idle;
+        if self.at_deadline.is_some() && now >= self.deadline {
+            // Sending ends: what was queued is the Next Seqno of our Stop-Sessions.
+            let sent = self.plan.as_ref().map_or(0, SendPlan::next_seq);
+            if let Some(tx) = self.at_deadline.take() {
+                let _ = tx.send(sent);
+            }
+            if self.receiver.is_none() {
+                out.finish();
+                return Wake::Idle;
+            }
+        }
+        if self.at_deadline.is_none() {
+            // Past the deadline, receiving what the server's Stop-Sessions counted.
+            return match self.expected() {
+                Some((n, until)) if self.unique >= n || now >= until => {
+                    out.finish();
+                    Wake::Idle
+                }
+                Some((_, until)) => Wake::At(until),
+                None if now >= self.give_up => {
+                    out.finish();
+                    Wake::Idle
+                }
+                // Its Stop-Sessions is a round trip away: look again shortly.
+                None => Wake::At((now + Duration::from_millis(5)).min(self.give_up)),
+            };
         }
         match self.plan.as_mut().and_then(|p| p.due(now, out)) {
             Some(t) => Wake::At(t.min(self.deadline)),
@@ -465,5 +566,13 @@ impl Role for OwampTest {
     fn end(&mut self, _why: End) {
         let sent = self.plan.as_ref().map_or(0, SendPlan::next_seq);
         let _ = self.events.send(TestEvent::Ended { sent });
+    }
+}
+
+impl OwampTest {
+    /// The server's Next Seqno of the packets it sent us, and until when to wait for them,
+    /// once its Stop-Sessions has come.
+    fn expected(&self) -> Option<(u32, Instant)> {
+        self.after.lock().ok().and_then(|a| *a)
     }
 }

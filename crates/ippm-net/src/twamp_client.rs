@@ -91,6 +91,12 @@ pub enum Progress {
         sid: [u8; 16],
         /// The mode in use.
         mode: SecurityMode,
+        /// Our test address.
+        local: SocketAddr,
+        /// The server's test address.
+        reflector: SocketAddr,
+        /// Time from connecting to the Start-Ack.
+        setup_time: Duration,
     },
     /// A test packet left.
     Sent(Sent),
@@ -205,6 +211,15 @@ pub enum TwpingError {
     /// The server does not offer an extension that was asked for.
     #[error("the server does not offer {0}")]
     NotOffered(&'static str),
+    /// The server's answer (OWAMP's Stop-Sessions) did not give the count of packets it sent
+    /// in the session, without which loss is unknown: no figure is made up.
+    #[error(
+        "the server's {0} does not say how many packets it sent in the session, so its loss          is unknown"
+    )]
+    Unreported(&'static str),
+    /// The control connection ended while the test ran.
+    #[error("the server closed the control connection during the test: {0}")]
+    ClosedDuringTest(String),
 }
 
 /// Runs one TWAMP test.
@@ -334,7 +349,13 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
     let setup_time = t0.elapsed();
     debug!(%reflector, sid = %crate::twamp_server::hex(&sid), ?setup_time, "test session started");
     if let Some(p) = &opts.progress {
-        let _ = p.send(Progress::Started { sid, mode });
+        let _ = p.send(Progress::Started {
+            sid,
+            mode,
+            local,
+            reflector,
+            setup_time,
+        });
     }
 
     let shape = Shape {
@@ -348,7 +369,18 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         reflect: usize::from(reflect),
         server_octets,
     };
-    let run = run_test(socket, protection, &shape, reflector, opts).await?;
+    // The server has nothing to say during the test: the control connection ending (the
+    // server closed it, or its daemon died) ends the test, said so, rather than sending on
+    // and reporting what the server never reflected as loss.
+    let test = run_test(socket, protection, &shape, reflector, opts);
+    tokio::pin!(test);
+    let run = tokio::select! {
+        r = &mut test => r?,
+        gone = control_gone(&ctl.stream) => match gone {
+            Some(why) => return Err(TwpingError::ClosedDuringTest(why)),
+            None => test.await?,
+        },
+    };
 
     if opts.session_control {
         ctl.client
@@ -380,6 +412,17 @@ pub async fn twping(opts: &TwpingOptions) -> Result<TwpingResult, TwpingError> {
         extensions,
         reflect_mismatches: run.format.mismatches,
     })
+}
+
+/// Waits for the control connection's end: `Some(why)` once it is closed or broken, `None` if
+/// the server sent something (read after the test, with the exchange it belongs to).
+async fn control_gone(stream: &tokio::net::TcpStream) -> Option<String> {
+    let mut b = [0u8; 1];
+    match stream.peek(&mut b).await {
+        Ok(0) => Some("it closed the connection (is its daemon still running?)".into()),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 fn unexpected(ev: &ClientEvent) -> &'static str {

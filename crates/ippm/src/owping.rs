@@ -97,6 +97,15 @@ fn text(name: &str, w: &OneWay, r: &OneWayReport, raw: bool) -> String {
         l.loss_ratio * 100.0,
         r.duplicates
     );
+    if r.unknown_records > 0 {
+        // Listed by -R, but not packets the sender counted: said, so the figures add up.
+        let _ = writeln!(
+            s,
+            "{} records for packets the sender did not count as sent (at or past its Next \
+             Seqno), not counted",
+            r.unknown_records
+        );
+    }
     match &r.delay {
         Some(d) => {
             let sync = if r.synchronized {

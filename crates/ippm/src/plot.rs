@@ -1332,6 +1332,8 @@ mod tests {
             records,
             finished: true,
             kernel_tx: Vec::new(),
+            start_time: Timestamp::ZERO,
+            slots: vec![],
         };
         let r = OwpingResult {
             mode: SecurityMode::Authenticated,

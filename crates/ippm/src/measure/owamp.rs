@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use ippm_archive::{Direction, NewSession, Protocol, Record, Status};
 use ippm_net::owamp_client::{OwpingOptions, OwpingResult, owping};
-use ippm_proto::Timestamp;
 use ippm_proto::session::{IkeCredential, Secret};
 
 use super::config::ControlSpec;
 use super::{FLUSH, Sinks, Spec, flush, hex, now_ns, session_failed, ts_ns};
 use crate::figures::owamp_figures;
 
+/// A direction's records for the archive: each one the receiver has, and a record without a
+/// receive time for each packet the sender counted that it does not have, at the time the
+/// schedule had it sent (the sender stamps only what it sends, so a lost packet that no
+/// record names has no other send time).
 fn owamp_records(w: &ippm_net::owamp_client::OneWay, direction: Direction) -> Vec<Record> {
     let seen: std::collections::HashSet<u32> = w.records.iter().map(|r| r.seq).collect();
     let mut out: Vec<Record> = w
@@ -23,21 +26,25 @@ fn owamp_records(w: &ippm_net::owamp_client::OneWay, direction: Direction) -> Ve
             t1_unix_ns: ts_ns(w.send_time(r)),
             t2_unix_ns: None,
             t3_unix_ns: None,
-            t4_unix_ns: (r.recv_time != Timestamp::ZERO).then(|| ts_ns(r.recv_time)),
+            t4_unix_ns: (!r.is_lost()).then(|| ts_ns(r.recv_time)),
             ttl: Some(r.ttl),
         })
         .collect();
+    let scheduled = w.scheduled_send_times(w.next_seqno);
     out.extend(
         (0..w.next_seqno)
             .filter(|s| !seen.contains(s))
-            .map(|seq| Record {
-                direction,
-                seq,
-                t1_unix_ns: 0,
-                t2_unix_ns: None,
-                t3_unix_ns: None,
-                t4_unix_ns: None,
-                ttl: None,
+            .filter_map(|seq| {
+                let t1 = scheduled.get(seq as usize)?;
+                Some(Record {
+                    direction,
+                    seq,
+                    t1_unix_ns: ts_ns(*t1),
+                    t2_unix_ns: None,
+                    t3_unix_ns: None,
+                    t4_unix_ns: None,
+                    ttl: None,
+                })
             }),
     );
     out
@@ -74,14 +81,13 @@ pub(super) async fn session(
     };
     sinks.metrics.session_started(&spec.label, pname);
     let task = tokio::spawn(async move { owping(&opts).await });
-    // OWAMP's mode is known only with the result; the packets from the server come live.
+    // The packets from the server come live, but the mode the server chose is known only
+    // with the result: until then the session's mode is "-" (not yet negotiated), never one
+    // of the modes offered, which the server may not have taken.
     let new = NewSession {
         peer: spec.label.clone(),
         protocol: Protocol::Owamp,
-        mode: c
-            .modes
-            .first()
-            .map_or_else(|| "-".into(), ToString::to_string),
+        mode: "-".into(),
         sid: None,
         started_unix_ns: started,
         params_json: spec.params.to_string(),
@@ -145,7 +151,8 @@ pub(super) async fn session(
                     records.extend(recs);
                 }
             }
-            summary.insert("mode".into(), r.mode.to_string().into());
+            let mode = r.mode.to_string();
+            summary.insert("mode".into(), mode.clone().into());
             let summary = serde_json::Value::Object(summary).to_string();
             let sid = r
                 .to_server
@@ -160,6 +167,7 @@ pub(super) async fn session(
                             if let Some(sid) = sid {
                                 a.set_sid(id, &sid)?;
                             }
+                            a.set_mode(id, &mode)?;
                             a.add_records(id, &records, Some(&summary), now_ns())?;
                             a.finish_session(id, Status::Complete, None, Some(&summary), now_ns())
                         })

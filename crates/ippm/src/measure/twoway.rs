@@ -104,23 +104,30 @@ impl TwoWayRun for Twamp {
     }
 
     fn begins(&self, ev: &Progress) -> Option<Begun<TwpingResult>> {
-        let Progress::Started { sid, mode } = *ev else {
+        let Progress::Started {
+            sid,
+            mode,
+            local,
+            reflector,
+            setup_time,
+        } = *ev
+        else {
             return None;
         };
-        let server = self.opts.server;
+        // The run's own addresses and set-up time, as the one-off twping reports them.
         Some(Begun {
             mode: mode.to_string(),
             sid: hex(&sid),
             partial: TwpingResult {
                 mode,
                 sid,
-                local: server,
-                reflector: server,
+                local,
+                reflector,
                 padding: self.opts.padding.unwrap_or(0),
                 sent: Vec::new(),
                 replies: Vec::new(),
                 bad_replies: 0,
-                setup_time: Duration::ZERO,
+                setup_time,
                 extensions: ippm_proto::Modes::NONE,
                 reflect_mismatches: 0,
                 kernel_tx_stamps: 0,

@@ -255,6 +255,8 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     // The archive after the drop, so that its files belong to the user that writes them.
     // One that cannot be opened (a full disk) is no reason to stop serving or measuring:
     // the sink says so, counts what it could not archive and keeps trying.
+    // Kept to end the sessions a stop cuts short (below, after the measurements stopped).
+    let mut shutdown_archive = None;
     if let Some((path, keep)) = s.archive {
         let sink = {
             let m = metrics.clone();
@@ -272,6 +274,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             ));
         }
         tasks.push(tokio::spawn(sink.clone().maintain(keep, stop_rx.clone())));
+        shutdown_archive = Some(sink.clone());
         let archive = sink;
         let sinks = crate::measure::Sinks {
             archive,
@@ -293,6 +296,18 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     drop(reflectors);
     for t in tasks {
         let _ = t.await;
+    }
+    // The measurements stopped mid-session: their sessions end now as interrupted, not left
+    // `running` until the next start finds them.
+    if let Some(sink) = shutdown_archive {
+        let now = crate::results::now_ns();
+        if let Some(n) = sink
+            .write("the interrupted sessions", move |a| a.mark_interrupted(now))
+            .await
+            && n > 0
+        {
+            info!(sessions = n, "sessions interrupted by the stop");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
