@@ -283,12 +283,12 @@ pub(crate) async fn run(a: StampArgs) -> anyhow::Result<ExitCode> {
     }
     let out = report::twoway(&r);
     if a.t.json {
-        println!("{}", serde_json::to_string_pretty(&json(&r, a.t.raw)?)?);
+        crate::out::outln!("{}", serde_json::to_string_pretty(&json(&r, a.t.raw)?)?)?;
     } else {
         if a.t.raw {
-            print!("{}", report::raw(&r));
+            crate::out::out!("{}", report::raw(&r))?;
         }
-        print!("{}", text(&out, &r));
+        crate::out::out!("{}", text(&out, &r))?;
     }
     if let Some(path) = &a.plot {
         let title = format!("STAMP delay, {} (reflector {})", r.mode.name(), r.reflector);

@@ -144,6 +144,7 @@ impl TestArgs {
             let _ = s.await;
         }
         keeper.finish().await;
+        let result = result.map_err(|e| self.explain_no_common_mode(e));
         result.with_context(|| {
             if self.ike_required() {
                 format!("{what} {server} (keyed from an IKE SA: the server must offer RFC 7717)")
@@ -151,6 +152,42 @@ impl TestArgs {
                 format!("{what} {server}")
             }
         })
+    }
+
+    /// "No common mode" with the reason when the server offers a protected mode the client
+    /// asked for but cannot use: A, E and M need a secret (-u and -k, or an IKE SA).
+    fn explain_no_common_mode<E>(&self, e: E) -> anyhow::Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        use ippm_net::twamp_client::TwpingError;
+        use ippm_proto::session::Error as ControlError;
+        let (offered, protocol) = match (&e as &dyn std::error::Error).downcast_ref() {
+            Some(TwpingError::Control(ControlError::NoCommonMode { offered, protocol })) => {
+                (*offered, *protocol)
+            }
+            _ => return e.into(),
+        };
+        // What the server offers that only a secret opens (whatever -A asked for: without
+        // -u the client can use none of them).
+        let unkeyed: Vec<String> = offered
+            .security_modes(protocol)
+            .filter(|m| m.needs_secret())
+            .map(|m| format!("{} ({})", m, m.letter()))
+            .collect();
+        let offers = offered.named(protocol);
+        // The whole message is said anew: the protocol error's own text would repeat it.
+        if self.user.is_some() || unkeyed.is_empty() {
+            anyhow::anyhow!(
+                "no common mode: the server offers {offers}; ask with -A for one of those"
+            )
+        } else {
+            anyhow::anyhow!(
+                "no common mode: the server offers {offers}, and {} need an identity and its \
+                 pass-phrase: give -u USER -k FILE (or --ike to key it from an IKE SA)",
+                unkeyed.join(", ")
+            )
+        }
     }
 
     /// Whether the session must be keyed from an IKE SA.
@@ -219,9 +256,9 @@ pub(crate) fn resolve(
     } else {
         format!("{host}:{default_port}")
     };
-    let addrs = with_port
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {host}"))?;
+    let addrs = with_port.to_socket_addrs().with_context(|| {
+        format!("cannot resolve {host} (check the name, or give an IP address)")
+    })?;
     addrs
         .into_iter()
         .find(|a| (!v4 || a.is_ipv4()) && (!v6 || a.is_ipv6()))

@@ -81,15 +81,15 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
     let result = a.t.finish(result, status, keeper, "twping", server).await?;
     let out = report::twoway(&result);
     if a.t.json {
-        println!(
+        crate::out::outln!(
             "{}",
             serde_json::to_string_pretty(&out.json(&result, a.t.raw))?
-        );
+        )?;
     } else {
         if a.t.raw {
-            print!("{}", report::raw(&result));
+            crate::out::out!("{}", report::raw(&result))?;
         }
-        print!("{}", out.text(&result));
+        crate::out::out!("{}", out.text(&result))?;
     }
     if let Some(path) = &a.plot {
         plot::render(&plot::from_twping(&result), path)?;

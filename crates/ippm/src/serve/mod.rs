@@ -286,7 +286,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             )));
         }
     }
-    info!(modes = ?opts.control.modes, "ippm serve running");
+    info!(modes = %opts.control.modes, "ippm serve running");
     wait_for_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
