@@ -56,6 +56,7 @@ pub(crate) const DEFAULT_CONTROL: &str = "/run/ippm/ike.sock";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IkeSection {
+    #[serde(default, deserialize_with = "crate::serve::listen::list::<_, 500>")]
     listen: Option<Vec<SocketAddr>>,
     control: Option<PathBuf>,
     proposals: Option<Vec<String>>,

@@ -25,6 +25,7 @@ pub(crate) struct ArchiveSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MetricsSection {
+    #[serde(default, deserialize_with = "crate::serve::listen::one::<_, 9862>")]
     pub(crate) listen: Option<SocketAddr>,
 }
 

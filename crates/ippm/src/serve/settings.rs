@@ -52,6 +52,7 @@ struct EngineSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TwampSection {
+    #[serde(default, deserialize_with = "super::listen::list::<_, 862>")]
     listen: Option<Vec<SocketAddr>>,
     modes: Option<String>,
     test_ports: Option<String>,
@@ -62,6 +63,7 @@ struct TwampSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OwampSection {
+    #[serde(default, deserialize_with = "super::listen::list::<_, 861>")]
     listen: Option<Vec<SocketAddr>>,
     results_sessions: Option<usize>,
     results_records: Option<usize>,
@@ -99,8 +101,7 @@ struct IdentitySection {
 fn load_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    // toml's errors name the line and the offending key.
-    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    super::config_error::parse(path, &text)
 }
 
 pub(crate) fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
