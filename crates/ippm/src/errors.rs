@@ -97,9 +97,9 @@ fn refusal_hint(a: Accept) -> Option<&'static str> {
             "the server can never grant this (its limits are below what was asked: fewer \
              packets, -c, or a shorter session)",
         ),
-        Accept::NotSupported => {
-            Some("the server does not support what was asked (a mode or an extension)")
-        }
+        Accept::NotSupported => Some(
+            "the server does not support what was asked (a mode, an extension, or this much padding: -s)",
+        ),
         _ => None,
     }
 }

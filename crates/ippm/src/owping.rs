@@ -222,6 +222,7 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
     }
     let server = a.t.server(&a.host, 861)?;
     let modes = a.t.modes(a.t.ike_required())?;
+    crate::test_args::check_padding(a.padding, a.t.largest_header(&modes, false), server)?;
     if modes == [SecurityMode::Mixed] {
         bail!("OWAMP has no mixed mode (-A M)");
     }

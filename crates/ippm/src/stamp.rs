@@ -138,12 +138,15 @@ impl StampArgs {
         let padding = self
             .padding
             .map(|n| {
-                u16::try_from(n).map_err(|_| {
-                    anyhow::anyhow!(
-                        "-s {n}: a UDP datagram has room for at most {} octets of padding",
-                        ippm_net::stamp_client::max_payload(&reflector) - mode.base_len() - 4
-                    )
-                })
+                // Checked here, before any packet: the TLV's 4-octet header and the base
+                // packet share the datagram with the padding.
+                let max = ippm_net::stamp_client::max_payload(&reflector) - mode.base_len() - 4;
+                match u16::try_from(n) {
+                    Ok(p) if usize::from(p) <= max => Ok(p),
+                    _ => Err(anyhow::anyhow!(
+                        "-s {n}: a UDP datagram has room for at most {max} octets of padding"
+                    )),
+                }
             })
             .transpose()?;
         let tlvs = TlvSelection {
