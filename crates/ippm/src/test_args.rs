@@ -306,13 +306,9 @@ pub(crate) fn parse_interval(s: &str) -> anyhow::Result<Interval> {
     })
 }
 
-pub(crate) fn resolve(
-    host: &str,
-    v4: bool,
-    v6: bool,
-    default_port: u16,
-) -> anyhow::Result<SocketAddr> {
-    let with_port = if host.parse::<IpAddr>().is_ok() && host.contains(':') {
+/// HOST or HOST:PORT as `host:port` (IPv6 literals bracketed), for the resolver.
+pub(crate) fn with_port(host: &str, default_port: u16) -> String {
+    if host.parse::<IpAddr>().is_ok() && host.contains(':') {
         format!("[{host}]:{default_port}")
     } else if host
         .rsplit_once(':')
@@ -321,10 +317,20 @@ pub(crate) fn resolve(
         host.to_owned()
     } else {
         format!("{host}:{default_port}")
-    };
-    let addrs = with_port.to_socket_addrs().with_context(|| {
-        format!("cannot resolve {host} (check the name, or give an IP address)")
-    })?;
+    }
+}
+
+pub(crate) fn resolve(
+    host: &str,
+    v4: bool,
+    v6: bool,
+    default_port: u16,
+) -> anyhow::Result<SocketAddr> {
+    let addrs = with_port(host, default_port)
+        .to_socket_addrs()
+        .with_context(|| {
+            format!("cannot resolve {host} (check the name, or give an IP address)")
+        })?;
     addrs
         .into_iter()
         .find(|a| (!v4 || a.is_ipv4()) && (!v6 || a.is_ipv6()))

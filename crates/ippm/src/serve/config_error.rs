@@ -17,7 +17,9 @@ fn describe(path: &Path, text: &str, e: &toml::de::Error) -> String {
     let line_no = text[..start].matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
     // The section is the last table header above the line ("[twamp]", "[[measure]]").
-    let section = text[..start]
+    // The line itself counts: a missing key is reported at its table's header.
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let section = text[..line_end]
         .lines()
         .rev()
         .map(str::trim)

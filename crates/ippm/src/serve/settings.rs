@@ -396,9 +396,20 @@ pub(super) fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
             if !(0.0..=36_500.0).contains(&keep) {
                 bail!("config: [archive] keep_records_days = {keep}: between 0 and 36500");
             }
+            let path = match a.and_then(|a| a.path.clone()) {
+                Some(p) => p,
+                None => {
+                    // Said at start: otherwise results land in a file nobody asked for.
+                    let p = PathBuf::from(crate::results::DEFAULT_ARCHIVE);
+                    info!(
+                        path = %p.display(),
+                        "[[measure]] results go to the default archive; set [archive] path = \"FILE\" to change it"
+                    );
+                    p
+                }
+            };
             Some((
-                a.and_then(|a| a.path.clone())
-                    .unwrap_or_else(|| crate::results::DEFAULT_ARCHIVE.into()),
+                path,
                 (keep > 0.0).then(|| Duration::from_secs_f64(keep * 86_400.0)),
             ))
         }
