@@ -217,7 +217,7 @@ fn common(m: &MeasureSection, what: &str, port: u16) -> anyhow::Result<Common> {
 impl Spec {
     /// This entry with its peer's address for one session: a name is looked up now, without
     /// blocking the runtime; the reason when it does not resolve.
-    pub(super) async fn resolve(&self) -> Result<Spec, String> {
+    pub(super) async fn resolve(&self) -> Result<Self, String> {
         let mut s = self.clone();
         if self.peer.parse::<SocketAddr>().is_err() {
             let addr = tokio::net::lookup_host(&self.peer)
