@@ -7,7 +7,8 @@
 //! keys = "/etc/ippm/keys.pfs"        # pass-phrase file (perfSONAR format, mode 600)
 //!
 //! [owamp]
-//! listen = ["0.0.0.0:861", "[::]:861"]
+//! listen = ["0.0.0.0:861", "[::]:861"]   # or one: listen = "192.0.2.1" (every listen key:
+//!                                    # one address or a list; no port: the protocol's)
 //! results_sessions = 4096            # sessions kept for Fetch-Session, finished or running
 //! results_records = 8388608          # records kept in all (about 32 octets each)
 //! results_records_per_session = 1048576  # larger requests get Accept = 4
