@@ -67,7 +67,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     if let Ok(a) = listener.local_addr() {
-        info!(listen = %a, modes = ?opts.control.modes, "OWAMP server listening");
+        info!(listen = %a, modes = %opts.control.modes.named(Protocol::Owamp), "OWAMP server listening");
     }
     let admission = opts.rules.admission.clone();
     crate::accept::accept_loop(

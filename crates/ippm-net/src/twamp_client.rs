@@ -174,14 +174,16 @@ impl crate::twoway::TwoWayResult for TwpingResult {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TwpingError {
-    /// The control protocol failed (refusal, bad HMAC, ...).
-    #[error("TWAMP-Control: {0}")]
+    /// The control protocol failed (refusal, bad HMAC, ...). Shared by twping and owping:
+    /// the message names no protocol (the caller says which run failed), and the source is
+    /// not repeated after it.
+    #[error(transparent)]
     Control(#[from] Error),
     /// The server refused the test session.
     #[error("the server refused the test session: Accept = {0}")]
     SessionRefused(Accept),
-    /// Socket trouble.
-    #[error("{0}")]
+    /// Socket trouble (transparent: printed once, not as message and again as source).
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The server closed the control connection.
     #[error("the server closed the control connection")]

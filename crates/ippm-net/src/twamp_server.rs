@@ -53,7 +53,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     if let Ok(a) = listener.local_addr() {
-        info!(listen = %a, modes = ?opts.control.modes, "TWAMP server listening");
+        info!(listen = %a, modes = %opts.control.modes.named(Protocol::Twamp), "TWAMP server listening");
     }
     let admission = opts.rules.admission.clone();
     crate::accept::accept_loop(
@@ -205,7 +205,7 @@ fn handle_event(
             identity,
         } => {
             *identity_limit = opts.rules.session_limit(identity.as_ref());
-            info!(%peer, %mode, ?extensions, identity = ?identity.map(|i| display_identity(&i)), "TWAMP control connection established");
+            info!(%peer, %mode, extensions = %extensions.named(Protocol::Twamp), identity = ?identity.map(|i| display_identity(&i)), "TWAMP control connection established");
         }
         ServerEvent::RequestTwSession(req) => {
             let checked = ticket.session(*identity_limit).and_then(|permit| {

@@ -1,7 +1,7 @@
 //! twping's and owping's library entry points with a random source that fails: the run ends
 //! with the typed RNG error, and never connects and goes on with zero keys. A source that
 //! fails only later (after the session keys, at the SID or the padding) ends the run the same
-//! way.
+//! way. STAMP's sender too, before its first packet.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -194,4 +194,50 @@ async fn a_generator_failing_after_the_keys_ends_the_run() {
         .unwrap_err();
     assert!(is_random(&e), "owping: {e}");
     assert_eq!(rng.calls.load(Ordering::SeqCst), 4);
+}
+
+/// STAMP (issue 14: checked everywhere): the sender draws its padding and its schedule's seed
+/// before the first packet; a source failing at either ends the run with the typed error and
+/// nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_generator_ends_a_stamp_run_before_any_packet() {
+    use ippm_net::stamp_client::{StampClientError, StampMode, StampOptions, TlvSelection, stamp};
+    let reflector = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    reflector.set_nonblocking(true).unwrap();
+    // Padding first (one fill), then the seed: fail at the first, then at the second.
+    for ok in [0, 1] {
+        let rng = FailsAfter::new(ok);
+        let opts = StampOptions {
+            reflector: reflector.local_addr().unwrap(),
+            count: 5,
+            interval: Interval::Fixed(Duration::from_millis(1)),
+            dscp: 0,
+            loss_timeout: Duration::from_secs(1),
+            local: None,
+            ports: None,
+            mode: StampMode::Unauthenticated,
+            key: None,
+            ssid: 1,
+            tlvs: TlvSelection {
+                padding: Some(16),
+                ..TlvSelection::default()
+            },
+            keep_records: false,
+            progress: None,
+            rng: rng.clone(),
+        };
+        let e = stamp(&opts).await.unwrap_err();
+        assert!(
+            matches!(e, StampClientError::Random(RandomError)),
+            "{ok}: {e}"
+        );
+        assert_eq!(rng.calls.load(Ordering::SeqCst), ok + 1);
+        // Loopback delivers as it sends: had a packet gone, it would be here now.
+        let mut buf = [0u8; 2048];
+        assert_eq!(
+            reflector.recv(&mut buf).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "{ok}: a packet was sent"
+        );
+    }
 }

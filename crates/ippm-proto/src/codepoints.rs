@@ -133,6 +133,93 @@ impl fmt::Debug for Modes {
     }
 }
 
+/// The Modes field for people: the security modes as names with perfSONAR's `-A` letters
+/// ("open (O), encrypted (E)"), then the other bits by name. Bit 4 means one thing in OWAMP
+/// and another in TWAMP: [`Modes::named`] reads it right when the protocol is known; this
+/// `Display` names both readings.
+impl fmt::Display for Modes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_modes(f, *self, None)
+    }
+}
+
+impl Modes {
+    /// The modes as `protocol`'s registry names them, for logs and errors.
+    pub fn named(self, protocol: Protocol) -> impl fmt::Display {
+        struct Named(Modes, Protocol);
+        impl fmt::Display for Named {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_modes(f, self.0, Some(self.1))
+            }
+        }
+        Named(self, protocol)
+    }
+}
+
+/// Writes `modes` as words; `protocol` `None` when the registry is not known.
+fn write_modes(
+    f: &mut fmt::Formatter<'_>,
+    modes: Modes,
+    protocol: Option<Protocol>,
+) -> fmt::Result {
+    if modes.is_empty() {
+        return f.write_str("no mode");
+    }
+    let mut names: Vec<String> = Vec::new();
+    // Open first, as perfSONAR lists them (O, A, E, M), each with its -A letter.
+    for (m, word) in [
+        (SecurityMode::Open, "open"),
+        (SecurityMode::Authenticated, "authenticated"),
+        (SecurityMode::Encrypted, "encrypted"),
+        (SecurityMode::Mixed, "mixed"),
+    ] {
+        if modes.contains(m.bit())
+            && (protocol != Some(Protocol::Owamp) || m.available(Protocol::Owamp))
+        {
+            names.push(format!("{word} ({})", m.letter()));
+        }
+    }
+    let mut known = Modes(0x07);
+    let extensions: &[(Modes, &str)] = match protocol {
+        Some(Protocol::Owamp) => &[(Modes::OWAMP_IKEV2_DERIVED, "IKEv2-derived keys (RFC 7717)")],
+        Some(Protocol::Twamp) => &[
+            (
+                Modes::TWAMP_INDIVIDUAL_SESSION_CONTROL,
+                "individual session control (RFC 5938)",
+            ),
+            (Modes::TWAMP_REFLECT_OCTETS, "reflect octets (RFC 6038)"),
+            (Modes::TWAMP_SYMMETRICAL_SIZE, "symmetrical size (RFC 6038)"),
+            (Modes::TWAMP_IKEV2_DERIVED, "IKEv2-derived keys (RFC 7717)"),
+        ],
+        None => &[
+            (
+                Modes(0x10),
+                "individual session control (TWAMP) or IKEv2-derived keys (OWAMP)",
+            ),
+            (Modes::TWAMP_REFLECT_OCTETS, "reflect octets (RFC 6038)"),
+            (Modes::TWAMP_SYMMETRICAL_SIZE, "symmetrical size (RFC 6038)"),
+            (
+                Modes::TWAMP_IKEV2_DERIVED,
+                "IKEv2-derived keys (TWAMP, RFC 7717)",
+            ),
+        ],
+    };
+    if protocol != Some(Protocol::Owamp) {
+        known |= Modes::TWAMP_MIXED;
+    }
+    for &(bit, name) in extensions {
+        known |= bit;
+        if modes.contains(bit) {
+            names.push(name.to_owned());
+        }
+    }
+    let unknown = modes & !known;
+    if !unknown.is_empty() {
+        names.push(format!("unknown bits {:#x}", unknown.0));
+    }
+    f.write_str(&names.join(", "))
+}
+
 /// The protection a control connection and its test sessions run with: the one security bit
 /// that a Set-Up-Response selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -369,6 +456,29 @@ mod tests {
         assert_eq!(SecurityMode::from_selected(Owamp, Modes(0x08)), None);
         assert_eq!(SecurityMode::from_selected(Twamp, Modes(0x03)), None);
         assert_eq!(SecurityMode::from_selected(Twamp, Modes(0)), None);
+    }
+
+    #[test]
+    fn modes_in_words() {
+        use Protocol::*;
+        assert_eq!(
+            Modes(0x71).named(Twamp).to_string(),
+            "open (O), individual session control (RFC 5938), reflect octets (RFC 6038), symmetrical size (RFC 6038)"
+        );
+        assert_eq!(
+            Modes(0x15).named(Owamp).to_string(),
+            "open (O), encrypted (E), IKEv2-derived keys (RFC 7717)"
+        );
+        assert_eq!(
+            Modes(0x0e).to_string(),
+            "authenticated (A), encrypted (E), mixed (M)"
+        );
+        assert_eq!(
+            Modes(0x09).named(Owamp).to_string(),
+            "open (O), unknown bits 0x8"
+        );
+        assert_eq!(Modes(0x100).named(Twamp).to_string(), "unknown bits 0x100");
+        assert_eq!(Modes::NONE.to_string(), "no mode");
     }
 
     #[test]

@@ -583,7 +583,8 @@ fn no_common_mode_sends_mode_zero() {
     assert_eq!(
         p.client_err,
         Some(Error::NoCommonMode {
-            offered: Modes::OPEN
+            offered: Modes::OPEN,
+            protocol: Protocol::Twamp,
         })
     );
     assert_eq!(p.server_err, Some(Error::ClientDeclined));

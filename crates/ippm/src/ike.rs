@@ -56,6 +56,7 @@ pub(crate) const DEFAULT_CONTROL: &str = "/run/ippm/ike.sock";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IkeSection {
+    #[serde(default, deserialize_with = "crate::serve::listen::list::<_, 500>")]
     listen: Option<Vec<SocketAddr>>,
     control: Option<PathBuf>,
     proposals: Option<Vec<String>>,
@@ -339,13 +340,12 @@ async fn ask(control: &Path, req: &Request) -> anyhow::Result<Answer> {
     Ok(a)
 }
 
-fn print_list(a: &Answer) {
+fn print_list(a: &Answer) -> std::io::Result<()> {
     if a.sas.is_empty() {
-        println!("no IKE SAs");
-        return;
+        return crate::out::outln!("no IKE SAs");
     }
     for s in &a.sas {
-        println!(
+        crate::out::outln!(
             "{}: {} {} {} peer {} ({}) local {} {} age {:.0}s",
             s.connection.as_deref().unwrap_or("-"),
             s.spis,
@@ -360,14 +360,15 @@ fn print_list(a: &Answer) {
             s.local,
             s.proposal.as_deref().unwrap_or("-"),
             s.age_secs,
-        );
+        )?;
     }
+    Ok(())
 }
 
 pub(crate) async fn run(a: IkeArgs) -> anyhow::Result<ExitCode> {
     let show = |ans: &Answer| -> anyhow::Result<()> {
         if a.json {
-            println!("{}", serde_json::to_string_pretty(ans)?);
+            crate::out::outln!("{}", serde_json::to_string_pretty(ans)?)?;
         }
         Ok(())
     };
@@ -376,7 +377,7 @@ pub(crate) async fn run(a: IkeArgs) -> anyhow::Result<ExitCode> {
             let ans = ask(&a.control, &Request::List).await?;
             show(&ans)?;
             if !a.json {
-                print_list(&ans);
+                print_list(&ans)?;
             }
         }
         IkeCommand::Up { name, timeout } => {
@@ -391,13 +392,13 @@ pub(crate) async fn run(a: IkeArgs) -> anyhow::Result<ExitCode> {
                     Some(s) if s.state == "established" => {
                         show(&l)?;
                         if !a.json {
-                            println!(
+                            crate::out::outln!(
                                 "IKE SA {} established with {} ({}), {}",
                                 s.spis,
                                 s.peer,
                                 s.peer_id.as_deref().unwrap_or("-"),
                                 s.proposal.as_deref().unwrap_or("-")
-                            );
+                            )?;
                         }
                         return Ok(ExitCode::SUCCESS);
                     }
@@ -420,7 +421,7 @@ pub(crate) async fn run(a: IkeArgs) -> anyhow::Result<ExitCode> {
             show(&ans)?;
             if !a.json {
                 for s in &ans.spis {
-                    println!("deleting IKE SA {s}");
+                    crate::out::outln!("deleting IKE SA {s}")?;
                 }
             }
         }
@@ -435,7 +436,7 @@ pub(crate) async fn run(a: IkeArgs) -> anyhow::Result<ExitCode> {
             show(&ans)?;
             if !a.json {
                 for s in &ans.spis {
-                    println!("rekeying IKE SA {s}");
+                    crate::out::outln!("rekeying IKE SA {s}")?;
                 }
             }
         }

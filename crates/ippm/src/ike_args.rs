@@ -193,8 +193,8 @@ impl IkeArgs {
                 struct File {
                     ike: crate::ike::IkeSection,
                 }
-                let file: File = toml::from_str(&text)
-                    .with_context(|| format!("{}: an [ike] section", path.display()))?;
+                let file: File = crate::serve::config_error::parse(path, &text)
+                    .context("--ike-config needs an [ike] section")?;
                 let unspecified = if server.is_ipv4() {
                     SocketAddr::from(([0, 0, 0, 0], 0))
                 } else {

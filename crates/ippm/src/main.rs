@@ -1,10 +1,12 @@
 //! `ippm`: OWAMP, TWAMP and STAMP measurement, OWAMP and TWAMP with keys from IKEv2.
 
 mod archiving;
+mod errors;
 mod figures;
 mod ike;
 mod ike_args;
 mod measure;
+mod out;
 mod owping;
 mod plot;
 mod progress;
@@ -63,8 +65,11 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match run(cli) {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`): what it wanted it has; end as a Unix
+        // tool does, quietly and successfully.
+        Err(_) if out::closed() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ippm: {e:#}");
+            out::error(format_args!("ippm: {}", errors::explain(&e)));
             ExitCode::from(1)
         }
     }
@@ -76,7 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(a) => return results::report(a),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "ippm", &mut std::io::stdout());
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "ippm", &mut script);
+            std::io::Write::write_all(&mut out::Stdout, &script)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man { dir } => {

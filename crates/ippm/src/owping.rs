@@ -231,6 +231,7 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
     }
     let server = a.t.server(&a.host, 861)?;
     let modes = a.t.modes(a.t.ike_required())?;
+    crate::test_args::check_padding(a.padding, a.t.largest_header(&modes, false), server)?;
     if modes == [SecurityMode::Mixed] {
         bail!("OWAMP has no mixed mode (-A M)");
     }
@@ -301,17 +302,17 @@ pub(crate) async fn run(a: OwpingArgs) -> anyhow::Result<ExitCode> {
             to_server: r.to_server.as_ref().map(|w| dir_out(w, a.t.raw)),
             from_server: r.from_server.as_ref().map(|w| dir_out(w, a.t.raw)),
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        crate::out::outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!("mode:\t{}", r.mode);
+        crate::out::outln!("mode:\t{}", r.mode)?;
         if let Some(w) = &r.to_server {
-            print!("{}", text(&format!("to {server}"), w, &report(w), a.t.raw));
+            crate::out::out!("{}", text(&format!("to {server}"), w, &report(w), a.t.raw))?;
         }
         if let Some(w) = &r.from_server {
-            print!(
+            crate::out::out!(
                 "{}",
                 text(&format!("from {server}"), w, &report(w), a.t.raw)
-            );
+            )?;
         }
     }
     if let Some(path) = &a.plot {

@@ -203,18 +203,18 @@ pub(crate) fn run(a: ResultsArgs) -> anyhow::Result<ExitCode> {
         ResultsCommand::List { select, json } => {
             let rows = archive.sessions(&select.filter()?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                crate::out::outln!("{}", serde_json::to_string_pretty(&rows)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if rows.is_empty() {
-                println!("no sessions");
+                crate::out::outln!("no sessions")?;
             }
             for r in &rows {
                 let status = match (&r.status, &r.reason) {
                     (s, Some(why)) => format!("{} ({why})", status_name(s)),
                     (s, None) => status_name(s).to_owned(),
                 };
-                println!(
+                crate::out::outln!(
                     "{:>6}  {}  {} {:<5} {:<13} {:<11} {}",
                     r.id,
                     time(r.started_unix_ns),
@@ -223,7 +223,7 @@ pub(crate) fn run(a: ResultsArgs) -> anyhow::Result<ExitCode> {
                     r.mode,
                     status,
                     packets(r.summary.as_ref()),
-                );
+                )?;
             }
         }
         ResultsCommand::Export {
@@ -238,7 +238,7 @@ pub(crate) fn run(a: ResultsArgs) -> anyhow::Result<ExitCode> {
                     std::fs::File::create(p)
                         .with_context(|| format!("cannot write {}", p.display()))?,
                 )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                None => Box::new(std::io::BufWriter::new(crate::out::Stdout)),
             };
             match (format, session) {
                 (Format::Csv, Some(id)) => archive.export_records_csv(id, &mut out)?,
@@ -380,11 +380,11 @@ pub(crate) fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     );
     crate::plot::render(&plot_data(title, &row.peer, &records), &a.plot)
         .with_context(|| format!("cannot render {}", a.plot.display()))?;
-    eprintln!(
+    crate::out::error(format_args!(
         "session {}: {} packets plotted to {}",
         row.id,
         records.len(),
         a.plot.display()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -138,12 +138,15 @@ impl StampArgs {
         let padding = self
             .padding
             .map(|n| {
-                u16::try_from(n).map_err(|_| {
-                    anyhow::anyhow!(
-                        "-s {n}: a UDP datagram has room for at most {} octets of padding",
-                        ippm_net::stamp_client::max_payload(&reflector) - mode.base_len() - 4
-                    )
-                })
+                // Checked here, before any packet: the TLV's 4-octet header and the base
+                // packet share the datagram with the padding.
+                let max = ippm_net::stamp_client::max_payload(&reflector) - mode.base_len() - 4;
+                match u16::try_from(n) {
+                    Ok(p) if usize::from(p) <= max => Ok(p),
+                    _ => Err(anyhow::anyhow!(
+                        "-s {n}: a UDP datagram has room for at most {max} octets of padding"
+                    )),
+                }
             })
             .transpose()?;
         let tlvs = TlvSelection {
@@ -283,12 +286,12 @@ pub(crate) async fn run(a: StampArgs) -> anyhow::Result<ExitCode> {
     }
     let out = report::twoway(&r);
     if a.t.json {
-        println!("{}", serde_json::to_string_pretty(&json(&r, a.t.raw)?)?);
+        crate::out::outln!("{}", serde_json::to_string_pretty(&json(&r, a.t.raw)?)?)?;
     } else {
         if a.t.raw {
-            print!("{}", report::raw(&r));
+            crate::out::out!("{}", report::raw(&r))?;
         }
-        print!("{}", text(&out, &r));
+        crate::out::out!("{}", text(&out, &r))?;
     }
     if let Some(path) = &a.plot {
         let title = format!("STAMP delay, {} (reflector {})", r.mode.name(), r.reflector);

@@ -16,7 +16,7 @@ use crate::ike_args::{IkeKeeper, IkeUse};
 #[derive(Debug, Args)]
 pub(crate) struct CommonArgs {
     /// Number of test packets (each way, for owping).
-    #[arg(short = 'c', default_value_t = 100)]
+    #[arg(short = 'c', default_value_t = 100, value_parser = parse_count)]
     pub(crate) count: u32,
     /// Mean time between packets in seconds; append `f` for a fixed interval, `e` (default) for
     /// exponentially distributed gaps (RFC 4656 §5).
@@ -26,7 +26,12 @@ pub(crate) struct CommonArgs {
     #[arg(short = 'D', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..64))]
     pub(crate) dscp: u8,
     /// Seconds to wait for a packet before counting it lost.
-    #[arg(short = 'L', default_value_t = 2.0)]
+    #[arg(
+        short = 'L',
+        default_value_t = 2.0,
+        value_parser = parse_loss_timeout,
+        allow_negative_numbers = true
+    )]
     loss_timeout: f64,
     /// Use IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -89,9 +94,9 @@ impl CommonArgs {
         parse_interval(&self.interval)
     }
 
-    /// The loss timeout.
+    /// The loss timeout (checked by clap: positive, at most an hour).
     pub(crate) fn loss_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.loss_timeout.clamp(0.0, 3600.0))
+        Duration::from_secs_f64(self.loss_timeout)
     }
 
     /// The local port range.
@@ -144,6 +149,7 @@ impl TestArgs {
             let _ = s.await;
         }
         keeper.finish().await;
+        let result = result.map_err(|e| self.explain_no_common_mode(e));
         result.with_context(|| {
             if self.ike_required() {
                 format!("{what} {server} (keyed from an IKE SA: the server must offer RFC 7717)")
@@ -151,6 +157,60 @@ impl TestArgs {
                 format!("{what} {server}")
             }
         })
+    }
+
+    /// "No common mode" with the reason when the server offers a protected mode the client
+    /// asked for but cannot use: A, E and M need a secret (-u and -k, or an IKE SA).
+    fn explain_no_common_mode<E>(&self, e: E) -> anyhow::Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        use ippm_net::twamp_client::TwpingError;
+        use ippm_proto::session::Error as ControlError;
+        let (offered, protocol) = match (&e as &dyn std::error::Error).downcast_ref() {
+            Some(TwpingError::Control(ControlError::NoCommonMode { offered, protocol })) => {
+                (*offered, *protocol)
+            }
+            _ => return e.into(),
+        };
+        // What the server offers that only a secret opens (whatever -A asked for: without
+        // -u the client can use none of them).
+        let unkeyed: Vec<String> = offered
+            .security_modes(protocol)
+            .filter(|m| m.needs_secret())
+            .map(|m| format!("{} ({})", m, m.letter()))
+            .collect();
+        let offers = offered.named(protocol);
+        // The whole message is said anew: the protocol error's own text would repeat it.
+        if self.user.is_some() || unkeyed.is_empty() {
+            anyhow::anyhow!(
+                "no common mode: the server offers {offers}; ask with -A for one of those"
+            )
+        } else {
+            anyhow::anyhow!(
+                "no common mode: the server offers {offers}, and {} need an identity and its \
+                 pass-phrase: give -u USER -k FILE (or --ike to key it from an IKE SA)",
+                unkeyed.join(", ")
+            )
+        }
+    }
+
+    /// The largest test packet header of the modes -A allows (`reflector`: the packet the
+    /// sender builds is the reflector's size, as RFC 6038's symmetrical format is).
+    pub(crate) fn largest_header(&self, modes: &[SecurityMode], reflector: bool) -> usize {
+        use ippm_proto::wire::test::Layout;
+        modes
+            .iter()
+            .map(|m| {
+                let l = Layout::of(*m);
+                if reflector {
+                    l.reflector_header_len()
+                } else {
+                    l.sender_header_len()
+                }
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether the session must be keyed from an IKE SA.
@@ -184,6 +244,49 @@ impl TestArgs {
     }
 }
 
+/// `-c`: at least one packet. The count sizes nothing in memory (records are kept only for
+/// -R and --plot, and grow as packets come), so any larger count may start.
+fn parse_count(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err("a test needs at least one packet: give -c 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "{s:?} is not a packet count: give a whole number from 1 to {}",
+            u32::MAX
+        )),
+    }
+}
+
+/// `-L`: a positive number of seconds; 0, negative or NaN would count every packet lost
+/// before it could come back.
+fn parse_loss_timeout(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 3600.0 => Ok(x),
+        Ok(_) => Err(format!(
+            "-L {s}: the time to wait for a packet must be more than 0 and at most 3600 \
+             seconds (longer than any round trip; the default is 2)"
+        )),
+        Err(_) => Err(format!("{s:?} is not a number of seconds (e.g. 2 or 0.5)")),
+    }
+}
+
+/// The most padding a UDP datagram to `server` holds after a `header` of that many octets:
+/// 65,507 octets of payload over IPv4, 65,527 over IPv6 (RFC 768; the length field less the
+/// IP and UDP headers). Checked before any connection: the server cannot send what no
+/// datagram carries.
+pub(crate) fn check_padding(padding: u32, header: usize, server: SocketAddr) -> anyhow::Result<()> {
+    let payload: usize = if server.is_ipv6() { 65_527 } else { 65_507 };
+    let max = payload - header;
+    if usize::try_from(padding).map_or(true, |p| p > max) {
+        bail!(
+            "-s {padding}: a UDP datagram to {} has room for at most {max} octets of padding \
+             after the {header}-octet test packet header of this mode",
+            server.ip()
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_interval(s: &str) -> anyhow::Result<Interval> {
     let (num, kind) = match s.strip_suffix(['f', 'F']) {
         Some(n) => (n, 'f'),
@@ -203,13 +306,9 @@ pub(crate) fn parse_interval(s: &str) -> anyhow::Result<Interval> {
     })
 }
 
-pub(crate) fn resolve(
-    host: &str,
-    v4: bool,
-    v6: bool,
-    default_port: u16,
-) -> anyhow::Result<SocketAddr> {
-    let with_port = if host.parse::<IpAddr>().is_ok() && host.contains(':') {
+/// HOST or HOST:PORT as `host:port` (IPv6 literals bracketed), for the resolver.
+pub(crate) fn with_port(host: &str, default_port: u16) -> String {
+    if host.parse::<IpAddr>().is_ok() && host.contains(':') {
         format!("[{host}]:{default_port}")
     } else if host
         .rsplit_once(':')
@@ -218,10 +317,20 @@ pub(crate) fn resolve(
         host.to_owned()
     } else {
         format!("{host}:{default_port}")
-    };
-    let addrs = with_port
+    }
+}
+
+pub(crate) fn resolve(
+    host: &str,
+    v4: bool,
+    v6: bool,
+    default_port: u16,
+) -> anyhow::Result<SocketAddr> {
+    let addrs = with_port(host, default_port)
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {host}"))?;
+        .with_context(|| {
+            format!("cannot resolve {host} (check the name, or give an IP address)")
+        })?;
     addrs
         .into_iter()
         .find(|a| (!v4 || a.is_ipv4()) && (!v6 || a.is_ipv6()))

@@ -37,6 +37,11 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
         plot::check_format(path)?;
     }
     let server = a.t.server(&a.host, 862)?;
+    if let Some(p) = a.padding {
+        let modes = a.t.modes(a.t.ike_required())?;
+        let header = a.t.largest_header(&modes, a.symmetrical);
+        crate::test_args::check_padding(p, header, server)?;
+    }
     let (ike, keeper) = a.t.ike_credential(server.ip()).await?;
     let (progress, status) = if crate::progress::wanted() && !a.t.json {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -81,15 +86,15 @@ pub(crate) async fn run(a: TwpingArgs) -> anyhow::Result<ExitCode> {
     let result = a.t.finish(result, status, keeper, "twping", server).await?;
     let out = report::twoway(&result);
     if a.t.json {
-        println!(
+        crate::out::outln!(
             "{}",
             serde_json::to_string_pretty(&out.json(&result, a.t.raw))?
-        );
+        )?;
     } else {
         if a.t.raw {
-            print!("{}", report::raw(&result));
+            crate::out::out!("{}", report::raw(&result))?;
         }
-        print!("{}", out.text(&result));
+        crate::out::out!("{}", out.text(&result))?;
     }
     if let Some(path) = &a.plot {
         plot::render(&plot::from_twping(&result), path)?;

@@ -766,6 +766,7 @@ impl Client {
             self.chan.send_clear(&decline.to_vec());
             return Err(Error::NoCommonMode {
                 offered: server_modes,
+                protocol: self.protocol,
             });
         };
         let mut selected = mode.bit();

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 use crate::WireError;
-use crate::codepoints::{Accept, Command, Modes, SecurityMode};
+use crate::codepoints::{Accept, Command, Modes, Protocol, SecurityMode};
 use crate::crypto::CryptoError;
 use crate::wire::setup::KeyId;
 
@@ -54,14 +54,16 @@ pub enum Error {
     #[error("server offers no mode (Modes = 0): it refuses this client")]
     NoModes,
     /// Client: none of the server's modes is one this client is configured to use.
-    #[error("no common mode: server offers {offered:?}")]
+    #[error("no common mode: the server offers {}", offered.named(*protocol))]
     NoCommonMode {
         /// What the server advertised.
         offered: Modes,
+        /// The protocol of the connection, whose registry names the bits.
+        protocol: Protocol,
     },
     /// Server: the Set-Up-Response chose a mode that was not advertised, or not exactly one
     /// security mode.
-    #[error("client chose mode {chosen:?}, server advertised {advertised:?}")]
+    #[error("client chose mode {chosen}, server advertised {advertised}")]
     UnsupportedMode {
         /// The Mode field of the Set-Up-Response.
         chosen: Modes,

@@ -25,6 +25,7 @@ pub(crate) struct ArchiveSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MetricsSection {
+    #[serde(default, deserialize_with = "crate::serve::listen::one::<_, 9862>")]
     pub(crate) listen: Option<SocketAddr>,
 }
 
@@ -85,6 +86,11 @@ pub(super) enum Kind {
 pub(crate) struct Spec {
     /// `host:port` as configured (the archive's and the metrics' peer label).
     pub(super) label: String,
+    /// `host:port` as configured, what [`Spec::resolve`] looks up.
+    pub(super) peer: String,
+    /// The peer's address: the configured one when it is an IP address; for a name, resolved
+    /// anew for every session by [`Spec::resolve`] (a name that does not resolve fails that
+    /// session, not the daemon), and the unspecified address with the port until then.
     pub(super) server: SocketAddr,
     pub(super) protocol: Protocol,
     pub(super) interval: Interval,
@@ -148,6 +154,9 @@ impl MeasureSection {
 
 /// What every protocol's entry says the same way.
 struct Common {
+    /// `host:port` as configured.
+    peer: String,
+    /// The address when the peer is an IP address, else the unspecified one (see `Spec`).
     server: SocketAddr,
     rate: f64,
     interval: Interval,
@@ -157,8 +166,20 @@ struct Common {
 }
 
 fn common(m: &MeasureSection, what: &str, port: u16) -> anyhow::Result<Common> {
-    let server = crate::test_args::resolve(&m.peer, false, false, port)
-        .with_context(|| format!("{what}: peer"))?;
+    // No DNS here: a name is resolved for each session (Spec::resolve), asynchronously.
+    let peer = crate::test_args::with_port(&m.peer, port);
+    let server = match peer.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            let Some((host, p)) = peer.rsplit_once(':') else {
+                bail!("{what}: peer = {:?}: HOST or HOST:PORT", m.peer);
+            };
+            if host.is_empty() || host.contains(['[', ']', ' ']) {
+                bail!("{what}: peer = {:?}: HOST or HOST:PORT", m.peer);
+            }
+            SocketAddr::new([0, 0, 0, 0].into(), p.parse()?)
+        }
+    };
     let rate = m.rate.unwrap_or(10.0);
     if !(0.001..=100_000.0).contains(&rate) {
         bail!("{what}: rate = {rate}: between 0.001 and 100000 packets per second");
@@ -183,6 +204,7 @@ fn common(m: &MeasureSection, what: &str, port: u16) -> anyhow::Result<Common> {
         bail!("{what}: dscp = {dscp}: 0 to 63");
     }
     Ok(Common {
+        peer,
         server,
         rate,
         interval,
@@ -193,6 +215,24 @@ fn common(m: &MeasureSection, what: &str, port: u16) -> anyhow::Result<Common> {
 }
 
 impl Spec {
+    /// This entry with its peer's address for one session: a name is looked up now, without
+    /// blocking the runtime; the reason when it does not resolve.
+    pub(super) async fn resolve(&self) -> Result<Self, String> {
+        let mut s = self.clone();
+        if self.peer.parse::<SocketAddr>().is_err() {
+            let addr = tokio::net::lookup_host(&self.peer)
+                .await
+                .map_err(|e| format!("cannot resolve {}: {e}", self.peer))?
+                .next()
+                .ok_or_else(|| format!("{} has no address", self.peer))?;
+            s.server = addr;
+            if let Kind::Stamp(o) = &mut s.kind {
+                o.reflector = addr;
+            }
+        }
+        Ok(s)
+    }
+
     /// Checks an entry (`n`: its position, for messages) against the key file.
     pub(crate) fn parse(
         m: &MeasureSection,
@@ -223,7 +263,8 @@ impl Spec {
             control(m, &what, &c, protocol, keys)?
         };
         Ok(Self {
-            label: c.server.to_string(),
+            label: c.peer.clone(),
+            peer: c.peer,
             server: c.server,
             protocol,
             interval: c.interval,

@@ -153,6 +153,14 @@ async fn credential(
 /// One session; whether it completed.
 async fn one_session(spec: &Spec, sinks: &Sinks) -> bool {
     let started = now_ns();
+    let resolved = match spec.resolve().await {
+        Ok(s) => s,
+        Err(e) => {
+            failed_before_start(spec, sinks, started, &e).await;
+            return false;
+        }
+    };
+    let spec = &resolved;
     let (c, owamp) = match &spec.kind {
         Kind::Stamp(opts) => {
             let run = twoway::Stamp {

@@ -7,7 +7,8 @@
 //! keys = "/etc/ippm/keys.pfs"        # pass-phrase file (perfSONAR format, mode 600)
 //!
 //! [owamp]
-//! listen = ["0.0.0.0:861", "[::]:861"]
+//! listen = ["0.0.0.0:861", "[::]:861"]   # or one: listen = "192.0.2.1" (every listen key:
+//!                                    # one address or a list; no port: the protocol's)
 //! results_sessions = 4096            # sessions kept for Fetch-Session, finished or running
 //! results_records = 8388608          # records kept in all (about 32 octets each)
 //! results_records_per_session = 1048576  # larger requests get Accept = 4
@@ -56,6 +57,8 @@ use ippm_net::twamp_server::{TwampServerOptions, serve};
 use tokio::net::TcpListener;
 use tracing::info;
 
+pub(crate) mod config_error;
+pub(crate) mod listen;
 mod settings;
 mod stamp;
 
@@ -68,18 +71,19 @@ pub(crate) struct ServeArgs {
     /// TOML configuration file (see the documentation of `ippm serve`); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// TWAMP-Control address to listen on (repeatable). Default, when no address is given
-    /// for either protocol: `0.0.0.0:862` and `[::]:862`.
-    #[arg(long = "twamp-listen", value_name = "ADDR:PORT")]
+    /// TWAMP-Control address to listen on (repeatable; port 862 when only ADDR is given).
+    /// Default, when no address is given for either protocol: `0.0.0.0:862` and `[::]:862`.
+    #[arg(long = "twamp-listen", value_name = "ADDR[:PORT]", value_parser = listen::twamp)]
     twamp_listen: Vec<SocketAddr>,
-    /// OWAMP-Control address to listen on (repeatable). Default, when no address is given
-    /// for either protocol: `0.0.0.0:861` and `[::]:861`.
-    #[arg(long = "owamp-listen", value_name = "ADDR:PORT")]
+    /// OWAMP-Control address to listen on (repeatable; port 861 when only ADDR is given).
+    /// Default, when no address is given for either protocol: `0.0.0.0:861` and `[::]:861`.
+    #[arg(long = "owamp-listen", value_name = "ADDR[:PORT]", value_parser = listen::owamp)]
     owamp_listen: Vec<SocketAddr>,
-    /// STAMP Session-Reflector UDP address (repeatable; overrides `[stamp] listen`). Default
+    /// STAMP Session-Reflector UDP address (repeatable, port 862 when only ADDR is given;
+    /// overrides `[stamp] listen`). Default
     /// with `[stamp]` or --stamp-key-file: `0.0.0.0:862` and `[::]:862`. Naming only STAMP
     /// addresses runs no TWAMP or OWAMP listener.
-    #[arg(long = "stamp-listen", value_name = "ADDR:PORT")]
+    #[arg(long = "stamp-listen", value_name = "ADDR[:PORT]", value_parser = listen::twamp)]
     stamp_listen: Vec<SocketAddr>,
     /// The STAMP HMAC key: a file (mode 600) holding it in hex. Makes the reflector
     /// authenticated (RFC 8762 §4.4) unless `[stamp] mode` says otherwise.
@@ -127,9 +131,10 @@ pub(crate) struct ServeArgs {
     /// Do not advertise the RFC 5938 and RFC 6038 extensions.
     #[arg(long)]
     no_extensions: bool,
-    /// IKEv2 UDP address to listen on (repeatable; overrides `[ike] listen`). IKE runs when
+    /// IKEv2 UDP address to listen on (repeatable, port 500 when only ADDR is given;
+    /// overrides `[ike] listen`). IKE runs when
     /// this or an `[ike]` section is given.
-    #[arg(long = "ike-listen", value_name = "ADDR:PORT")]
+    #[arg(long = "ike-listen", value_name = "ADDR[:PORT]", value_parser = listen::ike)]
     ike_listen: Vec<SocketAddr>,
     /// The IKE control socket for `ippm ike` (default /run/ippm/ike.sock).
     #[arg(long = "ike-control", value_name = "PATH")]
@@ -138,8 +143,9 @@ pub(crate) struct ServeArgs {
     /// groups); the archive directory must be writable by it.
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` (overrides `[metrics] listen`).
-    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` (port 9862 when only ADDR is
+    /// given; overrides `[metrics] listen`).
+    #[arg(long = "metrics-listen", value_name = "ADDR[:PORT]", value_parser = listen::metrics)]
     metrics_listen: Option<SocketAddr>,
     /// Threads of the test-packet engine, which runs every test session (default: one per
     /// core; overrides `[engine] threads`).
@@ -289,7 +295,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             )));
         }
     }
-    info!(modes = ?opts.control.modes, "ippm serve running");
+    info!(modes = %opts.control.modes, "ippm serve running");
     wait_for_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);

@@ -52,6 +52,7 @@ struct EngineSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TwampSection {
+    #[serde(default, deserialize_with = "super::listen::list::<_, 862>")]
     listen: Option<Vec<SocketAddr>>,
     modes: Option<String>,
     test_ports: Option<String>,
@@ -62,6 +63,7 @@ struct TwampSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OwampSection {
+    #[serde(default, deserialize_with = "super::listen::list::<_, 861>")]
     listen: Option<Vec<SocketAddr>>,
     results_sessions: Option<usize>,
     results_records: Option<usize>,
@@ -99,8 +101,7 @@ struct IdentitySection {
 fn load_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    // toml's errors name the line and the offending key.
-    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    super::config_error::parse(path, &text)
 }
 
 pub(crate) fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
@@ -395,9 +396,20 @@ pub(super) fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
             if !(0.0..=36_500.0).contains(&keep) {
                 bail!("config: [archive] keep_records_days = {keep}: between 0 and 36500");
             }
+            let path = match a.and_then(|a| a.path.clone()) {
+                Some(p) => p,
+                None => {
+                    // Said at start: otherwise results land in a file nobody asked for.
+                    let p = PathBuf::from(crate::results::DEFAULT_ARCHIVE);
+                    info!(
+                        path = %p.display(),
+                        "[[measure]] results go to the default archive; set [archive] path = \"FILE\" to change it"
+                    );
+                    p
+                }
+            };
             Some((
-                a.and_then(|a| a.path.clone())
-                    .unwrap_or_else(|| crate::results::DEFAULT_ARCHIVE.into()),
+                path,
                 (keep > 0.0).then(|| Duration::from_secs_f64(keep * 86_400.0)),
             ))
         }

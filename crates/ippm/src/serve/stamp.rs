@@ -41,6 +41,7 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StampSection {
+    #[serde(default, deserialize_with = "super::listen::list::<_, 862>")]
     listen: Option<Vec<SocketAddr>>,
     mode: Option<String>,
     key_file: Option<PathBuf>,
