@@ -156,7 +156,50 @@ impl Modes {
     }
 }
 
-/// Writes `modes` as words; `protocol` `None` when the registry is not known.
+/// `{:#}`: the -A letters and the extensions by RFC, e.g. `OAE+5938+6038`, for lines a peer
+/// can make the server log often (kept short, as the log budget counts octets).
+fn write_compact(
+    f: &mut fmt::Formatter<'_>,
+    modes: Modes,
+    protocol: Option<Protocol>,
+) -> fmt::Result {
+    let owamp = protocol == Some(Protocol::Owamp);
+    let mut known = if owamp { Modes(0x07) } else { Modes(0x0f) };
+    for m in [
+        SecurityMode::Open,
+        SecurityMode::Authenticated,
+        SecurityMode::Encrypted,
+        SecurityMode::Mixed,
+    ] {
+        if modes.contains(m.bit()) && (!owamp || m.available(Protocol::Owamp)) {
+            write!(f, "{}", m.letter())?;
+        }
+    }
+    let bit4 = match protocol {
+        Some(Protocol::Owamp) => "+7717",
+        Some(Protocol::Twamp) => "+5938",
+        None => "+5938/7717",
+    };
+    for (bit, tag) in [
+        (Modes(0x10), bit4),
+        (Modes::TWAMP_REFLECT_OCTETS, "+6038r"),
+        (Modes::TWAMP_SYMMETRICAL_SIZE, "+6038s"),
+        (Modes::TWAMP_IKEV2_DERIVED, "+7717"),
+    ] {
+        known |= bit;
+        if modes.contains(bit) {
+            f.write_str(tag)?;
+        }
+    }
+    let unknown = modes & !known;
+    if !unknown.is_empty() {
+        write!(f, "+{:#x}", unknown.0)?;
+    }
+    Ok(())
+}
+
+/// Writes `modes` as words (`{:#}`: compact); `protocol` `None` when the registry is not
+/// known.
 fn write_modes(
     f: &mut fmt::Formatter<'_>,
     modes: Modes,
@@ -164,6 +207,9 @@ fn write_modes(
 ) -> fmt::Result {
     if modes.is_empty() {
         return f.write_str("no mode");
+    }
+    if f.alternate() {
+        return write_compact(f, modes, protocol);
     }
     let mut names: Vec<String> = Vec::new();
     // Open first, as perfSONAR lists them (O, A, E, M), each with its -A letter.
@@ -479,6 +525,16 @@ mod tests {
         );
         assert_eq!(Modes(0x100).named(Twamp).to_string(), "unknown bits 0x100");
         assert_eq!(Modes::NONE.to_string(), "no mode");
+        // Compact, for lines a peer can make frequent.
+        assert_eq!(
+            format!("{:#}", Modes(0x71).named(Twamp)),
+            "O+5938+6038r+6038s"
+        );
+        assert_eq!(format!("{:#}", Modes(0x1d).named(Owamp)), "OE+7717+0x8");
+        assert_eq!(
+            format!("{:#}", Modes(0xffff_ffff)),
+            "OAEM+5938/7717+6038r+6038s+7717+0xffffff00"
+        );
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub enum Error {
     },
     /// Server: the Set-Up-Response chose a mode that was not advertised, or not exactly one
     /// security mode.
-    #[error("client chose mode {chosen}, server advertised {advertised}")]
+    // Compact: a client chooses how often the server logs this.
+    #[error("client chose mode {chosen:#}, server advertised {advertised:#}")]
     UnsupportedMode {
         /// The Mode field of the Set-Up-Response.
         chosen: Modes,
