@@ -575,11 +575,11 @@ fn stamp_input_errors_say_what_to_do() {
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
     let bad = bad.to_str().unwrap();
     for (args, want) in [
-        (&["-c", "0"][..], "-c 0: nothing to send"),
+        (&["-c", "0"][..], "at least one packet: give -c 1 or more"),
         (&["-A", "A"][..], "needs the HMAC key: --hmac-key-file FILE"),
         (&["-A", "E"][..], "O (unauthenticated) or A (authenticated)"),
         (&["-s", "70000"][..], "room for at most 65459 octets"),
-        (&["-s", "65500"][..], "use a smaller -s"),
+        (&["-s", "65459", "--location"][..], "use a smaller -s"),
         (&["--cos", "64"][..], "DSCP 0-63"),
         (
             &["--access-report", "5:1"][..],
