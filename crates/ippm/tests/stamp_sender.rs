@@ -678,7 +678,11 @@ fn stamp_against_the_ippm_serve_reflector() {
         t["class_of_service"]["replies_arrived_with"],
         serde_json::json!([{"dscp": 46, "ecn": 0, "replies": 10}])
     );
-    assert_eq!(t["follow_up"]["reported"], 9);
+    // The first reply after transmit stamps start has nothing to report, and a stamp the
+    // kernel has not handed over when the next request is answered gives zeros too (RFC 8972
+    // §4.7 allows it): most, not all, of the later replies report.
+    let reported = t["follow_up"]["reported"].as_u64().unwrap();
+    assert!((7..=9).contains(&reported), "{reported}");
     drop(s);
 
     let dir = tempfile::tempdir().unwrap();
